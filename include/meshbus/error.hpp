@@ -1,0 +1,42 @@
+/// @file
+/// The exception meshbus throws for setup failures and wrong API use, and its codes.
+/// Hot-path results are values (see PublishResult); background faults go to the
+/// error handler, the counters in Stats, and the log.
+#pragma once
+
+#include <string>
+#include <system_error>
+
+namespace meshbus {
+
+/// Error codes carried by meshbus::error.
+enum class errc {
+  invalid_argument = 1,  ///< a value the API cannot accept (message says which)
+  invalid_topic,         ///< topic or pattern syntax
+  stopped,               ///< the Node was stopped
+  address_in_use,        ///< a fixed port is taken
+  network,               ///< a socket could not be created, bound or configured
+  configuration,         ///< an option or MESHBUS_* environment variable is invalid
+  timeout,               ///< a bounded wait ran out
+  message_too_large,     ///< an event exceeds Options::max_message_bytes
+  // Background faults, reported to Options::on_error (never thrown):
+  handler_failed,   ///< a handler threw
+  malformed_input,  ///< network input was malformed or of another protocol version: dropped
+  peer_overloaded,  ///< a peer's queue refused a message, or data went past a stalled subscriber
+  data_loss,        ///< a sequence gap: events of a stream did not arrive
+};
+
+const std::error_category& error_category() noexcept;
+std::error_code make_error_code(errc e) noexcept;
+
+/// Thrown for setup failures and API misuse. what() says what to do about it.
+class error : public std::system_error {
+ public:
+  error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
+  errc code_value() const noexcept { return static_cast<errc>(code().value()); }
+};
+
+}  // namespace meshbus
+
+template <>
+struct std::is_error_code_enum<meshbus::errc> : std::true_type {};

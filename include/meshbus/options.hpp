@@ -1,0 +1,92 @@
+/// @file
+/// meshbus::Options — everything a Node can be configured with.
+///
+/// Fields left at their defaults are filled from the environment when
+/// use_environment is true (the default):
+///   MESHBUS_NAME, MESHBUS_CLUSTER, MESHBUS_INTERFACE, MESHBUS_BEACON_PORT,
+///   MESHBUS_PEERS, MESHBUS_PORT (ROUTER), MESHBUS_PUB_PORT, MESHBUS_LOG.
+/// An explicit option always wins over the environment.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "meshbus/types.hpp"
+
+namespace meshbus {
+
+/// What publish() does when the send queue is full.
+enum class SendPolicy : std::uint8_t {
+  block,  ///< wait up to Options::send_timeout for space, then return would_block
+  fail,   ///< return would_block at once
+};
+
+struct Options {
+  /// Human-readable name shown to peers. Default: "<hostname>-<pid>".
+  std::string name;
+  /// Nodes talk only to nodes of the same cluster. Default: "meshbus".
+  std::string cluster;
+  /// Where to announce and listen: "" (loopback only: the default), "loopback",
+  /// an interface name ("eth0"), one of its IPv4 addresses, or "all".
+  std::string interface;
+  /// UDP port of the beacon. 0: MESHBUS_BEACON_PORT or 5670.
+  std::uint16_t beacon_port = 0;
+  std::chrono::milliseconds beacon_interval{1000};
+  /// A peer is suspect after this many beacon intervals without a sign of life...
+  unsigned suspect_after_missed = 3;
+  /// ...and gone after this long. 0: max(5 s, (suspect_after_missed + 2) x beacon_interval).
+  std::chrono::milliseconds peer_expiry{0};
+  /// Seeds, "host:port" of nodes with a fixed ROUTER port, for networks without
+  /// broadcast. One is enough: seeds pass on the peers they know.
+  std::vector<std::string> seeds;
+  /// Fixed ports (0: ephemeral). A node that serves as a seed needs a fixed router_port.
+  std::uint16_t router_port = 0;
+  std::uint16_t pub_port = 0;
+  /// Free-form key/values sent to peers in HELLO.
+  std::map<std::string, std::string> metadata;
+  /// Default: random per Node.
+  std::optional<NodeId> node_id;
+  /// Fill unset fields from MESHBUS_* variables.
+  bool use_environment = true;
+
+  /// true: the Node runs its own I/O thread and handler threads. false: nothing
+  /// runs until the caller calls Node::poll_once(), which also runs the handlers.
+  bool background_thread = true;
+  /// Handler threads (background mode). Streams are spread over them by hash;
+  /// one stream always runs on one thread, in order.
+  unsigned handler_threads = 1;
+  /// Deliver this node's own events to its own matching subscriptions.
+  bool local_delivery = true;
+
+  /// Published bytes waiting for ZeroMQ, at most; then send_policy applies.
+  std::size_t send_queue_bytes = std::size_t{64} << 20;
+  SendPolicy send_policy = SendPolicy::block;
+  std::chrono::milliseconds send_timeout{10000};
+  /// Received bytes waiting for handlers, at most; then reading pauses
+  /// (back-pressure through ZeroMQ to the publishers; counted in Stats::receive_pauses).
+  std::size_t receive_queue_bytes = std::size_t{64} << 20;
+  /// Largest batch of small events in one ZeroMQ message.
+  std::size_t max_batch_bytes = std::size_t{64} << 10;
+  /// Largest message accepted from the network (ZMQ_MAXMSGSIZE) and largest event
+  /// that can be published. Must be the same on every node.
+  std::size_t max_message_bytes = std::size_t{16} << 20;
+  /// ZeroMQ high-water mark (messages) per subscriber and per peer. Small events
+  /// travel in batches of up to max_batch_bytes, so this bounds the bytes queued in
+  /// ZeroMQ per subscriber to about zmq_hwm x max_batch_bytes.
+  int zmq_hwm = 1000;
+  /// How long stop() keeps trying to hand over unsent data.
+  std::chrono::milliseconds linger{2000};
+
+  /// Background faults (handler exceptions, malformed input, refused sends), once
+  /// per cause and then counted in Stats. Called on a meshbus thread; must not throw.
+  std::function<void(std::error_code, const std::string&)> on_error;
+};
+
+}  // namespace meshbus

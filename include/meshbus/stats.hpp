@@ -1,0 +1,53 @@
+/// @file
+/// Counters a Node keeps. Every drop, refusal and malformed input is counted here;
+/// nothing is lost without a number going up.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace meshbus {
+
+struct Stats {
+  // --- publishing ---
+  std::uint64_t events_published = 0;     ///< events accepted by publish()
+  std::uint64_t batches_sent = 0;         ///< data messages handed to ZeroMQ
+  std::uint64_t bytes_sent = 0;           ///< bytes of those messages
+  std::uint64_t publish_would_block = 0;  ///< publish() returned would_block: send queue full
+  std::uint64_t send_stalls = 0;          ///< times ZeroMQ refused a data message at its
+                                          ///< high-water mark (a subscriber is slow); retried
+  std::uint64_t sent_past_gone = 0;       ///< data messages sent while a departed peer's full
+                                          ///< queue refused them; that peer does not get them
+  std::uint64_t heartbeats_sent = 0;
+  std::uint64_t control_send_failures = 0;  ///< control messages refused by a full peer queue
+                                            ///< (their timers send them again)
+  // --- receiving ---
+  std::uint64_t batches_received = 0;
+  std::uint64_t events_received = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t events_delivered = 0;   ///< handler calls that returned normally
+  std::uint64_t handler_errors = 0;     ///< handler calls that threw
+  std::uint64_t events_unmatched = 0;   ///< passed ZeroMQ's prefix filter, matched no pattern
+  std::uint64_t gaps = 0;               ///< sequence gaps detected
+  std::uint64_t events_missing = 0;     ///< events skipped over by those gaps
+  std::uint64_t duplicates_dropped = 0; ///< events already received, not delivered again
+  std::uint64_t receive_pauses = 0;     ///< times reading paused: handler queue full
+  // --- bad input (dropped, counted, logged once per cause) ---
+  std::uint64_t malformed_beacons = 0;
+  std::uint64_t unsupported_beacons = 0;      ///< another protocol version
+  std::uint64_t foreign_cluster_beacons = 0;  ///< another cluster name: ignored
+  std::uint64_t foreign_network_beacons = 0;  ///< from outside the selected interfaces
+  std::uint64_t malformed_messages = 0;       ///< data or control frames
+  std::uint64_t unsupported_messages = 0;     ///< another protocol version
+  std::uint64_t unknown_senders = 0;          ///< directed messages without a valid sender id
+  // --- peers ---
+  std::uint64_t peers_joined = 0;
+  std::uint64_t peers_left = 0;
+  std::uint64_t peers_suspected = 0;
+  std::size_t peers_alive = 0;
+  std::size_t peers_suspect = 0;
+  std::size_t send_queue_bytes = 0;     ///< published, not yet taken by ZeroMQ
+  std::size_t receive_queue_bytes = 0;  ///< received, not yet handled
+};
+
+}  // namespace meshbus

@@ -1,0 +1,36 @@
+// meshbus::error's category.
+#include "meshbus/error.hpp"
+
+namespace meshbus {
+namespace {
+class category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "meshbus"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::invalid_argument: return "invalid argument";
+      case errc::invalid_topic: return "invalid topic or pattern";
+      case errc::stopped: return "node stopped";
+      case errc::address_in_use: return "address in use";
+      case errc::network: return "network error";
+      case errc::configuration: return "invalid configuration";
+      case errc::timeout: return "timed out";
+      case errc::message_too_large: return "message too large";
+      case errc::handler_failed: return "handler failed";
+      case errc::malformed_input: return "malformed input dropped";
+      case errc::peer_overloaded: return "peer overloaded";
+      case errc::data_loss: return "data loss";
+    }
+    return "unknown meshbus error";
+  }
+};
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const category instance;
+  return instance;
+}
+
+std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+}  // namespace meshbus

@@ -1,0 +1,58 @@
+// meshbus::Node: the public face of node_impl (pimpl keeps ZeroMQ out of the API).
+#include "meshbus/node.hpp"
+
+#include "lib/node/node_loop.hpp"
+
+namespace meshbus {
+namespace {
+// The common case, no optional fields, skips their checks entirely.
+const PublishOptions* if_any(const PublishOptions& o) noexcept {
+  const bool empty = o.event_id.empty() && o.type_name.empty() && o.type_version == 0 &&
+                     o.correlation_id.empty() && o.causation_id.empty() && o.content_type.empty() &&
+                     o.headers.empty() && !o.timestamp;
+  return empty ? nullptr : &o;
+}
+}  // namespace
+
+Node::Node(Options options) : impl_(std::make_unique<detail::node_impl>(options)) {}
+Node::~Node() = default;
+
+PublishResult Node::publish(std::string_view topic, std::span<const std::byte> payload,
+                            const PublishOptions& options) {
+  return impl_->publish(topic,
+                        wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
+                        if_any(options));
+}
+
+PublishResult Node::publish(std::string_view topic, std::string_view text, const PublishOptions& options) {
+  return impl_->publish(topic, wire::byte_view(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                        if_any(options));
+}
+
+Subscription Node::subscribe(std::string_view pattern, Handler handler) {
+  return impl_->subscribe(pattern, std::move(handler));
+}
+void Node::unsubscribe(Subscription subscription) { impl_->unsubscribe(subscription); }
+void Node::on_peer(PeerHandler handler) { impl_->set_peer_handler(std::move(handler)); }
+bool Node::wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout) {
+  return impl_->wait_for_subscribers(topic, count, timeout);
+}
+bool Node::wait_for_peers(std::size_t count, std::chrono::milliseconds timeout) {
+  return impl_->wait_for_peers(count, timeout);
+}
+bool Node::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
+std::size_t Node::poll_once(std::chrono::milliseconds timeout) { return impl_->poll_once(timeout); }
+void Node::stop() { impl_->stop(); }
+bool Node::stopped() const noexcept { return impl_->stopped(); }
+Stats Node::stats() const { return impl_->stats(); }
+std::vector<PeerInfo> Node::peers() const { return impl_->peers(); }
+const NodeId& Node::id() const noexcept { return impl_->id(); }
+std::uint64_t Node::epoch() const noexcept { return impl_->epoch(); }
+const std::string& Node::name() const noexcept { return impl_->name(); }
+const std::string& Node::cluster() const noexcept { return impl_->cluster(); }
+const std::string& Node::bind_address() const noexcept { return impl_->bind_address(); }
+std::uint16_t Node::router_port() const noexcept { return impl_->router_port(); }
+std::uint16_t Node::pub_port() const noexcept { return impl_->pub_port(); }
+std::uint16_t Node::beacon_port() const noexcept { return impl_->beacon_port(); }
+
+}  // namespace meshbus

@@ -1,0 +1,251 @@
+// node_impl: the state and I/O loop behind meshbus::Node.
+//
+// One I/O thread (or the poll_once() caller) owns every socket: the ZeroMQ
+// transport and the UDP beacon socket. API threads reach it through the outbox
+// (events), the command queue (subscription changes) and an eventfd that wakes the
+// loop. The loop never blocks on a peer: sends use DONTWAIT, refusals are counted
+// and retried by timers. Handlers run in the dispatcher, never here.
+//
+// Peer protocol (docs/protocol.md §5): beacon or seed -> connect DEALER and SUB ->
+// HELLO both ways -> the peer is joined. Each node keeps one readiness sentinel
+// subscription; when a publisher's XPUB sees it, every earlier subscription of that
+// subscriber is in effect there, and the publisher answers READY.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "discovery/beacon_socket.hpp"
+#include "discovery/interfaces.hpp"
+#include "discovery/peer_table.hpp"
+#include "discovery/seeds.hpp"
+#include "lib/node/counters.hpp"
+#include "lib/node/dispatcher.hpp"
+#include "lib/node/log.hpp"
+#include "lib/node/outbox.hpp"
+#include "lib/node/subscriptions.hpp"
+#include "lib/reliability/stream_tracker.hpp"
+#include "lib/transport/zmq_transport.hpp"
+#include "lib/wire/control.hpp"
+#include "meshbus/node.hpp"
+
+namespace meshbus::detail {
+
+using clock = std::chrono::steady_clock;
+
+/// Owns a file descriptor.
+class unique_fd {
+ public:
+  unique_fd() = default;
+  ~unique_fd();
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  void reset(int fd) noexcept;
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+class node_impl {
+ public:
+  explicit node_impl(const Options& given);
+  ~node_impl();
+  node_impl(const node_impl&) = delete;
+  node_impl& operator=(const node_impl&) = delete;
+
+  // --- API, any thread ---
+  PublishResult publish(std::string_view topic, wire::byte_view payload, const PublishOptions* po);
+  Subscription subscribe(std::string_view pattern, Handler handler);
+  void unsubscribe(Subscription s);
+  void set_peer_handler(PeerHandler h);
+  bool wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout);
+  bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout);
+  bool flush(std::chrono::milliseconds timeout);
+  std::size_t poll_once(std::chrono::milliseconds timeout);
+  void stop();
+  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  Stats stats() const;
+  std::vector<PeerInfo> peers() const;
+
+  const NodeId& id() const noexcept { return id_; }
+  std::uint64_t epoch() const noexcept { return epoch_; }
+  const std::string& name() const noexcept { return opts_.name; }
+  const std::string& cluster() const noexcept { return opts_.cluster; }
+  const std::string& bind_address() const noexcept { return interfaces_.bind_address; }
+  std::uint16_t router_port() const noexcept { return router_port_; }
+  std::uint16_t pub_port() const noexcept { return pub_port_; }
+  std::uint16_t beacon_port() const noexcept { return opts_.beacon_port; }
+
+ private:
+  // A peer as the protocol sees it (I/O thread only).
+  struct peer_session {
+    wire::node_id_bytes id{};
+    std::uint64_t epoch = 0;
+    discovery::peer_endpoint endpoint;
+    bool hello_sent = false;
+    bool hello_received = false;
+    bool announced = false;
+    clock::time_point last_hello_sent{};
+    clock::time_point joined_at{};
+    std::string name;
+    std::map<std::string, std::string> metadata;
+    // As a subscriber of this node.
+    std::uint64_t patterns_generation = 0;
+    std::vector<std::string> patterns;
+    std::uint64_t ready_generation = 0;
+    bool ready_seen = false;
+    // As a publisher to this node: the generation of ours it confirmed.
+    std::uint64_t confirmed_generation = 0;
+  };
+  // What API threads may read about a peer (under view_mu_).
+  struct subscriber_view {
+    std::vector<wire::pattern> patterns;
+    bool ready = false;
+  };
+  struct publisher_streams {
+    std::uint64_t epoch = 0;
+    std::unordered_map<std::string, reliability::stream_position, string_hash, std::equal_to<>> topics;
+  };
+  struct topic_state {
+    std::uint64_t last_seq = 0;
+    clock::time_point last_sent{};
+  };
+  struct pending_send {
+    zmq::message_t msg;
+    std::size_t bytes = 0;
+    std::string topic;
+    std::uint64_t last_seq = 0;
+  };
+  struct seed_state {
+    discovery::seed_address address;
+    std::string endpoint;
+    std::uint32_t resolved = 0;  ///< IPv4, 0 if not resolved yet
+    std::optional<wire::node_id_bytes> identified;
+  };
+
+  // loop
+  void run();
+  std::size_t loop_once(std::chrono::milliseconds max_wait);
+  void wake() noexcept;
+  bool wait_for_view(const std::function<bool()>& satisfied, clock::time_point deadline);
+  void post_command(std::function<void()> cmd);
+  void run_commands();
+  void shutdown_io();
+
+  // timers
+  void run_timers(clock::time_point now);
+  clock::time_point next_timer() const;
+  void on_interval(clock::time_point now);
+  void send_heartbeats(clock::time_point now);
+
+  // outbound data
+  void pump_outbox(clock::time_point now);
+  void send_pending(clock::time_point now);
+
+  // inbound
+  std::size_t process_beacons(clock::time_point now);
+  std::size_t process_router(clock::time_point now);
+  std::size_t process_sub();
+  std::size_t process_xpub();
+  void handle_data(zmq::message_t&& msg);
+  void handle_control(const wire::node_id_bytes& from, wire::control_msg& msg, const std::string& ip,
+                      clock::time_point now);
+  void handle_hello(const wire::node_id_bytes& from, wire::hello_msg& m, const std::string& ip,
+                    clock::time_point now);
+
+  // peers
+  void apply_transition(const discovery::peer_transition& t, clock::time_point now);
+  peer_session& open_session(const discovery::peer_transition& t, clock::time_point now);
+  /// `draining`: the peer said goodbye, so its data may still be in flight on the
+  /// PUB connection (a goodbye travels on another one); keep reading it for a while.
+  void close_session(const wire::node_id_bytes& id, bool draining = false);
+  void retire_drained(clock::time_point now);
+  wire::hello_msg make_hello() const;
+  wire::bytes make_beacon(std::uint8_t flags) const;
+  void send_hello(peer_session& s, clock::time_point now);
+  void send_control(const wire::node_id_bytes& id, const wire::control_msg& m);
+  void merge_gossip(const std::vector<wire::peer_address>& peers, clock::time_point now);
+  std::vector<wire::peer_address> gossip_list() const;
+  void announce(PeerEvent::Kind kind, const peer_session& s);
+  void update_subscriber_view(const peer_session& s);
+  void touch_view(const wire::node_id_bytes& id, clock::time_point now);
+  PeerInfo info_of(const peer_session& s) const;
+  void subscriptions_changed();
+  void send_ready(peer_session& s);
+  void send_seed_hellos(clock::time_point now);
+  void report(fault f, const std::string& message);
+
+  // --- configuration (immutable) ---
+  Options opts_;
+  std::vector<seed_state> seeds_;
+  NodeId id_;
+  wire::node_id_bytes id_bytes_{};
+  std::uint64_t epoch_ = 0;
+  std::uint64_t cluster_hash_ = 0;
+  discovery::interface_selection interfaces_;
+  std::uint16_t router_port_ = 0;
+  std::uint16_t pub_port_ = 0;
+
+  // --- shared with API threads ---
+  node_counters counters_;
+  fault_log faults_;
+  unique_fd wake_fd_;
+  std::mutex cmd_mu_;
+  std::vector<std::function<void()>> commands_;
+  std::unique_ptr<outbox> outbox_;
+  subscription_registry subs_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stopped_{false};
+  std::mutex stop_mu_;
+  mutable std::mutex view_mu_;
+  std::condition_variable view_cv_;
+  std::map<wire::node_id_bytes, PeerInfo> peer_view_;
+  std::map<wire::node_id_bytes, subscriber_view> subscriber_view_;
+  std::mutex peer_handler_mu_;
+  PeerHandler peer_handler_;
+
+  // --- I/O thread only ---
+  std::unique_ptr<transport::zmq_transport> transport_;
+  std::unique_ptr<discovery::beacon_socket> beacon_;
+  discovery::peer_table table_;
+  std::map<wire::node_id_bytes, peer_session> sessions_;
+  std::map<wire::node_id_bytes, std::uint64_t> early_ready_;  ///< sentinels seen before HELLO
+  std::map<wire::node_id_bytes, publisher_streams> streams_;
+  std::map<std::string, topic_state, std::less<>> topics_;
+  std::deque<pending_send> pending_;
+  struct draining_sub {
+    clock::time_point until;
+    std::string endpoint;
+    wire::node_id_bytes id{};
+  };
+  std::vector<draining_sub> draining_;
+  std::vector<outbox_batch> drained_;
+  bool stalled_ = false;
+  bool lossy_episode_ = false;
+  bool peer_left_during_stall_ = false;
+  clock::time_point stall_since_{};
+  bool receive_paused_ = false;
+  std::uint64_t sub_generation_ = 0;
+  std::string sentinel_;
+  wire::bytes beacon_buf_;
+  clock::time_point next_beacon_{};
+  clock::time_point next_tick_{};
+  clock::time_point next_interval_{};
+
+  std::unique_ptr<dispatcher> dispatcher_;
+  std::thread io_thread_;
+};
+
+}  // namespace meshbus::detail

@@ -1,0 +1,62 @@
+// Subscriptions of one node: patterns, handlers, and the per-topic match cache.
+//
+// API threads add and remove entries under a mutex; the I/O thread reads a
+// snapshot and caches, per topic, the list of matching entries (rebuilt when the
+// generation changes). Removal only flips `active`, so a dispatch already holding
+// the entry skips it from then on.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lib/node/outbox.hpp"  // string_hash
+#include "lib/wire/topic.hpp"
+#include "meshbus/event.hpp"
+
+namespace meshbus::detail {
+
+using event_handler = std::function<void(const Event&)>;
+
+struct subscription_entry {
+  std::uint64_t id = 0;
+  wire::pattern pattern;
+  event_handler handler;
+  std::atomic<bool> active{true};
+};
+
+using match_list = std::vector<std::shared_ptr<subscription_entry>>;
+
+class subscription_registry {
+ public:
+  /// Adds a compiled pattern; returns the entry. Any thread.
+  std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h);
+  /// Removes by id; returns the entry (inactive now) or null. Any thread.
+  std::shared_ptr<subscription_entry> remove(std::uint64_t id);
+  /// Pattern texts of all active subscriptions.
+  std::vector<std::string> patterns() const;
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+  bool empty() const;
+
+  /// Entries matching `topic`, cached per topic. I/O thread only. Returns null
+  /// when nothing matches.
+  std::shared_ptr<const match_list> match(std::string_view topic);
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<subscription_entry>> entries_;
+  std::uint64_t next_id_ = 1;
+  std::atomic<std::uint64_t> generation_{0};
+
+  // I/O thread only.
+  std::uint64_t cache_generation_ = UINT64_MAX;
+  std::unordered_map<std::string, std::shared_ptr<const match_list>, string_hash, std::equal_to<>>
+      cache_;
+};
+
+}  // namespace meshbus::detail

@@ -1,0 +1,231 @@
+// Control message codec. These messages are rare (per peer, not per event), so
+// decoding into owning structures is fine; every count and length is bounded.
+#include "lib/wire/control.hpp"
+
+#include "lib/wire/topic.hpp"
+
+namespace meshbus::wire {
+namespace {
+
+void write_peers(mp_writer& w, const std::vector<peer_address>& peers) {
+  w.array(static_cast<std::uint32_t>(peers.size()));
+  for (const auto& p : peers) {
+    w.array(4);
+    w.bin(p.id.data(), p.id.size());
+    w.str(p.host);
+    w.uint(p.router_port);
+    w.uint(p.pub_port);
+  }
+}
+
+void write_strings(mp_writer& w, const std::vector<std::string>& v) {
+  w.array(static_cast<std::uint32_t>(v.size()));
+  for (const auto& s : v) w.str(s);
+}
+
+bool read_string(mp_reader& r, std::string& out, std::size_t max) {
+  std::string_view v;
+  if (!r.read_str(v, max)) return false;
+  out.assign(v);
+  return true;
+}
+
+bool read_port(mp_reader& r, std::uint16_t& port) {
+  std::uint64_t v = 0;
+  if (!r.read_uint(v, 0xffff)) return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+bool read_peers(mp_reader& r, std::vector<peer_address>& out) {
+  std::uint32_t n = 0;
+  if (!r.read_array(n, max_gossip_peers)) return false;
+  out.clear();
+  out.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::uint32_t fields = 0;
+    peer_address p;
+    if (!r.read_array(fields, 16) || fields < 4) return r.fail();
+    r.read_fixed_bin(p.id.data(), p.id.size());
+    read_string(r, p.host, 255);
+    read_port(r, p.router_port);
+    read_port(r, p.pub_port);
+    r.skip_n(fields - 4);
+    if (r.failed()) return false;
+    out.push_back(std::move(p));
+  }
+  return true;
+}
+
+bool read_patterns(mp_reader& r, std::vector<std::string>& out) {
+  std::uint32_t n = 0;
+  if (!r.read_array(n, max_patterns)) return false;
+  out.clear();
+  out.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::string s;
+    if (!read_string(r, s, max_topic_length)) return false;
+    out.push_back(std::move(s));
+  }
+  return true;
+}
+
+// Reads the array header of a body and checks it has at least `min` fields.
+bool open_body(mp_reader& r, std::uint32_t min, std::uint32_t& n) {
+  return r.read_array(n, 64) && (n >= min || r.fail());
+}
+
+}  // namespace
+
+bytes encode_control(const control_msg& msg) {
+  bytes out;
+  out.reserve(128);
+  mp_writer w(out);
+  w.raw_byte(protocol_version);
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, hello_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::hello));
+          w.array(11);
+          w.bin(m.node_id.data(), m.node_id.size());
+          w.uint(m.epoch);
+          w.str(m.cluster);
+          w.str(m.name);
+          w.uint(m.router_port);
+          w.uint(m.pub_port);
+          w.map(static_cast<std::uint32_t>(m.metadata.size()));
+          for (const auto& [k, v] : m.metadata) {
+            w.str(k);
+            w.str(v);
+          }
+          w.uint(m.sub_generation);
+          write_strings(w, m.patterns);
+          write_peers(w, m.peers);
+          w.uint(0);  // reserved flags
+        } else if constexpr (std::is_same_v<T, subscriptions_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::subscriptions));
+          w.array(2);
+          w.uint(m.generation);
+          write_strings(w, m.patterns);
+        } else if constexpr (std::is_same_v<T, ready_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::ready));
+          w.array(2);
+          w.uint(m.generation);
+          w.array(static_cast<std::uint32_t>(m.positions.size()));
+          for (const auto& [topic, seq] : m.positions) {
+            w.array(2);
+            w.str(topic);
+            w.uint(seq);
+          }
+        } else if constexpr (std::is_same_v<T, ping_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::ping));
+          w.array(4);
+          w.uint(m.epoch);
+          w.uint(m.router_port);
+          w.uint(m.pub_port);
+          write_peers(w, m.peers);
+        } else {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::goodbye));
+          w.array(0);
+        }
+      },
+      msg);
+  return out;
+}
+
+decode_status decode_control(byte_view frame, control_msg& out) {
+  if (frame.size() < 2) return decode_status::malformed;
+  if (frame[0] != protocol_version) return decode_status::unsupported_version;
+  mp_reader r(frame.subspan(2));
+  std::uint32_t n = 0;
+  std::uint32_t known = 0;
+  switch (static_cast<control_kind>(frame[1])) {
+    case control_kind::hello: {
+      hello_msg m;
+      known = 11;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_fixed_bin(m.node_id.data(), m.node_id.size());
+      r.read_uint(m.epoch);
+      read_string(r, m.cluster, 255);
+      read_string(r, m.name, 255);
+      read_port(r, m.router_port);
+      read_port(r, m.pub_port);
+      std::uint32_t mn = 0;
+      if (r.read_map(mn, max_metadata)) {
+        for (std::uint32_t i = 0; i < mn && !r.failed(); ++i) {
+          std::string k, v;
+          read_string(r, k, 255);
+          read_string(r, v, max_metadata_value);
+          m.metadata.emplace_back(std::move(k), std::move(v));
+        }
+      }
+      r.read_uint(m.sub_generation);
+      read_patterns(r, m.patterns);
+      read_peers(r, m.peers);
+      std::uint64_t flags = 0;
+      r.read_uint(flags);
+      if (m.router_port == 0 || m.pub_port == 0) r.fail();
+      out = std::move(m);
+      break;
+    }
+    case control_kind::subscriptions: {
+      subscriptions_msg m;
+      known = 2;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.generation);
+      read_patterns(r, m.patterns);
+      out = std::move(m);
+      break;
+    }
+    case control_kind::ready: {
+      ready_msg m;
+      known = 2;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.generation);
+      std::uint32_t pn = 0;
+      if (r.read_array(pn, max_positions)) {
+        m.positions.reserve(pn);
+        for (std::uint32_t i = 0; i < pn && !r.failed(); ++i) {
+          std::uint32_t fields = 0;
+          std::string topic;
+          std::uint64_t seq = 0;
+          if (!r.read_array(fields, 16) || fields < 2) {
+            r.fail();
+            break;
+          }
+          read_string(r, topic, max_topic_length);
+          r.read_uint(seq);
+          r.skip_n(fields - 2);
+          m.positions.emplace_back(std::move(topic), seq);
+        }
+      }
+      out = std::move(m);
+      break;
+    }
+    case control_kind::ping: {
+      ping_msg m;
+      known = 4;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      read_port(r, m.router_port);
+      read_port(r, m.pub_port);
+      read_peers(r, m.peers);
+      if (m.router_port == 0 || m.pub_port == 0) r.fail();
+      out = std::move(m);
+      break;
+    }
+    case control_kind::goodbye:
+      known = 0;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      out = goodbye_msg{};
+      break;
+    default:
+      return decode_status::malformed;
+  }
+  if (!r.failed() && n > known) r.skip_n(n - known);
+  if (r.failed() || !r.at_end()) return decode_status::malformed;
+  return decode_status::ok;
+}
+
+}  // namespace meshbus::wire

@@ -1,0 +1,62 @@
+// Test support: Options for fast, isolated test clusters, and a thread-safe event log.
+#pragma once
+
+#include <meshbus/meshbus.hpp>
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.hpp"
+
+namespace meshbus::test {
+
+/// Loopback (the default), a cluster of its own, short beacon interval and expiry.
+inline Options fast_options(const std::string& cluster, const std::string& name) {
+  Options o;
+  o.cluster = cluster;
+  o.name = name;
+  o.beacon_interval = std::chrono::milliseconds(100);
+  o.peer_expiry = std::chrono::milliseconds(1000);
+  o.use_environment = false;
+  return o;
+}
+
+struct received_event {
+  std::string topic;
+  std::string payload;
+  NodeId publisher;
+  std::uint64_t sequence = 0;
+};
+
+/// Collects events from handlers; waits for counts with a deadline.
+class event_log {
+ public:
+  Handler handler() {
+    return [this](const Event& e) {
+      std::lock_guard lock(mu_);
+      events_.push_back({std::string(e.topic()), std::string(e.text()), e.publisher(), e.sequence()});
+      cv_.notify_all();
+    };
+  }
+  bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return events_.size() >= n; });
+  }
+  std::vector<received_event> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mu_);
+    return events_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<received_event> events_;
+};
+
+}  // namespace meshbus::test

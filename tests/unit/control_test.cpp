@@ -1,0 +1,89 @@
+// Control messages: every kind round-trips; truncations, wrong versions, unknown
+// kinds and out-of-bounds counts are refused.
+#include <catch2/catch.hpp>
+
+#include "lib/wire/control.hpp"
+
+using namespace meshbus::wire;
+
+namespace {
+node_id_bytes id_of(std::uint8_t seed) {
+  node_id_bytes id{};
+  for (std::size_t i = 0; i < 16; ++i) id[i] = static_cast<std::uint8_t>(seed + i);
+  return id;
+}
+
+std::vector<control_msg> samples() {
+  hello_msg h;
+  h.node_id = id_of(1);
+  h.epoch = 99;
+  h.cluster = "prod";
+  h.name = "orders-1";
+  h.router_port = 7000;
+  h.pub_port = 7001;
+  h.metadata = {{"role", "orders"}, {"zone", "eu"}};
+  h.sub_generation = 4;
+  h.patterns = {"orders.**", "payments.*.done"};
+  h.peers = {{id_of(9), "10.0.0.9", 7100, 7101}, {id_of(8), "10.0.0.8", 7200, 7201}};
+  return {h,
+          subscriptions_msg{5, {"a.b", "c.**"}},
+          ready_msg{5, {{"orders.eu", 10}, {"orders.us", 0}}},
+          ping_msg{99, 7000, 7001, {{id_of(3), "127.0.0.1", 1, 2}}},
+          goodbye_msg{}};
+}
+}  // namespace
+
+TEST_CASE("every control message round-trips", "[unit][wire]") {
+  for (const auto& m : samples()) {
+    const auto bytes = encode_control(m);
+    control_msg out;
+    REQUIRE(decode_control(bytes, out) == decode_status::ok);
+    CHECK(out == m);
+  }
+}
+
+TEST_CASE("every truncation of every control message is malformed", "[unit][wire]") {
+  for (const auto& m : samples()) {
+    const auto bytes = encode_control(m);
+    for (std::size_t n = 0; n < bytes.size(); ++n) {
+      control_msg out;
+      INFO("kind " << int(bytes[1]) << " length " << n);
+      CHECK(decode_control(byte_view(bytes.data(), n), out) == decode_status::malformed);
+    }
+  }
+}
+
+TEST_CASE("control messages of another version or kind are refused", "[unit][wire]") {
+  auto bytes = encode_control(goodbye_msg{});
+  control_msg out;
+  bytes[0] = 7;
+  CHECK(decode_control(bytes, out) == decode_status::unsupported_version);
+  bytes[0] = protocol_version;
+  bytes[1] = 0x55;
+  CHECK(decode_control(bytes, out) == decode_status::malformed);
+}
+
+TEST_CASE("hostile counts inside control messages are refused", "[unit][wire]") {
+  control_msg out;
+  SECTION("more patterns than allowed") {
+    subscriptions_msg m;
+    m.generation = 1;
+    m.patterns.assign(max_patterns + 1, "x");
+    CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
+  }
+  SECTION("a pattern longer than a topic may be") {
+    subscriptions_msg m;
+    m.patterns = {std::string(300, 'x')};
+    CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
+  }
+  SECTION("HELLO with a zero port") {
+    auto h = std::get<hello_msg>(samples()[0]);
+    h.pub_port = 0;
+    CHECK(decode_control(encode_control(h), out) == decode_status::malformed);
+  }
+  SECTION("trailing bytes") {
+    auto bytes = encode_control(ping_msg{1, 2, 3, {}});
+    bytes.push_back(0);
+    CHECK(decode_control(bytes, out) == decode_status::malformed);
+  }
+}

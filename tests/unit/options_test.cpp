@@ -1,0 +1,106 @@
+// Options resolution: defaults, environment, explicit values winning, and clear
+// errors for invalid settings.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "discovery/interfaces.hpp"
+#include "discovery/seeds.hpp"
+#include "lib/node/options.hpp"
+#include "meshbus/error.hpp"
+
+using namespace meshbus;
+using namespace std::chrono_literals;
+
+namespace {
+struct env_guard {
+  explicit env_guard(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~env_guard() { unsetenv(name_); }
+  const char* name_;
+};
+}  // namespace
+
+TEST_CASE("defaults: loopback, port 5670, cluster meshbus, a name", "[unit][options]") {
+  Options o;
+  o.use_environment = false;
+  const auto r = detail::resolve_options(o);
+  CHECK(r.options.cluster == "meshbus");
+  CHECK(r.options.beacon_port == 5670);
+  CHECK(r.options.interface.empty());
+  CHECK_FALSE(r.options.name.empty());
+  CHECK(r.options.peer_expiry == 5s);
+  const auto sel = discovery::select_interfaces(r.options.interface);
+  CHECK(sel.bind_address == "127.0.0.1");
+  REQUIRE(sel.interfaces.size() == 1);
+  CHECK(sel.interfaces[0].loopback);
+}
+
+TEST_CASE("environment fills unset options and explicit options win", "[unit][options]") {
+  env_guard a("MESHBUS_CLUSTER", "from-env");
+  env_guard b("MESHBUS_BEACON_PORT", "6001");
+  env_guard c("MESHBUS_PEERS", "10.0.0.1:7000, seed2:7001");
+  Options o;
+  auto r = detail::resolve_options(o);
+  CHECK(r.options.cluster == "from-env");
+  CHECK(r.options.beacon_port == 6001);
+  REQUIRE(r.seeds.size() == 2);
+  CHECK(r.seeds[1] == discovery::seed_address{"seed2", 7001});
+  o.cluster = "explicit";
+  o.beacon_port = 6002;
+  r = detail::resolve_options(o);
+  CHECK(r.options.cluster == "explicit");
+  CHECK(r.options.beacon_port == 6002);
+  o.use_environment = false;
+  o.cluster.clear();
+  CHECK(detail::resolve_options(o).options.cluster == "meshbus");
+}
+
+TEST_CASE("invalid environment values name the variable", "[unit][options]") {
+  env_guard a("MESHBUS_BEACON_PORT", "seventy");
+  try {
+    detail::resolve_options(Options{});
+    FAIL("expected meshbus::error");
+  } catch (const error& e) {
+    CHECK(e.code_value() == errc::configuration);
+    CHECK_THAT(e.what(), Catch::Contains("MESHBUS_BEACON_PORT"));
+  }
+}
+
+TEST_CASE("bad seeds and bad option values are configuration errors", "[unit][options]") {
+  CHECK_THROWS_WITH(discovery::parse_seeds("hostonly"), Catch::Contains("host:port"));
+  CHECK_THROWS_WITH(discovery::parse_seeds("h:0"), Catch::Contains("host:port"));
+  CHECK_THROWS_WITH(discovery::parse_seeds("h:70000"), Catch::Contains("host:port"));
+  CHECK(discovery::parse_seeds(" a:1 ,,b:2 ").size() == 2);
+  Options o;
+  o.use_environment = false;
+  o.beacon_interval = 1ms;
+  CHECK_THROWS_WITH(detail::resolve_options(o), Catch::Contains("beacon_interval"));
+  o = Options{};
+  o.use_environment = false;
+  o.peer_expiry = 2s;  // shorter than 3 x 1 s
+  CHECK_THROWS_WITH(detail::resolve_options(o), Catch::Contains("peer_expiry"));
+  o.peer_expiry = 0s;  // derived from a long interval
+  o.beacon_interval = 3s;
+  CHECK(detail::resolve_options(o).options.peer_expiry == 15s);
+  o = Options{};
+  o.use_environment = false;
+  o.max_batch_bytes = 100;
+  CHECK_THROWS_AS(detail::resolve_options(o), error);
+}
+
+TEST_CASE("interface selection rejects names that do not exist and lists the real ones", "[unit][options]") {
+  try {
+    discovery::select_interfaces("no-such-if0");
+    FAIL("expected meshbus::error");
+  } catch (const error& e) {
+    CHECK(e.code_value() == errc::configuration);
+    CHECK_THAT(e.what(), Catch::Contains("no-such-if0") && Catch::Contains("lo"));
+  }
+  const auto all = discovery::select_interfaces("all");
+  CHECK(all.bind_address == "0.0.0.0");
+  CHECK(all.interfaces.at(0).loopback);
+  const auto by_addr = discovery::select_interfaces("127.0.0.1");
+  CHECK(by_addr.bind_address == "127.0.0.1");
+  CHECK(by_addr.includes(0x7f000001u));
+  CHECK_FALSE(by_addr.includes(0x0a000001u));
+}
