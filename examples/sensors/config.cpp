@@ -1,0 +1,201 @@
+// The demo's command line and the settings derived from it; see config.hpp. Role
+// processes get the same public options as the launcher, plus hidden ones.
+#include "config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <functional>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace sensors_demo {
+
+using namespace std::chrono_literals;
+
+const char* to_string(role r) noexcept {
+  switch (r) {
+    case role::launcher: return "launcher";
+    case role::sensor: return "sensor";
+    case role::dashboard: return "dashboard";
+    case role::alerting: return "alerting";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr std::string_view usage =
+    "Usage: meshbus-demo [--sensors N] [--readings N] [--rate HZ] [--quiet] [--help]\n"
+    "\n"
+    "The meshbus sensors demo: starts a dashboard, an alerting service and N sensors as\n"
+    "separate processes. They find each other by UDP beacon on loopback (no broker),\n"
+    "exchange readings over ZeroMQ, and the demo ends with a table of what was sent and\n"
+    "received. Exit code 0 when every event arrived once and in order, 1 otherwise.\n"
+    "\n"
+    "Options:\n"
+    "  --sensors N    sensor processes, 1-20 (default 3)\n"
+    "  --readings N   readings per topic and sensor, 1-100000 (default 60)\n"
+    "  --rate HZ      readings per second and topic, 0.1-1000 (default 25)\n"
+    "  --quiet        print only the final summary\n"
+    "  --help         this text\n";
+
+// Thrown for a bad command line; what() says what is wrong.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+T parse_number(std::string_view option, std::string_view text, T low, T high) {
+  T value{};
+  const auto* end = text.data() + text.size();
+  const auto [p, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc{} || p != end || value < low || value > high) {
+    throw usage_error(fmt::format("{} needs a number from {} to {}, not '{}'", option, low, high, text));
+  }
+  return value;
+}
+
+role parse_role(std::string_view text) {
+  for (const auto r : {role::sensor, role::dashboard, role::alerting}) {
+    if (text == to_string(r)) return r;
+  }
+  throw usage_error(fmt::format("unknown --role '{}'", text));
+}
+
+// Applies one option. The hidden ones (--role, --name, --cluster, --report-fd, --color)
+// are how the launcher tells a re-executed copy of itself what to be.
+void apply_option(demo_config& cfg, std::string_view option, const std::function<std::string_view()>& value) {
+  if (option == "--sensors") {
+    cfg.sensors = parse_number(option, value(), 1, 20);
+  } else if (option == "--readings") {
+    cfg.readings = parse_number(option, value(), 1, 100000);
+  } else if (option == "--rate") {
+    cfg.rate_hz = parse_number(option, value(), 0.1, 1000.0);
+  } else if (option == "--quiet") {
+    cfg.quiet = true;
+  } else if (option == "--role") {
+    cfg.process_role = parse_role(value());
+  } else if (option == "--name") {
+    cfg.name = value();
+  } else if (option == "--cluster") {
+    cfg.cluster = value();
+  } else if (option == "--report-fd") {
+    cfg.report_fd = parse_number(option, value(), 0, 1 << 20);
+  } else if (option == "--color") {
+    cfg.color = true;
+  } else {
+    throw usage_error(fmt::format("unknown option '{}'", option));
+  }
+}
+
+}  // namespace
+
+std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg == "--help" || arg == "-h") {
+        fmt::print("{}", usage);
+        return 0;
+      }
+      // "--option value" or "--option=value"
+      const auto eq = arg.find('=');
+      const auto option = arg.substr(0, eq);
+      auto value = [&]() -> std::string_view {
+        if (eq != std::string_view::npos) return arg.substr(eq + 1);
+        if (i + 1 >= argc) throw usage_error(fmt::format("{} needs a value", option));
+        return argv[++i];
+      };
+      apply_option(cfg, option, value);
+    }
+    if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
+      throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
+    }
+    if (cfg.process_role != role::launcher && (cfg.cluster.empty() || cfg.report_fd < 0)) {
+      throw usage_error("role processes are started by the launcher; run meshbus-demo without --role");
+    }
+  } catch (const usage_error& e) {
+    fmt::print(stderr, "meshbus-demo: {} (see meshbus-demo --help)\n", e.what());
+    return 2;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> role_arguments(const demo_config& cfg, role r, const std::string& name,
+                                        int report_fd) {
+  std::vector<std::string> args{"--role",      to_string(r),
+                                "--name",      name,
+                                "--cluster",   cfg.cluster,
+                                "--report-fd", std::to_string(report_fd),
+                                "--sensors",   std::to_string(cfg.sensors),
+                                "--readings",  std::to_string(cfg.readings),
+                                "--rate",      fmt::format("{}", cfg.rate_hz)};
+  if (cfg.quiet) args.emplace_back("--quiet");
+  if (cfg.color) args.emplace_back("--color");
+  return args;
+}
+
+meshbus::Options node_options(const demo_config& cfg) {
+  meshbus::Options o;
+  o.name = cfg.name;
+  o.cluster = cfg.cluster;
+  o.beacon_interval = 250ms;
+  o.peer_expiry = 2000ms;
+  return o;
+}
+
+std::vector<std::string_view> reading_kinds(role r) {
+  switch (r) {
+    case role::sensor:
+    case role::dashboard: return {temperature, humidity};
+    case role::alerting: return {temperature};
+    case role::launcher: break;
+  }
+  return {};
+}
+
+std::size_t subscribers_of(std::string_view kind) {
+  std::size_t n = 0;
+  for (const auto r : {role::dashboard, role::alerting}) {
+    const auto kinds = reading_kinds(r);
+    if (kind == done || std::find(kinds.begin(), kinds.end(), kind) != kinds.end()) ++n;
+  }
+  return n;
+}
+
+std::string sensor_name(int index) {
+  return fmt::format("s{}", index);
+}
+
+std::optional<int> sensor_index(std::string_view name) {
+  if (name.size() < 2 || name.front() != 's') return std::nullopt;
+  int index = 0;
+  const auto* end = name.data() + name.size();
+  const auto [p, ec] = std::from_chars(name.data() + 1, end, index);
+  if (ec != std::errc{} || p != end || index < 1) return std::nullopt;
+  return index;
+}
+
+std::string sensor_topic(std::string_view sensor, std::string_view kind) {
+  return fmt::format("sensors.{}.{}", sensor, kind);
+}
+
+std::chrono::milliseconds discovery_timeout() {
+  return 10s;
+}
+
+std::chrono::milliseconds publishing_time(const demo_config& cfg) {
+  return std::chrono::milliseconds(static_cast<long>(std::ceil(1000.0 * cfg.readings / cfg.rate_hz)));
+}
+
+std::chrono::milliseconds subscriber_deadline(const demo_config& cfg) {
+  return discovery_timeout() + publishing_time(cfg) + 5s;
+}
+
+std::chrono::milliseconds launcher_deadline(const demo_config& cfg) {
+  return subscriber_deadline(cfg) + 5s;
+}
+
+}  // namespace sensors_demo
