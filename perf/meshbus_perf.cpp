@@ -683,7 +683,7 @@ std::string meshbus_subscribe(receive_tally& tally, const std::string& cluster) 
   node.stop();
   return result + " batches_received=" + std::to_string(s.batches_received) +
          " receive_pauses=" + std::to_string(s.receive_pauses) + " gaps=" + std::to_string(s.gaps) +
-         " events_missing=" + std::to_string(s.events_missing);
+         " events_lost=" + std::to_string(s.events_lost);
 }
 
 /// The hidden subcommand: `_subscriber --transport raw|meshbus --size S --count N

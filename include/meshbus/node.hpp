@@ -46,7 +46,8 @@ class node_impl;
 /// Result of publish(): refusal is a value, not an exception.
 enum class [[nodiscard]] PublishResult : std::uint8_t {
   ok,           ///< queued; it will be sent in order
-  would_block,  ///< the send queue stayed full (SendPolicy); nothing was queued
+  would_block,  ///< the send queue or a subscriber's window stayed full (SendPolicy);
+                ///< nothing was queued
 };
 
 /// Optional parts of an event. All views are copied before publish() returns.
@@ -62,8 +63,90 @@ struct PublishOptions {
   std::optional<std::chrono::system_clock::time_point> timestamp;
 };
 
+/// What a subscription is promised.
+enum class Delivery : std::uint8_t {
+  /// In order; a gap (lost events) is reported through on_loss() and skipped, never repaired.
+  best_effort,
+  /// In order, no gaps (the default): missing events are asked for again (NACK) and
+  /// resent from the publisher's history; what history no longer holds is reported
+  /// through on_loss(), never skipped silently. The publisher learns by cumulative
+  /// acks what this node holds, so its flush() and flow control account for it.
+  reliable,
+  /// reliable, and acks follow the handler: an event counts as acknowledged once the
+  /// handler returned. A handler that throws is called again (up to max_deliver times,
+  /// with backoff), then the event is dead-lettered (dead_letters(), topic "$dlq.<topic>").
+  /// Unacknowledged events are redelivered by the publisher; duplicates are dropped
+  /// by (stream, sequence) and by explicit event id within a window.
+  acknowledged,
+};
+
+/// Where a subscription starts on streams that were already running when it began.
+/// Streams that start later are always received from their first event.
+struct StartFrom {
+  enum class Kind : std::uint8_t { now, earliest, sequence };
+  Kind kind = Kind::now;
+  std::uint64_t sequence = 0;
+
+  /// From the moment the subscription is in effect at each publisher.
+  static StartFrom now() noexcept { return {Kind::now, 0}; }
+  /// From the oldest event each publisher still holds in its history.
+  static StartFrom earliest() noexcept { return {Kind::earliest, 1}; }
+  /// From sequence `seq` of every stream (what history no longer holds is reported lost).
+  static StartFrom at(std::uint64_t seq) noexcept { return {Kind::sequence, seq == 0 ? 1 : seq}; }
+};
+
+struct SubscribeOptions {
+  Delivery delivery = Delivery::reliable;
+  StartFrom start = StartFrom::now();
+  /// acknowledged: how many times a handler is called for one event before the event
+  /// is dead-lettered.
+  unsigned max_deliver = 5;
+  /// acknowledged: the wait before the first retry; it doubles for each further one.
+  std::chrono::milliseconds retry_backoff{50};
+};
+
+/// Events that will never arrive for a subscription.
+struct LossNotice {
+  enum class Reason : std::uint8_t {
+    gap,             ///< best_effort: a gap was skipped
+    not_in_history,  ///< the publisher no longer holds the events
+    publisher_gone,  ///< the publisher left or restarted before they could be repaired
+  };
+  NodeId publisher;
+  std::uint64_t epoch = 0;
+  std::string topic;
+  std::uint64_t from = 0;  ///< first sequence lost
+  std::uint64_t to = 0;    ///< last sequence lost (inclusive)
+  Reason reason = Reason::not_in_history;
+  std::string pattern;  ///< the subscription that lost them
+};
+
+const char* to_string(LossNotice::Reason r) noexcept;
+
+/// An event whose handler kept failing, kept in the node's dead-letter store.
+struct DeadLetter {
+  std::uint64_t id = 0;  ///< unique within this node
+  std::string topic;
+  std::string payload;
+  NodeId publisher;
+  std::uint64_t epoch = 0;
+  std::uint64_t sequence = 0;
+  std::string event_id;
+  std::string type_name;
+  std::uint32_t type_version = 0;
+  std::string correlation_id;
+  std::string causation_id;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string pattern;  ///< the subscription whose handler failed
+  std::string reason;   ///< the last error
+  unsigned attempts = 0;
+  std::chrono::system_clock::time_point failed_at{};
+};
+
 using Handler = std::function<void(const Event&)>;
 using PeerHandler = std::function<void(const PeerEvent&)>;
+using LossHandler = std::function<void(const LossNotice&)>;
 
 /// Identifies a subscription for unsubscribe().
 struct Subscription {
@@ -90,8 +173,9 @@ class Node {
 
   /// Calls `handler` for every event whose topic matches `pattern`: `*` matches
   /// one segment, `**` any number (zero or more). Throws meshbus::error:
-  /// invalid_topic, stopped.
-  Subscription subscribe(std::string_view pattern, Handler handler);
+  /// invalid_topic, invalid_argument, stopped.
+  Subscription subscribe(std::string_view pattern, Handler handler,
+                         const SubscribeOptions& options = SubscribeOptions{});
   /// After this returns no new call of the handler starts (one already running
   /// may finish). Unknown or already removed subscriptions are ignored.
   void unsubscribe(Subscription subscription);
@@ -99,6 +183,17 @@ class Node {
   /// Peer joined / suspect / alive again / left, on a handler thread. Replaces
   /// any previous peer handler.
   void on_peer(PeerHandler handler);
+  /// Events that will never arrive (see LossNotice), on a handler thread. Every loss
+  /// is also counted in Stats::events_lost. Replaces any previous loss handler.
+  void on_loss(LossHandler handler);
+
+  /// The dead-letter store: events whose acknowledged handler kept failing (bounded
+  /// by Options::dead_letter_capacity; the oldest go first, counted).
+  std::vector<DeadLetter> dead_letters() const;
+  /// Delivers a dead letter again to the subscription that failed it (max_deliver
+  /// fresh attempts). It leaves the store when its handler succeeds. False when no
+  /// dead letter has that id or its subscription is gone.
+  bool replay_dead_letter(std::uint64_t id);
 
   /// Waits until at least `count` peers are ready subscribers of `topic` (their
   /// subscriptions are in effect at this node's PUB socket, so nothing published
@@ -107,7 +202,9 @@ class Node {
                             std::chrono::milliseconds timeout);
   /// Waits until at least `count` peers have joined. False on timeout.
   bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout);
-  /// Waits until everything published so far was handed to ZeroMQ. False on timeout.
+  /// Waits until everything published so far is held by every current reliable
+  /// subscriber (and processed by every acknowledged one), as their acks say. With
+  /// only best-effort subscribers, until it is handed to ZeroMQ. False on timeout.
   bool flush(std::chrono::milliseconds timeout);
 
   /// Runs one round of the I/O loop (waiting up to `timeout` for input) and then

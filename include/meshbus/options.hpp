@@ -65,7 +65,8 @@ struct Options {
   /// Deliver this node's own events to its own matching subscriptions.
   bool local_delivery = true;
 
-  /// Published bytes waiting for ZeroMQ, at most; then send_policy applies.
+  /// Published bytes waiting for ZeroMQ, at most; then send_policy applies (as it
+  /// does when a subscriber's window is full, see window_events).
   std::size_t send_queue_bytes = std::size_t{64} << 20;
   SendPolicy send_policy = SendPolicy::block;
   std::chrono::milliseconds send_timeout{10000};
@@ -81,8 +82,23 @@ struct Options {
   /// travel in batches of up to max_batch_bytes, so this bounds the bytes queued in
   /// ZeroMQ per subscriber to about zmq_hwm x max_batch_bytes.
   int zmq_hwm = 1000;
-  /// How long stop() keeps trying to hand over unsent data.
+  /// How long stop() keeps trying to hand over unsent data and to get it acknowledged.
   std::chrono::milliseconds linger{2000};
+
+  // --- reliability ---
+  /// The publisher's history, kept for repairs and late joiners: at most this many
+  /// events and bytes, across all topics (the oldest go first).
+  std::size_t history_events = std::size_t{1} << 20;
+  std::size_t history_bytes = std::size_t{256} << 20;
+  /// Flow control: at most this many events published but not yet acknowledged by
+  /// any one reliable or acknowledged subscriber. When a window is full, publish()
+  /// follows send_policy (counted in Stats::window_waits). At most history_events.
+  std::size_t window_events = std::size_t{1} << 18;
+  /// acknowledged subscribers that make no progress get unacknowledged events again
+  /// after this, doubling on each further attempt (up to 30 s).
+  std::chrono::milliseconds redelivery_timeout{1000};
+  /// Dead letters kept at most (then the oldest are dropped, counted).
+  std::size_t dead_letter_capacity = 10000;
 
   /// Background faults (handler exceptions, malformed input, refused sends), once
   /// per cause and then counted in Stats. Called on a meshbus thread; must not throw.

@@ -21,6 +21,14 @@ struct Stats {
   std::uint64_t heartbeats_sent = 0;
   std::uint64_t control_send_failures = 0;  ///< control messages refused by a full peer queue
                                             ///< (their timers send them again)
+  std::uint64_t window_waits = 0;           ///< publish() waited: a subscriber's window was full
+  std::uint64_t nacks_received = 0;
+  std::uint64_t repairs_sent = 0;           ///< batches sent again on request
+  std::uint64_t losses_sent = 0;            ///< "no longer in history" answers
+  std::uint64_t redeliveries = 0;           ///< times unacknowledged events were sent again
+  std::uint64_t acks_received = 0;
+  std::uint64_t bad_acks = 0;               ///< acks from unknown subscribers or beyond what was sent
+  std::uint64_t bad_nacks = 0;              ///< NACKs for what was never sent, or of another epoch
   // --- receiving ---
   std::uint64_t batches_received = 0;
   std::uint64_t events_received = 0;
@@ -29,9 +37,20 @@ struct Stats {
   std::uint64_t handler_errors = 0;     ///< handler calls that threw
   std::uint64_t events_unmatched = 0;   ///< passed ZeroMQ's prefix filter, matched no pattern
   std::uint64_t gaps = 0;               ///< sequence gaps detected
-  std::uint64_t events_missing = 0;     ///< events skipped over by those gaps
+  std::uint64_t events_lost = 0;        ///< events that will never arrive (loss notices)
+  std::uint64_t loss_notices = 0;
+  std::uint64_t nacks_sent = 0;
+  std::uint64_t repairs_received = 0;   ///< batches received as repairs
+  std::uint64_t acks_sent = 0;
   std::uint64_t duplicates_dropped = 0; ///< events already received, not delivered again
+  std::uint64_t reorder_overflow = 0;   ///< held batches dropped to bound the reorder buffer
+                                        ///< (asked for again later)
+  std::uint64_t rejected_sequences = 0; ///< batches or heartbeats too far ahead, or of an
+                                        ///< older epoch: not believed
   std::uint64_t receive_pauses = 0;     ///< times reading paused: handler queue full
+  std::uint64_t handler_retries = 0;    ///< acknowledged: handler calls repeated after a throw
+  std::uint64_t dead_letters = 0;       ///< events dead-lettered
+  std::uint64_t dead_letters_dropped = 0;  ///< dead letters evicted from a full store
   // --- bad input (dropped, counted, logged once per cause) ---
   std::uint64_t malformed_beacons = 0;
   std::uint64_t unsupported_beacons = 0;      ///< another protocol version
@@ -48,6 +67,9 @@ struct Stats {
   std::size_t peers_suspect = 0;
   std::size_t send_queue_bytes = 0;     ///< published, not yet taken by ZeroMQ
   std::size_t receive_queue_bytes = 0;  ///< received, not yet handled
+  std::size_t unacknowledged_events = 0;  ///< sent, not yet acknowledged, over all subscribers
+  std::size_t history_events = 0;
+  std::size_t history_bytes = 0;
 };
 
 }  // namespace meshbus

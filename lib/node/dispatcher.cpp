@@ -1,6 +1,7 @@
-// Handler workers; see dispatcher.hpp for ordering and overflow policy.
+// Handler workers; see dispatcher.hpp for ordering, failure and overflow policy.
 #include "lib/node/dispatcher.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "lib/wire/envelope.hpp"
@@ -8,12 +9,15 @@
 namespace meshbus::detail {
 namespace {
 constexpr std::size_t item_overhead = 128;
+
+std::size_t delivery_bytes(const delivery& d) { return d.frame.size() + item_overhead; }
 }  // namespace
 
-dispatcher::dispatcher(unsigned threads, std::size_t max_bytes, node_counters& counters,
-                       error_sink on_error, std::function<void()> on_space)
+dispatcher::dispatcher(unsigned threads, std::size_t max_bytes, node_counters& counters, error_sink on_error,
+                       dead_letter_sink on_dead_letter, std::function<void()> on_space)
     : counters_(counters),
       on_error_(std::move(on_error)),
+      on_dead_letter_(std::move(on_dead_letter)),
       on_space_(std::move(on_space)),
       max_bytes_(max_bytes),
       inline_(threads == 0) {
@@ -52,11 +56,15 @@ void dispatcher::enqueue(std::size_t index, item&& it, std::size_t bytes) {
 }
 
 void dispatcher::post(std::size_t stream_hash, delivery&& d) {
-  const auto bytes = d.frame.size() + item_overhead;
+  const auto bytes = delivery_bytes(d);
   enqueue(stream_hash, item(std::move(d)), bytes);
 }
 
 void dispatcher::post(std::function<void()> task) { enqueue(0, item(std::move(task)), item_overhead); }
+
+void dispatcher::post(std::size_t stream_hash, std::function<void()> task) {
+  enqueue(stream_hash, item(std::move(task)), item_overhead);
+}
 
 void dispatcher::account_done(std::size_t bytes) {
   const auto before = bytes_.fetch_sub(bytes, std::memory_order_relaxed);
@@ -64,27 +72,24 @@ void dispatcher::account_done(std::size_t bytes) {
   if (before >= max_bytes_ && before - bytes < max_bytes_ && on_space_) on_space_();
 }
 
-void dispatcher::execute(item& it) {
-  if (auto* d = std::get_if<delivery>(&it)) {
-    const auto bytes = d->frame.size() + item_overhead;
-    deliver(*d);
-    account_done(bytes);
-  } else {
-    auto& task = std::get<std::function<void()>>(it);
-    try {
-      task();
-    } catch (const std::exception& e) {
-      bump(counters_.handler_errors);
-      if (on_error_) on_error_("", e.what());
-    } catch (...) {
-      bump(counters_.handler_errors);
-      if (on_error_) on_error_("", "unknown exception");
-    }
-    account_done(item_overhead);
+void dispatcher::run_task(std::function<void()>& task) {
+  try {
+    task();
+  } catch (const std::exception& e) {
+    bump(counters_.handler_errors);
+    if (on_error_) on_error_("", e.what());
+  } catch (...) {
+    bump(counters_.handler_errors);
+    if (on_error_) on_error_("", "unknown exception");
   }
+  account_done(item_overhead);
 }
 
-void dispatcher::deliver(delivery& d) {
+// Runs the handlers of events [from, count) of `d`. For an acknowledged subscription
+// whose handler throws before its last attempt, the rest of the batch is parked (with
+// `backlog`, what queued behind it) and true is returned.
+bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned attempts,
+                         std::deque<item>* backlog) {
   const auto* base = static_cast<const std::uint8_t*>(d.frame.data());
   const std::string_view topic(reinterpret_cast<const char*>(base), d.topic_size);
   wire::mp_reader r(base + d.events_offset, d.frame.size() - d.events_offset);
@@ -95,14 +100,14 @@ void dispatcher::deliver(delivery& d) {
   wire::event_fields ef;
   wire::byte_view payload;
   const Event ev(f);  // a view of f, refilled for each event
+  bool all_handled = true;
   for (std::uint32_t i = 0; i < d.count; ++i) {
     if (!wire::read_event(r, payload, ef)) break;  // validated on receipt; cannot happen
-    if (i < d.skip) continue;
+    if (i < std::max(d.skip, from)) continue;
     f.payload = std::as_bytes(std::span(payload.data(), payload.size()));
     f.sequence = d.first_seq + i;
-    f.timestamp_ns = (ef.flags & wire::event_flag::timestamp) != 0
-                         ? ef.timestamp_ns
-                         : static_cast<std::int64_t>(d.timestamp_ns);
+    f.timestamp_ns = (ef.flags & wire::event_flag::timestamp) != 0 ? ef.timestamp_ns
+                                                                     : static_cast<std::int64_t>(d.timestamp_ns);
     f.explicit_id = ef.event_id;
     f.type_name = ef.type_name;
     f.type_version = ef.type_version;
@@ -113,18 +118,103 @@ void dispatcher::deliver(delivery& d) {
     f.header_count = ef.header_count;
     for (const auto& sub : *d.subscriptions) {
       if (!sub->active.load(std::memory_order_acquire)) continue;
+      const bool acknowledged = sub->options.delivery == Delivery::acknowledged;
+      if (acknowledged && !f.explicit_id.empty()) {
+        std::lock_guard lock(sub->dedupe_mu);
+        if (sub->dedupe.contains(f.explicit_id)) {
+          bump(counters_.duplicates_dropped);
+          continue;
+        }
+      }
+      std::string failure;
       try {
         sub->handler(ev);
         bump(counters_.events_delivered);
       } catch (const std::exception& e) {
-        bump(counters_.handler_errors);
-        if (on_error_) on_error_(topic, e.what());
+        failure = e.what();
+        if (failure.empty()) failure = "exception without a message";
       } catch (...) {
-        bump(counters_.handler_errors);
-        if (on_error_) on_error_(topic, "unknown exception");
+        failure = "unknown exception";
+      }
+      if (failure.empty()) {
+        if (acknowledged && !f.explicit_id.empty()) {
+          std::lock_guard lock(sub->dedupe_mu);
+          sub->dedupe.seen(f.explicit_id);
+        }
+        continue;
+      }
+      bump(counters_.handler_errors);
+      if (on_error_) on_error_(topic, failure);
+      if (!acknowledged) continue;
+      const unsigned tried = (i == from ? attempts : 0) + 1;
+      if (tried < std::max(1u, sub->options.max_deliver)) {
+        bump(counters_.handler_retries);
+        auto delay = sub->options.retry_backoff;
+        for (unsigned k = 1; k < tried && delay < std::chrono::seconds(30); ++k) delay *= 2;
+        parked p;
+        p.resume = i;
+        p.attempts = tried;
+        p.due = clock::now() + delay;
+        if (backlog != nullptr) p.backlog = std::move(*backlog);
+        const auto id = d.stream_id;
+        p.d = std::move(d);
+        w.parked_streams.insert_or_assign(id, std::move(p));
+        return true;
+      }
+      all_handled = false;
+      bump(counters_.dead_letters);
+      if (on_dead_letter_) on_dead_letter_(ev, *sub, failure, tried);
+    }
+    if (d.processed) d.processed->store(f.sequence, std::memory_order_release);
+  }
+  if (d.on_done) d.on_done(all_handled);
+  return false;
+}
+
+void dispatcher::process(worker& w, item&& it) {
+  if (auto* d = std::get_if<delivery>(&it)) {
+    if (d->stream_id != 0) {
+      if (auto p = w.parked_streams.find(d->stream_id); p != w.parked_streams.end()) {
+        p->second.backlog.push_back(std::move(it));  // keeps the stream's order behind the retry
+        return;
       }
     }
+    const auto bytes = delivery_bytes(*d);
+    if (!deliver(w, *d, 0, 0, nullptr)) account_done(bytes);
+    return;
   }
+  run_task(std::get<std::function<void()>>(it));
+}
+
+void dispatcher::resume_due(worker& w, clock::time_point now) {
+  for (auto it = w.parked_streams.begin(); it != w.parked_streams.end();) {
+    if (it->second.due > now) {
+      ++it;
+      continue;
+    }
+    parked p = std::move(it->second);
+    it = w.parked_streams.erase(it);
+    const auto bytes = delivery_bytes(p.d);
+    const auto stream = p.d.stream_id;
+    if (deliver(w, p.d, p.resume, p.attempts, &p.backlog)) continue;  // parked again, backlog moved along
+    account_done(bytes);
+    while (!p.backlog.empty()) {
+      auto next = std::move(p.backlog.front());
+      p.backlog.pop_front();
+      if (auto again = w.parked_streams.find(stream); again != w.parked_streams.end()) {
+        again->second.backlog.push_back(std::move(next));
+        continue;
+      }
+      process(w, std::move(next));
+    }
+    it = w.parked_streams.begin();  // the map may have changed
+  }
+}
+
+dispatcher::clock::time_point dispatcher::next_due(const worker& w) const {
+  auto next = clock::time_point::max();
+  for (const auto& [id, p] : w.parked_streams) next = std::min(next, p.due);
+  return next;
 }
 
 void dispatcher::run_worker(worker& w) {
@@ -132,13 +222,28 @@ void dispatcher::run_worker(worker& w) {
   for (;;) {
     {
       std::unique_lock lock(w.mu);
-      w.cv.wait(lock, [&] { return !w.queue.empty() || w.stopping; });
+      const auto due = next_due(w);
+      auto ready = [&] { return !w.queue.empty() || w.stopping || clock::now() >= due; };
+      if (due == clock::time_point::max()) {
+        w.cv.wait(lock, ready);
+      } else {
+        w.cv.wait_until(lock, due, ready);
+      }
       if (w.queue.empty() && w.stopping) break;
       local.swap(w.queue);
     }
-    for (auto& it : local) execute(it);
+    for (auto& it : local) process(w, std::move(it));
     local.clear();
+    resume_due(w, clock::now());
   }
+  // Retries still waiting are abandoned: their events were not acknowledged.
+  for (auto& [id, p] : w.parked_streams) {
+    account_done(delivery_bytes(p.d));
+    for (auto& it : p.backlog) {
+      if (auto* d = std::get_if<delivery>(&it)) account_done(delivery_bytes(*d));
+    }
+  }
+  w.parked_streams.clear();
 }
 
 std::size_t dispatcher::run_inline() {
@@ -151,9 +256,10 @@ std::size_t dispatcher::run_inline() {
     local.swap(w.queue);
   }
   for (auto& it : local) {
-    execute(it);
+    process(w, std::move(it));
     ++n;
   }
+  resume_due(w, clock::now());
   return n;
 }
 
@@ -171,7 +277,10 @@ void dispatcher::stop() {
   for (auto& w : workers_) {
     if (w->thread.joinable() && w->thread.get_id() != std::this_thread::get_id()) w->thread.join();
   }
-  if (inline_) run_inline();
+  if (inline_) {
+    run_inline();
+    workers_[0]->parked_streams.clear();
+  }
 }
 
 }  // namespace meshbus::detail

@@ -6,6 +6,7 @@
 #include "lib/wire/envelope.hpp"
 #include "meshbus/error.hpp"
 #include "meshbus/event.hpp"
+#include "meshbus/node.hpp"
 #include "meshbus/types.hpp"
 
 namespace meshbus {
@@ -49,6 +50,15 @@ bool NodeId::is_zero() const noexcept {
     if (b != 0) return false;
   }
   return true;
+}
+
+const char* to_string(LossNotice::Reason r) noexcept {
+  switch (r) {
+    case LossNotice::Reason::gap: return "gap";
+    case LossNotice::Reason::not_in_history: return "no longer in the publisher's history";
+    case LossNotice::Reason::publisher_gone: return "publisher gone";
+  }
+  return "?";
 }
 
 const char* to_string(PeerEvent::Kind k) noexcept {

@@ -29,11 +29,14 @@ PublishResult Node::publish(std::string_view topic, std::string_view text, const
                         if_any(options));
 }
 
-Subscription Node::subscribe(std::string_view pattern, Handler handler) {
-  return impl_->subscribe(pattern, std::move(handler));
+Subscription Node::subscribe(std::string_view pattern, Handler handler, const SubscribeOptions& options) {
+  return impl_->subscribe(pattern, std::move(handler), options);
 }
 void Node::unsubscribe(Subscription subscription) { impl_->unsubscribe(subscription); }
 void Node::on_peer(PeerHandler handler) { impl_->set_peer_handler(std::move(handler)); }
+void Node::on_loss(LossHandler handler) { impl_->set_loss_handler(std::move(handler)); }
+std::vector<DeadLetter> Node::dead_letters() const { return impl_->dead_letters(); }
+bool Node::replay_dead_letter(std::uint64_t id) { return impl_->replay_dead_letter(id); }
 bool Node::wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout) {
   return impl_->wait_for_subscribers(topic, count, timeout);
 }

@@ -10,6 +10,12 @@
 // HELLO both ways -> the peer is joined. Each node keeps one readiness sentinel
 // subscription; when a publisher's XPUB sees it, every earlier subscription of that
 // subscriber is in effect there, and the publisher answers READY.
+//
+// Reliability (docs/protocol.md §6): inbound_streams is the subscriber side (receive
+// windows, NACKs, acks, loss notices), outbound_streams the publisher side (history,
+// repairs, ack tracking, flow control, redelivery); this class carries their actions
+// out. The implementation is spread over node_loop.cpp (construction, API, loop),
+// node_peers.cpp (discovery and sessions) and node_data.cpp (the data path).
 #pragma once
 
 #include <atomic>
@@ -31,11 +37,13 @@
 #include "discovery/peer_table.hpp"
 #include "discovery/seeds.hpp"
 #include "lib/node/counters.hpp"
+#include "lib/node/dead_letters.hpp"
 #include "lib/node/dispatcher.hpp"
+#include "lib/node/inbound.hpp"
 #include "lib/node/log.hpp"
+#include "lib/node/outbound.hpp"
 #include "lib/node/outbox.hpp"
 #include "lib/node/subscriptions.hpp"
-#include "lib/reliability/stream_tracker.hpp"
 #include "lib/transport/zmq_transport.hpp"
 #include "lib/wire/control.hpp"
 #include "meshbus/node.hpp"
@@ -43,6 +51,22 @@
 namespace meshbus::detail {
 
 using clock = std::chrono::steady_clock;
+
+inline constexpr std::size_t max_inputs_per_round = 512;
+
+inline std::uint64_t unix_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+inline NodeId to_node_id(const wire::node_id_bytes& b) {
+  NodeId id;
+  id.bytes = b;
+  return id;
+}
+
+inline std::string short_id(const wire::node_id_bytes& b) { return to_node_id(b).short_string(); }
 
 /// Owns a file descriptor.
 class unique_fd {
@@ -58,7 +82,7 @@ class unique_fd {
   int fd_ = -1;
 };
 
-class node_impl {
+class node_impl final : private inbound_sink, private outbound_sink {
  public:
   explicit node_impl(const Options& given);
   ~node_impl();
@@ -67,9 +91,14 @@ class node_impl {
 
   // --- API, any thread ---
   PublishResult publish(std::string_view topic, wire::byte_view payload, const PublishOptions* po);
-  Subscription subscribe(std::string_view pattern, Handler handler);
+  /// Same, for meshbus's own '$' topics (dead-letter announcements).
+  PublishResult publish_reserved(std::string_view topic, wire::byte_view payload, const PublishOptions* po);
+  Subscription subscribe(std::string_view pattern, Handler handler, const SubscribeOptions& options);
   void unsubscribe(Subscription s);
   void set_peer_handler(PeerHandler h);
+  void set_loss_handler(LossHandler h);
+  std::vector<DeadLetter> dead_letters() const { return dead_letters_.list(); }
+  bool replay_dead_letter(std::uint64_t id);
   bool wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout);
   bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout);
   bool flush(std::chrono::milliseconds timeout);
@@ -103,7 +132,7 @@ class node_impl {
     std::map<std::string, std::string> metadata;
     // As a subscriber of this node.
     std::uint64_t patterns_generation = 0;
-    std::vector<std::string> patterns;
+    std::vector<wire::pattern_spec> patterns;
     std::uint64_t ready_generation = 0;
     bool ready_seen = false;
     // As a publisher to this node: the generation of ours it confirmed.
@@ -114,19 +143,18 @@ class node_impl {
     std::vector<wire::pattern> patterns;
     bool ready = false;
   };
-  struct publisher_streams {
-    std::uint64_t epoch = 0;
-    std::unordered_map<std::string, reliability::stream_position, string_hash, std::equal_to<>> topics;
-  };
   struct topic_state {
     std::uint64_t last_seq = 0;
     clock::time_point last_sent{};
+    clock::time_point next_heartbeat = clock::time_point::max();
+    clock::duration heartbeat_gap{};
   };
   struct pending_send {
     zmq::message_t msg;
     std::size_t bytes = 0;
     std::string topic;
-    std::uint64_t last_seq = 0;
+    std::uint64_t first_seq = 0;
+    std::uint32_t count = 0;
   };
   struct seed_state {
     discovery::seed_address address;
@@ -135,6 +163,8 @@ class node_impl {
     std::optional<wire::node_id_bytes> identified;
   };
 
+  PublishResult publish_checked(std::string_view topic, wire::byte_view payload, const PublishOptions* po,
+                                bool reserved);
   // loop
   void run();
   std::size_t loop_once(std::chrono::milliseconds max_wait);
@@ -159,11 +189,24 @@ class node_impl {
   std::size_t process_router(clock::time_point now);
   std::size_t process_sub();
   std::size_t process_xpub();
-  void handle_data(zmq::message_t&& msg);
+  void handle_data(zmq::message_t&& msg, const wire::node_id_bytes* repaired_by);
   void handle_control(const wire::node_id_bytes& from, wire::control_msg& msg, const std::string& ip,
                       clock::time_point now);
   void handle_hello(const wire::node_id_bytes& from, wire::hello_msg& m, const std::string& ip,
                     clock::time_point now);
+  void reliability_tick(clock::time_point now);
+  void update_flow_state();
+  void deliver_locally(const pending_send& p, std::size_t events_offset, std::uint64_t timestamp_ns);
+  void dead_letter(const Event& event, const subscription_entry& sub, std::string_view reason, unsigned attempts);
+
+  // inbound_sink
+  void deliver(std::size_t stream_hash, delivery&& d) override;
+  void send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) override;
+  void send_ack(const wire::node_id_bytes& publisher, const wire::ack_msg& m) override;
+  void lost(std::size_t stream_hash, const LossNotice& notice) override;
+  // outbound_sink
+  void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) override;
+  void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) override;
 
   // peers
   void apply_transition(const discovery::peer_transition& t, clock::time_point now);
@@ -213,8 +256,18 @@ class node_impl {
   std::condition_variable view_cv_;
   std::map<wire::node_id_bytes, PeerInfo> peer_view_;
   std::map<wire::node_id_bytes, subscriber_view> subscriber_view_;
-  std::mutex peer_handler_mu_;
+  std::mutex handler_mu_;  ///< guards peer_handler_ and loss_handler_
   PeerHandler peer_handler_;
+  LossHandler loss_handler_;
+  dead_letter_store dead_letters_;
+  // Flow control and flush: published by the I/O thread, waited on by publishers.
+  std::mutex flow_mu_;
+  std::condition_variable flow_cv_;
+  std::atomic<bool> window_full_{false};
+  std::atomic<bool> all_acknowledged_{true};
+  std::atomic<std::size_t> unacknowledged_{0};
+  std::atomic<std::size_t> history_events_{0};
+  std::atomic<std::size_t> history_bytes_{0};
 
   // --- I/O thread only ---
   std::unique_ptr<transport::zmq_transport> transport_;
@@ -222,7 +275,8 @@ class node_impl {
   discovery::peer_table table_;
   std::map<wire::node_id_bytes, peer_session> sessions_;
   std::map<wire::node_id_bytes, std::uint64_t> early_ready_;  ///< sentinels seen before HELLO
-  std::map<wire::node_id_bytes, publisher_streams> streams_;
+  std::unique_ptr<inbound_streams> inbound_;
+  std::unique_ptr<outbound_streams> outbound_;
   std::map<std::string, topic_state, std::less<>> topics_;
   std::deque<pending_send> pending_;
   struct draining_sub {
@@ -243,6 +297,7 @@ class node_impl {
   clock::time_point next_beacon_{};
   clock::time_point next_tick_{};
   clock::time_point next_interval_{};
+  clock::time_point next_reliability_tick_{};
 
   std::unique_ptr<dispatcher> dispatcher_;
   std::thread io_thread_;

@@ -2,13 +2,16 @@
 #include "lib/node/subscriptions.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace meshbus::detail {
 
-std::shared_ptr<subscription_entry> subscription_registry::add(wire::pattern p, event_handler h) {
+std::shared_ptr<subscription_entry> subscription_registry::add(wire::pattern p, event_handler h,
+                                                               const SubscribeOptions& o) {
   auto e = std::make_shared<subscription_entry>();
   e->pattern = std::move(p);
   e->handler = std::move(h);
+  e->options = o;
   std::lock_guard lock(mu_);
   e->id = next_id_++;
   entries_.push_back(e);
@@ -27,14 +30,28 @@ std::shared_ptr<subscription_entry> subscription_registry::remove(std::uint64_t 
   return e;
 }
 
-std::vector<std::string> subscription_registry::patterns() const {
+std::vector<wire::pattern_spec> subscription_registry::patterns() const {
   std::lock_guard lock(mu_);
-  std::vector<std::string> out;
-  out.reserve(entries_.size());
-  for (const auto& e : entries_) out.push_back(e->pattern.text());
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  std::map<std::string, std::uint8_t> strongest;
+  for (const auto& e : entries_) {
+    auto& mode = strongest[e->pattern.text()];
+    mode = std::max(mode, static_cast<std::uint8_t>(e->options.delivery));
+  }
+  std::vector<wire::pattern_spec> out;
+  out.reserve(strongest.size());
+  for (const auto& [text, mode] : strongest) out.push_back({text, mode});
   return out;
+}
+
+std::vector<std::shared_ptr<subscription_entry>> subscription_registry::entries() const {
+  std::lock_guard lock(mu_);
+  return entries_;
+}
+
+std::shared_ptr<subscription_entry> subscription_registry::find(std::uint64_t id) const {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e->id == id; });
+  return it == entries_.end() ? nullptr : *it;
 }
 
 bool subscription_registry::empty() const {

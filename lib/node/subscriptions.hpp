@@ -16,18 +16,36 @@
 #include <vector>
 
 #include "lib/node/outbox.hpp"  // string_hash
+#include "lib/reliability/dedupe_window.hpp"
+#include "lib/reliability/receive_window.hpp"
+#include "lib/wire/control.hpp"
 #include "lib/wire/topic.hpp"
 #include "meshbus/event.hpp"
+#include "meshbus/node.hpp"
 
 namespace meshbus::detail {
 
 using event_handler = std::function<void(const Event&)>;
 
+/// How many explicit event ids an acknowledged subscription remembers for dedupe.
+inline constexpr std::size_t event_id_window = 65536;
+
 struct subscription_entry {
   std::uint64_t id = 0;
   wire::pattern pattern;
   event_handler handler;
+  SubscribeOptions options;
   std::atomic<bool> active{true};
+  /// The node's subscription generation at which it took effect (set by the I/O
+  /// thread; UINT64_MAX until then).
+  std::atomic<std::uint64_t> generation{UINT64_MAX};
+  /// acknowledged: explicit event ids handled recently (guarded by dedupe_mu).
+  std::mutex dedupe_mu;
+  reliability::dedupe_window dedupe{event_id_window};
+
+  reliability::delivery_mode mode() const noexcept {
+    return static_cast<reliability::delivery_mode>(options.delivery);
+  }
 };
 
 using match_list = std::vector<std::shared_ptr<subscription_entry>>;
@@ -35,11 +53,15 @@ using match_list = std::vector<std::shared_ptr<subscription_entry>>;
 class subscription_registry {
  public:
   /// Adds a compiled pattern; returns the entry. Any thread.
-  std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h);
+  std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h, const SubscribeOptions& o);
   /// Removes by id; returns the entry (inactive now) or null. Any thread.
   std::shared_ptr<subscription_entry> remove(std::uint64_t id);
-  /// Pattern texts of all active subscriptions.
-  std::vector<std::string> patterns() const;
+  /// Pattern texts of all active subscriptions, each with the strongest delivery
+  /// mode asked for it.
+  std::vector<wire::pattern_spec> patterns() const;
+  /// Every active entry (a copy of the list).
+  std::vector<std::shared_ptr<subscription_entry>> entries() const;
+  std::shared_ptr<subscription_entry> find(std::uint64_t id) const;
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
   bool empty() const;
 

@@ -42,6 +42,27 @@ zmq_transport::zmq_transport(const transport_config& cfg)
   router_.set(zmq::sockopt::linger, 0);
   router_port_ = bind_socket(router_, cfg.router_port, "ROUTER");
   pub_port_ = bind_socket(xpub_, cfg.pub_port, "PUB");
+  if (cfg.faults.any()) {
+    auto copy_message = [](const zmq::message_t& m) {
+      zmq::message_t c;
+      c.copy(const_cast<zmq::message_t&>(m));
+      return c;
+    };
+    data_faults_ = std::make_unique<fault_injector<zmq::message_t>>(cfg.faults, copy_message);
+    auto directed_plan = cfg.faults;
+    directed_plan.seed = cfg.faults.seed * 31 + 7;
+    directed_faults_ = std::make_unique<fault_injector<directed_msg>>(
+        directed_plan, [copy_message](const directed_msg& m) {
+          directed_msg c;
+          c.from = m.from;
+          c.frame = copy_message(m.frame);
+          c.second = copy_message(m.second);
+          c.has_second = m.has_second;
+          c.peer_ip = m.peer_ip;
+          c.bad_identity = m.bad_identity;
+          return c;
+        });
+  }
 }
 
 zmq_transport::~zmq_transport() = default;
@@ -104,7 +125,24 @@ void zmq_transport::unsubscribe(const std::string& prefix) {
 }
 
 bool zmq_transport::receive_data(zmq::message_t& frame) {
-  return static_cast<bool>(sub_.recv(frame, zmq::recv_flags::dontwait));
+  if (!data_faults_) return static_cast<bool>(sub_.recv(frame, zmq::recv_flags::dontwait));
+  const auto now = fault_clock::now();
+  for (int i = 0; i < 256; ++i) {
+    zmq::message_t in;
+    if (!sub_.recv(in, zmq::recv_flags::dontwait)) break;
+    data_faults_->push(std::move(in), now);
+  }
+  return data_faults_->pop(frame, now);
+}
+
+fault_clock::time_point zmq_transport::next_fault_release() const {
+  if (!data_faults_) return fault_clock::time_point::max();
+  return std::min(data_faults_->next_release(), directed_faults_->next_release());
+}
+
+fault_counters zmq_transport::data_faults() const { return data_faults_ ? data_faults_->counters() : fault_counters{}; }
+fault_counters zmq_transport::directed_faults() const {
+  return directed_faults_ ? directed_faults_->counters() : fault_counters{};
 }
 
 void zmq_transport::connect_peer(const wire::node_id_bytes& id, const std::string& host,
@@ -162,6 +200,17 @@ send_status zmq_transport::send_to(const wire::node_id_bytes& id, zmq::message_t
   return r ? send_status::ok : send_status::would_block;
 }
 
+send_status zmq_transport::send_to(const wire::node_id_bytes& id, zmq::message_t& head, zmq::message_t& body) {
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return send_status::no_route;
+  // The high-water mark is checked on the first frame; the rest of a message always follows.
+  if (!it->second.dealer.send(head, zmq::send_flags::dontwait | zmq::send_flags::sndmore)) {
+    return send_status::would_block;
+  }
+  (void)it->second.dealer.send(body, zmq::send_flags::dontwait);
+  return send_status::ok;
+}
+
 void zmq_transport::open_seed(const std::string& endpoint) {
   if (seeds_.count(endpoint) != 0) return;
   seeds_.emplace(endpoint, make_dealer(endpoint, true));
@@ -181,32 +230,56 @@ send_status zmq_transport::send_to_seed(const std::string& endpoint, zmq::messag
   return r ? send_status::ok : send_status::would_block;
 }
 
-bool zmq_transport::receive_directed(wire::node_id_bytes& from, zmq::message_t& frame,
-                                     std::string& peer_ip, bool& bad_identity) {
+bool zmq_transport::receive_directed(wire::node_id_bytes& from, zmq::message_t& frame, zmq::message_t& second,
+                                     bool& has_second, std::string& peer_ip, bool& bad_identity) {
+  directed_msg m;
+  if (directed_faults_) {
+    const auto now = fault_clock::now();
+    for (int i = 0; i < 256; ++i) {
+      directed_msg in;
+      if (!read_directed(in)) break;
+      directed_faults_->push(std::move(in), now);
+    }
+    if (!directed_faults_->pop(m, now)) return false;
+  } else if (!read_directed(m)) {
+    return false;
+  }
+  from = m.from;
+  frame = std::move(m.frame);
+  second = std::move(m.second);
+  has_second = m.has_second;
+  peer_ip = std::move(m.peer_ip);
+  bad_identity = m.bad_identity;
+  return true;
+}
+
+bool zmq_transport::read_directed(directed_msg& m) {
   zmq::message_t rid;
-  bad_identity = false;
   if (!router_.recv(rid, zmq::recv_flags::dontwait)) return false;
-  bool more = rid.more();
-  if (!more) {  // a lone frame cannot come from a ROUTER peer; drop it
-    bad_identity = true;
+  if (!rid.more()) {  // a lone frame cannot come from a ROUTER peer; drop it
+    m.bad_identity = true;
     return true;
   }
-  (void)router_.recv(frame, zmq::recv_flags::dontwait);
-  more = frame.more();
-  while (more) {  // extra frames are not part of the protocol: drain and refuse
+  (void)router_.recv(m.frame, zmq::recv_flags::dontwait);
+  if (m.frame.more()) {
+    (void)router_.recv(m.second, zmq::recv_flags::dontwait);
+    m.has_second = true;
+  }
+  bool more = m.has_second && m.second.more();
+  while (more) {  // more frames are not part of the protocol: drain and refuse
     zmq::message_t extra;
     (void)router_.recv(extra, zmq::recv_flags::dontwait);
     more = extra.more();
-    bad_identity = true;
+    m.bad_identity = true;
   }
-  if (!node_id_from_routing_id(rid, from)) bad_identity = true;
+  if (!node_id_from_routing_id(rid, m.from)) m.bad_identity = true;
   const char* ip = nullptr;
   try {
-    ip = frame.gets("Peer-Address");
+    ip = m.frame.gets("Peer-Address");
   } catch (const zmq::error_t&) {
     ip = nullptr;
   }
-  peer_ip = ip != nullptr ? ip : "";
+  m.peer_ip = ip != nullptr ? ip : "";
   return true;
 }
 

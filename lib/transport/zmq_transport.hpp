@@ -22,6 +22,7 @@
 
 #include <zmq.hpp>
 
+#include "lib/transport/fault_injector.hpp"
 #include "lib/wire/common.hpp"
 
 namespace meshbus::transport {
@@ -37,6 +38,8 @@ struct transport_config {
   int data_hwm = 10000;     ///< messages per subscriber queue (XPUB, SUB)
   int control_hwm = 10000;  ///< messages per peer queue (DEALER, ROUTER)
   int linger_ms = 2000;
+  /// Test only: faults applied to everything this node receives (data and directed).
+  fault_plan faults;
 };
 
 /// Routing id every DEALER of this node uses: 0x01 then the 16-byte node id.
@@ -84,17 +87,25 @@ class zmq_transport {
   void release_sub(const std::string& pub_endpoint);
   bool has_peer(const wire::node_id_bytes& id) const { return peers_.count(id) != 0; }
   send_status send_to(const wire::node_id_bytes& id, zmq::message_t& msg);
+  /// A two-frame message (a repair: header, then the original data frame).
+  send_status send_to(const wire::node_id_bytes& id, zmq::message_t& head, zmq::message_t& body);
 
   /// A DEALER to a seed whose node id is not known yet.
   void open_seed(const std::string& endpoint);
   void close_seed(const std::string& endpoint);
   send_status send_to_seed(const std::string& endpoint, zmq::message_t& msg);
 
-  /// Next message addressed to this node: sender id, frame, and the sender's IP.
-  /// Returns false when nothing is waiting. Messages without a valid routing id
-  /// are consumed and reported through `bad_identity`.
-  bool receive_directed(wire::node_id_bytes& from, zmq::message_t& frame, std::string& peer_ip,
-                        bool& bad_identity);
+  /// Next message addressed to this node: sender id, its one or two frames
+  /// (`second` is empty for one), and the sender's IP. Returns false when nothing is
+  /// waiting. Messages without a valid routing id, or of more than two frames, are
+  /// consumed and reported through `bad_identity`.
+  bool receive_directed(wire::node_id_bytes& from, zmq::message_t& frame, zmq::message_t& second,
+                        bool& has_second, std::string& peer_ip, bool& bad_identity);
+  /// With faults on: when a held-back message is next due (time_point::max() otherwise).
+  fault_clock::time_point next_fault_release() const;
+  /// With faults on: what they did so far.
+  fault_counters data_faults() const;
+  fault_counters directed_faults() const;
 
  private:
   struct peer_link {
@@ -115,6 +126,18 @@ class zmq_transport {
   std::map<wire::node_id_bytes, peer_link> peers_;
   std::map<std::string, zmq::socket_t> seeds_;
   std::set<std::string> retained_subs_;
+
+  struct directed_msg {
+    wire::node_id_bytes from{};
+    zmq::message_t frame;
+    zmq::message_t second;
+    bool has_second = false;
+    std::string peer_ip;
+    bool bad_identity = false;
+  };
+  bool read_directed(directed_msg& m);
+  std::unique_ptr<fault_injector<zmq::message_t>> data_faults_;
+  std::unique_ptr<fault_injector<directed_msg>> directed_faults_;
 };
 
 }  // namespace meshbus::transport

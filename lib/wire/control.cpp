@@ -18,9 +18,13 @@ void write_peers(mp_writer& w, const std::vector<peer_address>& peers) {
   }
 }
 
-void write_strings(mp_writer& w, const std::vector<std::string>& v) {
+void write_patterns(mp_writer& w, const std::vector<pattern_spec>& v) {
   w.array(static_cast<std::uint32_t>(v.size()));
-  for (const auto& s : v) w.str(s);
+  for (const auto& p : v) {
+    w.array(2);
+    w.str(p.pattern);
+    w.uint(p.mode);
+  }
 }
 
 bool read_string(mp_reader& r, std::string& out, std::size_t max) {
@@ -28,6 +32,33 @@ bool read_string(mp_reader& r, std::string& out, std::size_t max) {
   if (!r.read_str(v, max)) return false;
   out.assign(v);
   return true;
+}
+
+// [topic, sequence] pairs: READY positions and ACKs.
+void write_topic_seqs(mp_writer& w, const std::vector<std::pair<std::string, std::uint64_t>>& v) {
+  w.array(static_cast<std::uint32_t>(v.size()));
+  for (const auto& [topic, seq] : v) {
+    w.array(2);
+    w.str(topic);
+    w.uint(seq);
+  }
+}
+
+bool read_topic_seqs(mp_reader& r, std::uint32_t max, std::vector<std::pair<std::string, std::uint64_t>>& out) {
+  std::uint32_t n = 0;
+  if (!r.read_array(n, max)) return false;
+  out.reserve(n);
+  for (std::uint32_t i = 0; i < n && !r.failed(); ++i) {
+    std::uint32_t fields = 0;
+    std::string topic;
+    std::uint64_t seq = 0;
+    if (!r.read_array(fields, 16) || fields < 2) return r.fail();
+    read_string(r, topic, max_topic_length);
+    r.read_uint(seq);
+    r.skip_n(fields - 2);
+    out.emplace_back(std::move(topic), seq);
+  }
+  return !r.failed();
 }
 
 bool read_port(mp_reader& r, std::uint16_t& port) {
@@ -57,15 +88,22 @@ bool read_peers(mp_reader& r, std::vector<peer_address>& out) {
   return true;
 }
 
-bool read_patterns(mp_reader& r, std::vector<std::string>& out) {
+bool read_patterns(mp_reader& r, std::vector<pattern_spec>& out) {
   std::uint32_t n = 0;
   if (!r.read_array(n, max_patterns)) return false;
   out.clear();
   out.reserve(n);
   for (std::uint32_t i = 0; i < n; ++i) {
-    std::string s;
-    if (!read_string(r, s, max_topic_length)) return false;
-    out.push_back(std::move(s));
+    std::uint32_t fields = 0;
+    pattern_spec p;
+    std::uint64_t mode = 0;
+    if (!r.read_array(fields, 16) || fields < 2) return r.fail();
+    read_string(r, p.pattern, max_topic_length);
+    r.read_uint(mode, 2);
+    r.skip_n(fields - 2);
+    if (r.failed()) return false;
+    p.mode = static_cast<std::uint8_t>(mode);
+    out.push_back(std::move(p));
   }
   return true;
 }
@@ -100,24 +138,19 @@ bytes encode_control(const control_msg& msg) {
             w.str(v);
           }
           w.uint(m.sub_generation);
-          write_strings(w, m.patterns);
+          write_patterns(w, m.patterns);
           write_peers(w, m.peers);
           w.uint(0);  // reserved flags
         } else if constexpr (std::is_same_v<T, subscriptions_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::subscriptions));
           w.array(2);
           w.uint(m.generation);
-          write_strings(w, m.patterns);
+          write_patterns(w, m.patterns);
         } else if constexpr (std::is_same_v<T, ready_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::ready));
           w.array(2);
           w.uint(m.generation);
-          w.array(static_cast<std::uint32_t>(m.positions.size()));
-          for (const auto& [topic, seq] : m.positions) {
-            w.array(2);
-            w.str(topic);
-            w.uint(seq);
-          }
+          write_topic_seqs(w, m.positions);
         } else if constexpr (std::is_same_v<T, ping_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::ping));
           w.array(4);
@@ -125,9 +158,37 @@ bytes encode_control(const control_msg& msg) {
           w.uint(m.router_port);
           w.uint(m.pub_port);
           write_peers(w, m.peers);
-        } else {
+        } else if constexpr (std::is_same_v<T, goodbye_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::goodbye));
           w.array(0);
+        } else if constexpr (std::is_same_v<T, nack_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::nack));
+          w.array(3);
+          w.uint(m.epoch);
+          w.str(m.topic);
+          w.array(static_cast<std::uint32_t>(m.ranges.size()));
+          for (const auto& [from, to] : m.ranges) {
+            w.array(2);
+            w.uint(from);
+            w.uint(to);
+          }
+        } else if constexpr (std::is_same_v<T, ack_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::ack));
+          w.array(2);
+          w.uint(m.epoch);
+          write_topic_seqs(w, m.acks);
+        } else if constexpr (std::is_same_v<T, repair_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::repair));
+          w.array(1);
+          w.uint(m.epoch);
+        } else {
+          static_assert(std::is_same_v<T, loss_msg>);
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::loss));
+          w.array(4);
+          w.uint(m.epoch);
+          w.str(m.topic);
+          w.uint(m.from);
+          w.uint(m.to);
         }
       },
       msg);
@@ -183,23 +244,7 @@ decode_status decode_control(byte_view frame, control_msg& out) {
       known = 2;
       if (!open_body(r, known, n)) return decode_status::malformed;
       r.read_uint(m.generation);
-      std::uint32_t pn = 0;
-      if (r.read_array(pn, max_positions)) {
-        m.positions.reserve(pn);
-        for (std::uint32_t i = 0; i < pn && !r.failed(); ++i) {
-          std::uint32_t fields = 0;
-          std::string topic;
-          std::uint64_t seq = 0;
-          if (!r.read_array(fields, 16) || fields < 2) {
-            r.fail();
-            break;
-          }
-          read_string(r, topic, max_topic_length);
-          r.read_uint(seq);
-          r.skip_n(fields - 2);
-          m.positions.emplace_back(std::move(topic), seq);
-        }
-      }
+      read_topic_seqs(r, max_positions, m.positions);
       out = std::move(m);
       break;
     }
@@ -220,6 +265,60 @@ decode_status decode_control(byte_view frame, control_msg& out) {
       if (!open_body(r, known, n)) return decode_status::malformed;
       out = goodbye_msg{};
       break;
+    case control_kind::nack: {
+      nack_msg m;
+      known = 3;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      read_string(r, m.topic, max_topic_length);
+      std::uint32_t rn = 0;
+      if (r.read_array(rn, max_nack_ranges)) {
+        for (std::uint32_t i = 0; i < rn && !r.failed(); ++i) {
+          std::uint32_t fields = 0;
+          std::uint64_t from = 0, to = 0;
+          if (!r.read_array(fields, 16) || fields < 2) {
+            r.fail();
+            break;
+          }
+          r.read_uint(from);
+          r.read_uint(to);
+          r.skip_n(fields - 2);
+          if (from == 0 || from > to) r.fail();
+          m.ranges.emplace_back(from, to);
+        }
+      }
+      out = std::move(m);
+      break;
+    }
+    case control_kind::ack: {
+      ack_msg m;
+      known = 2;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      read_topic_seqs(r, max_acks, m.acks);
+      out = std::move(m);
+      break;
+    }
+    case control_kind::repair: {
+      repair_msg m;
+      known = 1;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      out = m;
+      break;
+    }
+    case control_kind::loss: {
+      loss_msg m;
+      known = 4;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      read_string(r, m.topic, max_topic_length);
+      r.read_uint(m.from);
+      r.read_uint(m.to);
+      if (m.from == 0 || m.from > m.to) r.fail();
+      out = std::move(m);
+      break;
+    }
     default:
       return decode_status::malformed;
   }

@@ -20,6 +20,10 @@ enum class control_kind : std::uint8_t {
   ready = 0x12,
   ping = 0x13,
   goodbye = 0x14,
+  nack = 0x20,
+  ack = 0x21,
+  repair = 0x22,  ///< two frames: this header, then the original data frame
+  loss = 0x23,
 };
 
 inline constexpr std::uint32_t max_patterns = 4096;
@@ -27,6 +31,16 @@ inline constexpr std::uint32_t max_metadata = 64;
 inline constexpr std::size_t max_metadata_value = 1024;
 inline constexpr std::uint32_t max_gossip_peers = 1024;
 inline constexpr std::uint32_t max_positions = 65536;
+inline constexpr std::uint32_t max_nack_ranges = 64;
+inline constexpr std::uint32_t max_acks = 65536;
+
+/// A subscription pattern with the delivery mode asked for (0 best effort,
+/// 1 reliable, 2 acknowledged).
+struct pattern_spec {
+  std::string pattern;
+  std::uint8_t mode = 1;
+  friend bool operator==(const pattern_spec&, const pattern_spec&) = default;
+};
 
 /// A peer as one node knows it, passed on so that one seed is enough.
 struct peer_address {
@@ -46,7 +60,7 @@ struct hello_msg {
   std::uint16_t pub_port = 0;
   std::vector<std::pair<std::string, std::string>> metadata;
   std::uint64_t sub_generation = 0;
-  std::vector<std::string> patterns;
+  std::vector<pattern_spec> patterns;
   std::vector<peer_address> peers;
   friend bool operator==(const hello_msg&, const hello_msg&) = default;
 };
@@ -54,7 +68,7 @@ struct hello_msg {
 /// The sender's subscription patterns changed (generation increases by one per change).
 struct subscriptions_msg {
   std::uint64_t generation = 0;
-  std::vector<std::string> patterns;
+  std::vector<pattern_spec> patterns;
   friend bool operator==(const subscriptions_msg&, const subscriptions_msg&) = default;
 };
 
@@ -80,7 +94,39 @@ struct goodbye_msg {
   friend bool operator==(const goodbye_msg&, const goodbye_msg&) = default;
 };
 
-using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg>;
+/// A subscriber asks its publisher (of `epoch`) to send `topic`'s ranges again.
+struct nack_msg {
+  std::uint64_t epoch = 0;
+  std::string topic;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  ///< inclusive
+  friend bool operator==(const nack_msg&, const nack_msg&) = default;
+};
+
+/// Cumulative acks to a publisher (of `epoch`): the sender holds (reliable) or has
+/// processed (acknowledged) every event of each topic up to its sequence.
+struct ack_msg {
+  std::uint64_t epoch = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> acks;
+  friend bool operator==(const ack_msg&, const ack_msg&) = default;
+};
+
+/// Header of a repair: the next frame is an original data frame of `epoch`.
+struct repair_msg {
+  std::uint64_t epoch = 0;
+  friend bool operator==(const repair_msg&, const repair_msg&) = default;
+};
+
+/// The publisher (of `epoch`) no longer holds [from, to] of `topic`.
+struct loss_msg {
+  std::uint64_t epoch = 0;
+  std::string topic;
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  friend bool operator==(const loss_msg&, const loss_msg&) = default;
+};
+
+using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg,
+                                 ack_msg, repair_msg, loss_msg>;
 
 bytes encode_control(const control_msg& msg);
 decode_status decode_control(byte_view frame, control_msg& out);

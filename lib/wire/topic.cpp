@@ -115,7 +115,8 @@ std::size_t split_topic(std::string_view topic, std::string_view* out) noexcept 
 }
 
 bool pattern::compile(std::string_view text, pattern& out, std::string& error) {
-  error = check_common(text, true, false);
+  // Reserved '$' topics cannot be published on, but may be subscribed to ("$dlq.**").
+  error = check_common(text, true, true);
   if (!error.empty()) return false;
   pattern p;
   p.text_ = std::string(text);

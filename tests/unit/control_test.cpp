@@ -23,13 +23,17 @@ std::vector<control_msg> samples() {
   h.pub_port = 7001;
   h.metadata = {{"role", "orders"}, {"zone", "eu"}};
   h.sub_generation = 4;
-  h.patterns = {"orders.**", "payments.*.done"};
+  h.patterns = {{"orders.**", 1}, {"payments.*.done", 2}};
   h.peers = {{id_of(9), "10.0.0.9", 7100, 7101}, {id_of(8), "10.0.0.8", 7200, 7201}};
   return {h,
-          subscriptions_msg{5, {"a.b", "c.**"}},
+          subscriptions_msg{5, {{"a.b", 0}, {"c.**", 2}}},
           ready_msg{5, {{"orders.eu", 10}, {"orders.us", 0}}},
           ping_msg{99, 7000, 7001, {{id_of(3), "127.0.0.1", 1, 2}}},
-          goodbye_msg{}};
+          goodbye_msg{},
+          nack_msg{77, "orders.eu", {{1, 5}, {9, 9}, {1000000, 2000000}}},
+          ack_msg{77, {{"orders.eu", 41}, {"orders.us", 0}}},
+          repair_msg{77},
+          loss_msg{77, "orders.eu", 3, 8}};
 }
 }  // namespace
 
@@ -68,13 +72,28 @@ TEST_CASE("hostile counts inside control messages are refused", "[unit][wire]") 
   SECTION("more patterns than allowed") {
     subscriptions_msg m;
     m.generation = 1;
-    m.patterns.assign(max_patterns + 1, "x");
+    m.patterns.assign(max_patterns + 1, {"x", 1});
     CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
   }
   SECTION("a pattern longer than a topic may be") {
     subscriptions_msg m;
-    m.patterns = {std::string(300, 'x')};
+    m.patterns = {{std::string(300, 'x'), 1}};
     CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
+  }
+  SECTION("an unknown delivery mode") {
+    subscriptions_msg m;
+    m.patterns = {{"x", 3}};
+    CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
+  }
+  SECTION("NACK ranges that are empty, reversed or too many") {
+    CHECK(decode_control(encode_control(nack_msg{1, "t", {{0, 4}}}), out) == decode_status::malformed);
+    CHECK(decode_control(encode_control(nack_msg{1, "t", {{5, 4}}}), out) == decode_status::malformed);
+    nack_msg many{1, "t", {}};
+    many.ranges.assign(max_nack_ranges + 1, {1, 2});
+    CHECK(decode_control(encode_control(many), out) == decode_status::malformed);
+  }
+  SECTION("a reversed loss range") {
+    CHECK(decode_control(encode_control(loss_msg{1, "t", 9, 3}), out) == decode_status::malformed);
   }
   SECTION("HELLO with a zero port") {
     auto h = std::get<hello_msg>(samples()[0]);

@@ -66,11 +66,14 @@ std::vector<bytes> valid_messages() {
   h.router_port = 1;
   h.pub_port = 2;
   h.metadata = {{"k", "v"}};
-  h.patterns = {"a.**"};
+  h.patterns = {{"a.**", 1}};
   h.peers = {{node_id_bytes{}, "127.0.0.1", 3, 4}};
   out.push_back(encode_control(h));
   out.push_back(encode_control(ready_msg{3, {{"a.b", 4}}}));
   out.push_back(encode_control(ping_msg{1, 2, 3, {}}));
+  out.push_back(encode_control(nack_msg{4, "a.b", {{1, 9}}}));
+  out.push_back(encode_control(ack_msg{4, {{"a.b", 9}}}));
+  out.push_back(encode_control(loss_msg{4, "a.b", 1, 2}));
   const header_view hv[] = {{"a", "b"}};
   event_fields f;
   f.flags = event_flag::known;

@@ -111,6 +111,8 @@ TEST_CASE("invalid patterns are refused", "[unit][topic]") {
   CHECK_FALSE(pattern::compile("", p, err));
   CHECK_FALSE(pattern::compile("a..b", p, err));
   CHECK(pattern::compile("a.*.**", p, err));
+  CHECK(pattern::compile("$dlq.**", p, err));  // reserved topics can be subscribed to
+  CHECK(p.matches("$dlq.orders.placed"));
 }
 
 TEST_CASE("the public topic helpers agree with the node", "[unit][topic]") {

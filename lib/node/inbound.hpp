@@ -1,0 +1,128 @@
+// inbound_streams: everything a node receives on data streams, as a subscriber.
+//
+// Each (stream, subscription) pair has its own receive window, so every subscription
+// gets its own delivery mode, start position and, for acknowledged ones, its own
+// processed position. A stream is (publisher, epoch, topic). Windows decide what is
+// delivered, held, asked for again or given up on; this class turns their actions
+// into dispatcher deliveries, NACKs, cumulative acks (one value per stream: the
+// least any reliable or acknowledged subscription holds or has processed) and loss
+// notices, through the sink. I/O thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "lib/node/counters.hpp"
+#include "lib/node/dispatcher.hpp"
+#include "lib/node/subscriptions.hpp"
+#include "lib/reliability/receive_window.hpp"
+#include "lib/wire/control.hpp"
+#include "lib/wire/envelope.hpp"
+#include "meshbus/node.hpp"
+
+namespace meshbus::detail {
+
+using clock = std::chrono::steady_clock;
+
+class inbound_sink {
+ public:
+  virtual ~inbound_sink() = default;
+  virtual void deliver(std::size_t stream_hash, delivery&& d) = 0;
+  virtual void send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) = 0;
+  virtual void send_ack(const wire::node_id_bytes& publisher, const wire::ack_msg& m) = 0;
+  /// Posted in the stream's order: before the deliveries that follow the lost range.
+  virtual void lost(std::size_t stream_hash, const LossNotice& notice) = 0;
+};
+
+struct inbound_config {
+  reliability::receive_config window;
+  /// A stream's ack is sent again this long after the last one, in case it was lost.
+  clock::duration ack_refresh = std::chrono::milliseconds(500);
+};
+
+/// What a receive window holds per batch: the frame and what is needed to deliver it.
+struct held_frame {
+  zmq::message_t frame;
+  std::uint64_t timestamp_ns = 0;
+  std::size_t events_offset = 0;
+};
+
+class inbound_streams {
+ public:
+  inbound_streams(inbound_config cfg, subscription_registry& subs, inbound_sink& sink, node_counters& counters)
+      : cfg_(cfg), subs_(subs), sink_(sink), counters_(counters) {}
+
+  /// A validated batch (by PUB, or a repair) of `topic`. Takes the frame.
+  void on_batch(zmq::message_t&& frame, const wire::batch_header& h, std::string_view topic, bool repair,
+                clock::time_point now);
+  void on_heartbeat(const wire::heartbeat& hb, std::string_view topic, clock::time_point now);
+  /// The publisher says [from, to] of a topic is no longer in its history.
+  void on_loss(const wire::node_id_bytes& publisher, const wire::loss_msg& m, clock::time_point now);
+  /// The publisher holds our subscriptions of `generation`; its positions then.
+  void on_ready(const wire::node_id_bytes& publisher, std::uint64_t epoch, const wire::ready_msg& m,
+                clock::time_point now);
+  /// The publisher left, or restarted (a new epoch): what it could not repair is lost.
+  void on_publisher_gone(const wire::node_id_bytes& publisher, clock::time_point now);
+  /// NACK retries and acks that are due.
+  void tick(clock::time_point now);
+  clock::time_point next_due() const;
+  /// Current epoch of a publisher's streams (0: none).
+  std::uint64_t epoch_of(const wire::node_id_bytes& publisher) const;
+
+ private:
+  using window = reliability::receive_window<held_frame>;
+  struct sub_stream {
+    std::shared_ptr<subscription_entry> sub;
+    window w;
+    std::shared_ptr<std::atomic<std::uint64_t>> processed;  ///< acknowledged only
+    std::shared_ptr<const match_list> only_this;           ///< for deliveries
+    std::uint64_t id = 0;                                   ///< dispatcher stream id
+  };
+  struct stream {
+    std::string topic;
+    std::vector<sub_stream> subs;
+    std::uint64_t match_generation = UINT64_MAX;
+    std::uint64_t acked = 0;  ///< last ack value sent
+    clock::time_point first_unacked{};  ///< when the ack value first went past `acked`
+    clock::time_point last_ack_sent{};
+  };
+  struct publisher_state {
+    std::uint64_t epoch = 0;
+    std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams;
+    // The last READY: its generation and positions (topic -> last sequence).
+    std::uint64_t ready_generation = 0;
+    bool ready = false;
+    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> positions;
+  };
+
+  publisher_state* publisher_for(const wire::node_id_bytes& id, std::uint64_t epoch, clock::time_point now);
+  stream* stream_for(publisher_state& p, const wire::node_id_bytes& id, std::string_view topic, bool create);
+  void sync_subscriptions(publisher_state& p, stream& s);
+  std::uint64_t start_for(const publisher_state& p, const subscription_entry& sub, std::string_view topic) const;
+  void apply(const wire::node_id_bytes& publisher, std::uint64_t epoch, stream& s, sub_stream& ss,
+             LossNotice::Reason reason);
+  void count(const reliability::receive_counters& before, const reliability::receive_counters& after);
+  /// The least any reliable or acknowledged subscription of the stream holds or has
+  /// processed; nullopt when none of them needs acks.
+  std::optional<std::uint64_t> ack_value(const stream& s) const;
+  void send_acks(clock::time_point now);
+
+  inbound_config cfg_;
+  subscription_registry& subs_;
+  inbound_sink& sink_;
+  node_counters& counters_;
+  std::map<wire::node_id_bytes, publisher_state> publishers_;
+  std::uint64_t next_stream_id_ = 1;
+  window::actions actions_;  ///< reused
+};
+
+}  // namespace meshbus::detail

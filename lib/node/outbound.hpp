@@ -1,0 +1,89 @@
+// outbound_streams: what a node keeps and does as a publisher for reliability.
+//
+// Every sent batch goes into the bounded history; subscribers' cumulative acks go
+// into the delivery tracker, which tracks each ready subscriber on each topic its
+// reliable or acknowledged patterns match, from the moment it became ready. NACKs
+// are answered from history to that subscriber alone (repairs), or with a loss
+// message for what history no longer holds; acknowledged subscribers without
+// progress get their unacknowledged events again. I/O thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "lib/node/counters.hpp"
+#include "lib/node/outbox.hpp"
+#include "lib/reliability/delivery_tracker.hpp"
+#include "lib/reliability/send_history.hpp"
+#include "lib/wire/control.hpp"
+#include "lib/wire/topic.hpp"
+
+namespace meshbus::detail {
+
+using clock = std::chrono::steady_clock;
+
+class outbound_sink {
+ public:
+  virtual ~outbound_sink() = default;
+  /// Sends `frame` (an original data frame) to one subscriber, as a repair.
+  virtual void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) = 0;
+  virtual void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) = 0;
+};
+
+class outbound_streams {
+ public:
+  outbound_streams(reliability::history_limits history, reliability::tracker_config tracker, std::uint64_t epoch,
+                   outbound_sink& sink, node_counters& counters)
+      : epoch_(epoch), history_(history), tracker_(tracker), sink_(sink), counters_(counters) {}
+
+  /// A batch went out: keep it, and count it against every tracked subscriber.
+  void sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count, zmq::message_t&& frame,
+            clock::time_point now);
+  /// A subscriber's patterns or readiness changed.
+  void set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
+                      clock::time_point now);
+  void forget_subscriber(const wire::node_id_bytes& id);
+  void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m);
+  void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
+  /// Redeliveries that are due.
+  void tick(clock::time_point now);
+  clock::time_point next_due() const { return tracker_.next_redelivery(); }
+
+  bool window_full() const noexcept { return tracker_.window_full(); }
+  bool all_acknowledged() const noexcept { return tracker_.all_acknowledged(); }
+  std::uint64_t unacknowledged() const noexcept { return tracker_.total_unacknowledged(); }
+  std::size_t history_events() const noexcept { return history_.events(); }
+  std::size_t history_bytes() const noexcept { return history_.bytes(); }
+  /// The last sequence of every topic sent, for READY.
+  std::vector<std::pair<std::string, std::uint64_t>> positions(std::size_t max) const;
+
+ private:
+  struct subscriber {
+    std::vector<std::pair<wire::pattern, reliability::delivery_mode>> patterns;
+    bool ready = false;
+  };
+  void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
+  void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,
+              std::size_t& budget);
+
+  std::uint64_t epoch_;
+  reliability::send_history<zmq::message_t> history_;
+  reliability::delivery_tracker tracker_;
+  outbound_sink& sink_;
+  node_counters& counters_;
+  std::map<wire::node_id_bytes, subscriber> subscribers_;
+  /// Topics sent, with the subscriber generation their tracking was last checked at.
+  std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> topics_;
+  std::uint64_t generation_ = 1;
+  std::vector<reliability::redelivery> due_;  ///< reused
+};
+
+}  // namespace meshbus::detail

@@ -1,0 +1,129 @@
+// Publisher-side ack tracking; see delivery_tracker.hpp.
+#include "lib/reliability/delivery_tracker.hpp"
+
+#include <algorithm>
+
+namespace meshbus::reliability {
+
+void delivery_tracker::adjust(subscriber_state& s, std::int64_t delta) {
+  const bool was_over = s.unacked >= cfg_.window;
+  if (delta >= 0) {
+    s.unacked += static_cast<std::uint64_t>(delta);
+    total_unacked_ += static_cast<std::uint64_t>(delta);
+  } else {
+    const auto d = static_cast<std::uint64_t>(-delta);
+    s.unacked -= std::min(s.unacked, d);
+    total_unacked_ -= std::min(total_unacked_, d);
+  }
+  const bool is_over = s.unacked >= cfg_.window;
+  if (is_over && !was_over) ++over_window_;
+  if (!is_over && was_over) --over_window_;
+}
+
+void delivery_tracker::track(const wire::node_id_bytes& subscriber, std::string_view topic_name,
+                             delivery_mode mode, std::uint64_t start_after, clock::time_point now) {
+  if (mode == delivery_mode::best_effort) return;
+  const std::string topic(topic_name);
+  auto& s = subscribers_[subscriber];
+  auto& t = topics_[topic];
+  auto [it, inserted] = s.topics.try_emplace(topic);
+  auto& p = it->second;
+  if (inserted) {
+    p.mode = mode;
+    p.acked = std::min(start_after, t.last_sent);
+    p.last_progress = now;
+    t.subscribers.push_back(subscriber);
+    adjust(s, static_cast<std::int64_t>(t.last_sent - p.acked));
+  } else if (mode > p.mode) {
+    p.mode = mode;
+  }
+}
+
+bool delivery_tracker::tracks(const wire::node_id_bytes& subscriber, std::string_view topic) const {
+  auto it = subscribers_.find(subscriber);
+  return it != subscribers_.end() && it->second.topics.count(std::string(topic)) != 0;
+}
+
+void delivery_tracker::forget(const wire::node_id_bytes& subscriber) {
+  auto it = subscribers_.find(subscriber);
+  if (it == subscribers_.end()) return;
+  adjust(it->second, -static_cast<std::int64_t>(it->second.unacked));
+  for (const auto& [topic, p] : it->second.topics) {
+    auto& subs = topics_[topic].subscribers;
+    subs.erase(std::remove(subs.begin(), subs.end(), subscriber), subs.end());
+  }
+  subscribers_.erase(it);
+}
+
+void delivery_tracker::sent(std::string_view topic_name, std::uint64_t last_seq, clock::time_point now) {
+  auto& t = topics_[std::string(topic_name)];
+  if (last_seq <= t.last_sent) return;
+  const auto delta = last_seq - t.last_sent;
+  t.last_sent = last_seq;
+  for (const auto& id : t.subscribers) {
+    auto& s = subscribers_[id];
+    auto& p = s.topics[std::string(topic_name)];
+    if (p.acked + delta == last_seq) p.last_progress = std::max(p.last_progress, now);  // was fully acked
+    adjust(s, static_cast<std::int64_t>(delta));
+  }
+}
+
+ack_result delivery_tracker::ack(const wire::node_id_bytes& subscriber, std::string_view topic_name,
+                                 std::uint64_t seq, clock::time_point now) {
+  auto sit = subscribers_.find(subscriber);
+  if (sit == subscribers_.end()) return ack_result::unknown_subscriber;
+  const std::string topic(topic_name);
+  auto pit = sit->second.topics.find(topic);
+  if (pit == sit->second.topics.end()) return ack_result::unknown_subscriber;
+  const auto last = topics_[topic].last_sent;
+  if (seq > last) return ack_result::beyond_sent;
+  auto& p = pit->second;
+  if (seq > p.acked) {
+    adjust(sit->second, -static_cast<std::int64_t>(seq - p.acked));
+    p.acked = seq;
+    p.last_progress = now;
+    p.attempts = 0;
+  }
+  return ack_result::ok;
+}
+
+std::uint64_t delivery_tracker::unacknowledged(const wire::node_id_bytes& subscriber) const {
+  auto it = subscribers_.find(subscriber);
+  return it == subscribers_.end() ? 0 : it->second.unacked;
+}
+
+clock::duration delivery_tracker::timeout_after(unsigned attempts) const {
+  auto t = cfg_.redelivery_timeout;
+  for (unsigned i = 0; i < attempts && t < cfg_.redelivery_max; ++i) t *= 2;
+  return std::min(t, cfg_.redelivery_max);
+}
+
+void delivery_tracker::due_redeliveries(clock::time_point now, std::vector<redelivery>& out) {
+  for (auto& [id, s] : subscribers_) {
+    if (s.unacked == 0) continue;
+    for (auto& [topic, p] : s.topics) {
+      if (p.mode != delivery_mode::acknowledged) continue;
+      const auto last = topics_[topic].last_sent;
+      if (p.acked >= last || now - p.last_progress < timeout_after(p.attempts)) continue;
+      out.push_back({id, topic, {p.acked + 1, last}});
+      ++p.attempts;
+      p.last_progress = now;
+    }
+  }
+}
+
+clock::time_point delivery_tracker::next_redelivery() const {
+  auto next = clock::time_point::max();
+  for (const auto& [id, s] : subscribers_) {
+    if (s.unacked == 0) continue;
+    for (const auto& [topic, p] : s.topics) {
+      if (p.mode != delivery_mode::acknowledged) continue;
+      const auto it = topics_.find(topic);
+      if (it == topics_.end() || p.acked >= it->second.last_sent) continue;
+      next = std::min(next, p.last_progress + timeout_after(p.attempts));
+    }
+  }
+  return next;
+}
+
+}  // namespace meshbus::reliability
