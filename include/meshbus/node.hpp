@@ -194,6 +194,11 @@ class Node {
   /// fresh attempts). It leaves the store when its handler succeeds. False when no
   /// dead letter has that id or its subscription is gone.
   bool replay_dead_letter(std::uint64_t id);
+  /// Asks the node `node` to replay its dead letter `id` (as replay_dead_letter() does
+  /// there). Its answer is an event on "$meshbus.dlq.replayed" with headers "dlq-node",
+  /// "dlq-id" and "dlq-result" ("replayed" or "unknown"). Every node answers these
+  /// requests; this is how `meshbus dlq replay` works.
+  PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id);
 
   /// Waits until at least `count` peers are ready subscribers of `topic` (their
   /// subscriptions are in effect at this node's PUB socket, so nothing published

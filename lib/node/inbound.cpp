@@ -101,21 +101,27 @@ inbound_streams::stream* inbound_streams::stream_for(publisher_state& p, const w
 void inbound_streams::apply(const wire::node_id_bytes& publisher, std::uint64_t epoch, stream& s,
                             sub_stream& ss, LossNotice::Reason reason) {
   const auto hash = hash_stream(publisher, s.topic, ss.id);
-  // A lost range comes before what is delivered after it.
-  for (const auto& r : actions_.lost) {
-    LossNotice n;
-    n.publisher = to_node_id(publisher);
-    n.epoch = epoch;
-    n.topic = s.topic;
-    n.from = r.from;
-    n.to = r.to;
-    n.reason = ss.w.mode() == reliability::delivery_mode::best_effort ? LossNotice::Reason::gap : reason;
-    n.pattern = ss.sub->pattern.text();
-    bump(counters_.events_lost, r.to - r.from + 1);
-    bump(counters_.loss_notices);
-    sink_.lost(hash, n);
-  }
-  for (auto& d : actions_.deliver) {
+  // Loss notices and deliveries go out interleaved, in sequence order.
+  std::size_t next_loss = 0;
+  auto notify_losses_before = [&](std::size_t delivery_index) {
+    for (; next_loss < actions_.lost.size() && actions_.lost_at[next_loss] <= delivery_index; ++next_loss) {
+      const auto& r = actions_.lost[next_loss];
+      LossNotice n;
+      n.publisher = to_node_id(publisher);
+      n.epoch = epoch;
+      n.topic = s.topic;
+      n.from = r.from;
+      n.to = r.to;
+      n.reason = ss.w.mode() == reliability::delivery_mode::best_effort ? LossNotice::Reason::gap : reason;
+      n.pattern = ss.sub->pattern.text();
+      bump(counters_.events_lost, r.to - r.from + 1);
+      bump(counters_.loss_notices);
+      sink_.lost(hash, n);
+    }
+  };
+  for (std::size_t i = 0; i < actions_.deliver.size(); ++i) {
+    notify_losses_before(i);
+    auto& d = actions_.deliver[i];
     delivery out;
     out.frame = std::move(d.payload.frame);
     out.subscriptions = ss.only_this;
@@ -131,6 +137,7 @@ void inbound_streams::apply(const wire::node_id_bytes& publisher, std::uint64_t 
     out.processed = ss.processed;
     sink_.deliver(hash, std::move(out));
   }
+  notify_losses_before(actions_.deliver.size());
   if (!actions_.nack.empty()) {
     wire::nack_msg m;
     m.epoch = epoch;

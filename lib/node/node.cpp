@@ -37,6 +37,9 @@ void Node::on_peer(PeerHandler handler) { impl_->set_peer_handler(std::move(hand
 void Node::on_loss(LossHandler handler) { impl_->set_loss_handler(std::move(handler)); }
 std::vector<DeadLetter> Node::dead_letters() const { return impl_->dead_letters(); }
 bool Node::replay_dead_letter(std::uint64_t id) { return impl_->replay_dead_letter(id); }
+PublishResult Node::request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
+  return impl_->request_dead_letter_replay(node, id);
+}
 bool Node::wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout) {
   return impl_->wait_for_subscribers(topic, count, timeout);
 }

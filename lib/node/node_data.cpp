@@ -3,6 +3,7 @@
 // reliability layer asks for (deliveries, NACKs, acks, repairs, loss notices, dead
 // letters). I/O thread only, except where a function says otherwise.
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -331,6 +332,35 @@ void node_impl::dead_letter(const Event& e, const subscription_entry& sub, std::
   } catch (const error&) {
     // The node is stopping: the dead letter stays in the store.
   }
+}
+
+namespace {
+constexpr std::string_view replay_request_topic = "$meshbus.dlq.replay";
+constexpr std::string_view replay_answer_topic = "$meshbus.dlq.replayed";
+}  // namespace
+
+PublishResult node_impl::request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
+  const auto node_text = node.to_string();
+  const auto id_text = std::to_string(id);
+  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}};
+  PublishOptions po;
+  po.headers = headers;
+  return publish_reserved(replay_request_topic, {}, &po);
+}
+
+// A replay request on "$meshbus.dlq.replay" (handler thread): act if it is for us.
+void node_impl::answer_replay_request(const Event& request) {
+  if (request.header("dlq-node").value_or("") != id_.to_string()) return;
+  const auto id_text = std::string(request.header("dlq-id").value_or(""));
+  std::uint64_t id = 0;
+  const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay_dead_letter(id);
+  const auto node_text = id_.to_string();
+  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}, {"dlq-result", ok ? "replayed" : "unknown"}};
+  PublishOptions po;
+  po.headers = headers;
+  po.causation_id = request.id();
+  (void)publish_reserved(replay_answer_topic, {}, &po);
 }
 
 bool node_impl::replay_dead_letter(std::uint64_t id) {

@@ -107,6 +107,8 @@ node_impl::node_impl(const Options& given)
 
   // Generation 1: the sentinel lets every publisher confirm it has our (empty) set.
   subscriptions_changed();
+  // Every node answers dead-letter replay requests addressed to it (meshbus dlq replay).
+  subscribe("$meshbus.dlq.replay", [this](const Event& e) { answer_replay_request(e); }, SubscribeOptions{});
   const auto now = clock::now();
   next_beacon_ = now;
   next_tick_ = now;

@@ -99,6 +99,7 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void set_loss_handler(LossHandler h);
   std::vector<DeadLetter> dead_letters() const { return dead_letters_.list(); }
   bool replay_dead_letter(std::uint64_t id);
+  PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id);
   bool wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout);
   bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout);
   bool flush(std::chrono::milliseconds timeout);
@@ -198,6 +199,7 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void update_flow_state();
   void deliver_locally(const pending_send& p, std::size_t events_offset, std::uint64_t timestamp_ns);
   void dead_letter(const Event& event, const subscription_entry& sub, std::string_view reason, unsigned attempts);
+  void answer_replay_request(const Event& request);
 
   // inbound_sink
   void deliver(std::size_t stream_hash, delivery&& d) override;

@@ -34,6 +34,9 @@ bool parse_sentinel(const zmq::message_t& msg, wire::node_id_bytes& who, std::ui
   return true;
 }
 
+// meshbus's own subscriptions (every node has them) are not shown as a peer's.
+bool is_internal_pattern(std::string_view pattern) { return pattern.rfind("$meshbus.", 0) == 0; }
+
 }  // namespace
 
 std::size_t node_impl::process_beacons(clock::time_point now) {
@@ -438,7 +441,9 @@ PeerInfo node_impl::info_of(const peer_session& s) const {
   p.joined_at = s.joined_at;
   p.last_heard = e != nullptr ? e->last_heard : s.joined_at;
   p.metadata = s.metadata;
-  for (const auto& spec : s.patterns) p.subscriptions.push_back(spec.pattern);
+  for (const auto& spec : s.patterns) {
+    if (!is_internal_pattern(spec.pattern)) p.subscriptions.push_back(spec.pattern);
+  }
   return p;
 }
 
@@ -455,7 +460,7 @@ void node_impl::update_subscriber_view(const peer_session& s) {
     wire::pattern p;
     std::string err;
     if (wire::pattern::compile(spec.pattern, p, err)) v.patterns.push_back(std::move(p));
-    texts.push_back(spec.pattern);
+    if (!is_internal_pattern(spec.pattern)) texts.push_back(spec.pattern);
   }
   v.ready = s.ready_seen && s.ready_generation >= s.patterns_generation;
   outbound_->set_subscriber(s.id, s.patterns, v.ready, clock::now());

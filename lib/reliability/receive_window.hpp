@@ -62,11 +62,13 @@ class receive_window {
   struct actions {
     std::vector<delivery> deliver;       ///< in order
     std::vector<seq_range> nack;         ///< ask the publisher for these
-    std::vector<seq_range> lost;         ///< tell the application these are gone
+    std::vector<seq_range> lost;         ///< tell the application these are gone...
+    std::vector<std::size_t> lost_at;    ///< ...each after this many of `deliver`
     void clear() {
       deliver.clear();
       nack.clear();
       lost.clear();
+      lost_at.clear();
     }
   };
 
@@ -204,6 +206,7 @@ class receive_window {
   void give_up(seq_range r, actions& out) {
     if (r.from > r.to) return;
     out.lost.push_back(r);
+    out.lost_at.push_back(out.deliver.size());
     counters_.lost += r.to - r.from + 1;
     ++counters_.gaps;
   }

@@ -317,6 +317,40 @@ TEST_CASE("acknowledged: a poison event is retried, dead-lettered, and can be re
   CHECK_FALSE(sub.replay_dead_letter(letters[0].id));
 }
 
+TEST_CASE("a dead letter can be replayed from another node", "[integration][reliability]") {
+  const auto cluster = unique_cluster("remote-dlq");
+  Node pub(fast_options(cluster, "pub"));
+  Node sub(fast_options(cluster, "sub"));
+  std::atomic<bool> heal{false};
+  std::atomic<int> handled{0};
+  SubscribeOptions o;
+  o.delivery = Delivery::acknowledged;
+  o.max_deliver = 1;
+  sub.subscribe("r.x", [&](const Event&) {
+    if (!heal) throw std::runtime_error("not yet");
+    ++handled;
+  }, o);
+  REQUIRE(pub.wait_for_subscribers("r.x", 1, 10s));
+  REQUIRE(pub.publish("r.x", "payload") == PublishResult::ok);
+  REQUIRE(pub.flush(10s));
+  REQUIRE(sub.dead_letters().size() == 1);
+  std::mutex mu;
+  std::string result;
+  pub.subscribe("$meshbus.dlq.replayed", [&](const Event& e) {
+    std::lock_guard lock(mu);
+    result = std::string(e.header("dlq-result").value_or("?")) + " " + std::string(e.header("dlq-id").value_or("?"));
+  });
+  REQUIRE(sub.wait_for_subscribers("$meshbus.dlq.replayed", 1, 10s));
+  REQUIRE(pub.wait_for_subscribers("$meshbus.dlq.replay", 1, 10s));
+  heal = true;
+  REQUIRE(pub.request_dead_letter_replay(sub.id(), sub.dead_letters()[0].id) == PublishResult::ok);
+  REQUIRE(eventually([&] { std::lock_guard lock(mu); return !result.empty(); }, 10s));
+  CHECK(result == "replayed 1");
+  REQUIRE(eventually([&] { return handled == 1; }, 5s));
+  CHECK(sub.dead_letters().empty());
+  CHECK(pub.peers().at(0).subscriptions == std::vector<std::string>{"r.x"});  // its own are not shown
+}
+
 TEST_CASE("acknowledged: an event id already handled is not handled again", "[integration][reliability]") {
   const auto cluster = unique_cluster("dedupe");
   Node pub(fast_options(cluster, "pub"));

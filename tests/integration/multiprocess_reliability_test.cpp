@@ -1,0 +1,113 @@
+// Reliability across real processes: a slow consumer that fills every queue, kill -9
+// of a subscriber (and a restart asking for earliest), kill -9 of a publisher (and
+// its restart with a new epoch).
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include "tests/support/node_helpers.hpp"
+
+using namespace meshbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::string> program(const char* path, const std::string& cluster, std::vector<std::string> args) {
+  std::vector<std::string> argv{path, "--cluster", cluster, "--beacon-ms", "100", "--expiry-ms", "1500"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+// The last line of a program's output: its JSON summary.
+std::string summary(const child_process& p) {
+  const auto lines = lines_of(p.out());
+  return lines.empty() ? std::string() : lines.back();
+}
+
+bool printed(child_process& p, const std::string& text, std::chrono::milliseconds timeout) {
+  return p.wait_output([&](const std::string& out) { return out.find(text) != std::string::npos; }, timeout);
+}
+
+}  // namespace
+
+TEST_CASE("a slow subscriber holds the publisher back: nothing lost, memory bounded", "[multiprocess][reliability]") {
+  const char* mode = GENERATE("reliable", "acknowledged");
+  INFO("mode " << mode);
+  const auto cluster = unique_cluster("slow");
+  // 100,000 events of 1 KB (100 MB) to a subscriber that takes 20 us per event; the
+  // publisher may hold 2,000 unacknowledged, 10,000 in history and 1 MB queued.
+  child_process sub(program(MESHBUS_TEST_STREAM_SUB, cluster,
+                            {"--expect", "100000", "--sleep-us", "20", "--mode", mode, "--timeout-ms", "90000"}));
+  REQUIRE(printed(sub, "subscribed", 10s));
+  child_process pub(program(MESHBUS_TEST_STREAM_PUB, cluster,
+                            {"--count", "100000", "--size", "1000", "--window", "2000", "--history", "10000",
+                             "--send-queue-kb", "1024", "--timeout-ms", "90000"}));
+  const auto pub_code = pub.wait(120s);
+  INFO("pub: " << pub.out() << pub.err());
+  REQUIRE(pub_code == 0);
+  const auto sub_code = sub.wait(30s);
+  INFO("sub: " << summary(sub) << sub.err());
+  REQUIRE(sub_code == 0);
+  CHECK_THAT(summary(sub), Catch::Contains("\"received\":100000,\"out_of_order\":0") &&
+                               Catch::Contains("\"events_lost\":0"));
+  CHECK_THAT(summary(pub), Catch::Contains("\"published\":100000,\"flushed\":true"));
+  // The publisher was held back, and its memory stayed far below the 100 MB it sent.
+  CHECK_THAT(summary(pub), !Catch::Contains("\"window_waits\":0,"));
+  const auto rss_at = summary(pub).find("\"peak_rss_kib\":");
+  REQUIRE(rss_at != std::string::npos);
+  const auto peak_kib = std::stoull(summary(pub).substr(rss_at + 15));
+  CHECK(peak_kib < 64 * 1024);
+}
+
+TEST_CASE("kill -9 of a subscriber mid-stream: a restart asking for earliest gets everything in order",
+          "[multiprocess][reliability]") {
+  const auto cluster = unique_cluster("killsub");
+  child_process first(program(MESHBUS_TEST_STREAM_SUB, cluster, {"--expect", "20000"}));
+  REQUIRE(printed(first, "subscribed", 10s));
+  child_process pub(program(MESHBUS_TEST_STREAM_PUB, cluster, {"--count", "20000", "--rate", "8000"}));
+  REQUIRE(printed(first, "progress 5000", 30s));
+  first.signal(SIGKILL);
+  REQUIRE(first.wait(10s).has_value());
+  child_process second(program(MESHBUS_TEST_STREAM_SUB, cluster, {"--expect", "20000", "--start", "earliest"}));
+  const auto second_code = second.wait(60s);
+  INFO("second: " << summary(second) << second.err());
+  REQUIRE(second_code == 0);
+  CHECK_THAT(summary(second), Catch::Contains("\"received\":20000,\"out_of_order\":0") &&
+                                  Catch::Contains("\"first\":1,\"last\":20000,\"count\":20000") &&
+                                  Catch::Contains("\"events_lost\":0"));
+  const auto pub_code = pub.wait(60s);
+  INFO("pub: " << pub.out() << pub.err());
+  CHECK(pub_code == 0);  // flushed: the dead subscriber was forgotten, the new one acknowledged
+}
+
+TEST_CASE("kill -9 of a publisher: subscribers see its new epoch and a loss notice for what could not be repaired",
+          "[multiprocess][reliability]") {
+  const auto cluster = unique_cluster("killpub");
+  const std::string id = "0123456789abcdef0123456789abcdef";
+  // The subscriber loses a third of what it receives, so repairs are always under way.
+  child_process::options faults;
+  faults.env = {{"MESHBUS_FAULTS", "drop=0.3,seed=3"}};
+  child_process sub(program(MESHBUS_TEST_STREAM_SUB, cluster, {"--expect-per-epoch", "1000", "--timeout-ms", "90000"}),
+                    faults);
+  REQUIRE(printed(sub, "subscribed", 10s));
+  child_process first(program(MESHBUS_TEST_STREAM_PUB, cluster,
+                              {"--node-id", id, "--count", "100000000", "--rate", "20000"}));
+  REQUIRE(printed(sub, "progress 5000", 30s));
+  first.signal(SIGKILL);
+  REQUIRE(first.wait(10s).has_value());
+  // The same node restarts without durable state: a new epoch.
+  child_process second(program(MESHBUS_TEST_STREAM_PUB, cluster, {"--node-id", id, "--count", "1000"}));
+  REQUIRE(second.wait(60s) == 0);
+  REQUIRE(printed(sub, "epoch-complete", 30s));
+  // Wait for the second epoch's stream to be complete too (two "epoch-complete" lines).
+  REQUIRE(sub.wait_output([](const std::string& out) {
+    return out.find("epoch-complete") != out.rfind("epoch-complete");
+  }, 30s));
+  sub.signal(SIGTERM);
+  REQUIRE(sub.wait(20s).has_value());
+  const auto s = summary(sub);
+  INFO("sub: " << s << sub.err());
+  CHECK_THAT(s, Catch::Contains("\"epochs\":2") && Catch::Contains("\"out_of_order\":0") &&
+                    Catch::Contains("\"reason\":\"publisher gone\""));
+  CHECK_THAT(s, Catch::Contains("\"first\":1,\"last\":1000,\"count\":1000"));  // the new epoch, complete
+}

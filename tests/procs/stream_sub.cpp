@@ -1,0 +1,122 @@
+// A test subscriber: checks that every stream (publisher, epoch, topic) arrives in
+// order with payloads matching sequence numbers, optionally slowly (--sleep-us per
+// event), records loss notices, and prints "progress N" every 1000 events and
+// "epoch-complete E N" when an epoch's stream reached --expect-per-epoch. Ends when
+// --expect events arrived, on SIGTERM, or at --timeout-ms, with a JSON summary.
+#include <csignal>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "tests/procs/proc_args.hpp"
+
+using namespace std::chrono_literals;
+using namespace meshbus;
+
+namespace {
+std::atomic<bool> terminated{false};
+void on_term(int) { terminated = true; }
+
+struct stream_state {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  std::uint64_t count = 0;
+};
+}  // namespace
+
+int main(int argc, char** argv) {
+  const test::proc_args args(argc, argv);
+  std::signal(SIGTERM, on_term);
+  const auto pattern = args.text("--pattern", "stream.**");
+  const auto expect = args.number("--expect", 0);
+  const auto per_epoch = args.number("--expect-per-epoch", 0);
+  const auto sleep_us = args.number("--sleep-us", 0);
+  const auto timeout = std::chrono::milliseconds(args.number("--timeout-ms", 60000));
+  SubscribeOptions so;
+  const auto mode = args.text("--mode", "reliable");
+  so.delivery = mode == "acknowledged" ? Delivery::acknowledged
+                : mode == "best_effort" ? Delivery::best_effort
+                                        : Delivery::reliable;
+  const auto start = args.text("--start", "now");
+  so.start = start == "earliest" ? StartFrom::earliest()
+             : start == "now"    ? StartFrom::now()
+                                 : StartFrom::at(std::stoull(start));
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, stream_state> streams;  // "<publisher>/<epoch>/<topic>"
+  std::map<std::uint64_t, bool> epochs;
+  std::uint64_t total = 0;
+  std::uint64_t out_of_order = 0;
+  std::string losses;
+  try {
+    Node node(args.node_options("sub"));
+    node.on_loss([&](const LossNotice& n) {
+      std::lock_guard lock(mu);
+      losses += (losses.empty() ? "" : ",") + std::string("{\"epoch\":") + std::to_string(n.epoch) +
+                ",\"from\":" + std::to_string(n.from) + ",\"to\":" + std::to_string(n.to) + ",\"reason\":\"" +
+                to_string(n.reason) + "\"}";
+      // A loss is a jump the order check must accept.
+      auto& s = streams[n.publisher.to_string() + "/" + std::to_string(n.epoch) + "/" + n.topic];
+      if (s.last + 1 == n.from || s.count == 0) s.last = n.to;
+    });
+    node.subscribe(pattern, [&](const Event& e) {
+      if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      const std::string text(e.text());
+      const auto value = std::stoull(text.substr(0, text.find('.')));
+      std::lock_guard lock(mu);
+      auto& s = streams[e.publisher().to_string() + "/" + std::to_string(e.epoch()) + "/" + std::string(e.topic())];
+      const bool first_of_stream = s.count == 0 && s.last == 0;
+      if ((!first_of_stream && e.sequence() != s.last + 1) || value != e.sequence()) ++out_of_order;
+      if (first_of_stream) s.first = e.sequence();
+      s.last = e.sequence();
+      ++s.count;
+      ++total;
+      if (!epochs.count(e.epoch())) epochs[e.epoch()] = false;
+      if (per_epoch != 0 && s.count == per_epoch && !epochs[e.epoch()]) {
+        epochs[e.epoch()] = true;
+        std::printf("epoch-complete %llu %llu\n", static_cast<unsigned long long>(e.epoch()),
+                    static_cast<unsigned long long>(s.count));
+        std::fflush(stdout);
+      }
+      if (total % 1000 == 0) {
+        std::printf("progress %llu\n", static_cast<unsigned long long>(total));
+        std::fflush(stdout);
+      }
+      cv.notify_all();
+    }, so);
+    std::printf("subscribed\n");
+    std::fflush(stdout);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    {
+      std::unique_lock lock(mu);
+      while (!terminated && std::chrono::steady_clock::now() < deadline && (expect == 0 || total < expect)) {
+        cv.wait_for(lock, 20ms);
+      }
+    }
+    const auto st = node.stats();
+    node.stop();
+    std::lock_guard lock(mu);
+    std::string per_stream;
+    for (const auto& [key, s] : streams) {
+      per_stream += (per_stream.empty() ? "" : ",") + std::string("{\"stream\":\"") + key +
+                    "\",\"first\":" + std::to_string(s.first) + ",\"last\":" + std::to_string(s.last) +
+                    ",\"count\":" + std::to_string(s.count) + "}";
+    }
+    std::printf(
+        "{\"received\":%llu,\"out_of_order\":%llu,\"epochs\":%zu,\"events_lost\":%llu,\"duplicates\":%llu,"
+        "\"nacks_sent\":%llu,\"repairs_received\":%llu,\"losses\":[%s],\"streams\":[%s]}\n",
+        static_cast<unsigned long long>(total), static_cast<unsigned long long>(out_of_order), epochs.size(),
+        static_cast<unsigned long long>(st.events_lost), static_cast<unsigned long long>(st.duplicates_dropped),
+        static_cast<unsigned long long>(st.nacks_sent), static_cast<unsigned long long>(st.repairs_received),
+        losses.c_str(), per_stream.c_str());
+    std::fflush(stdout);
+    return expect == 0 || total >= expect ? 0 : 1;
+  } catch (const error& e) {
+    std::fprintf(stderr, "stream_sub: %s\n", e.what());
+    return 3;
+  }
+}
