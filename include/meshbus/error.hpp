@@ -4,6 +4,7 @@
 /// error handler, the counters in Stats, and the log.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -34,6 +35,15 @@ class error : public std::system_error {
  public:
   error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
   errc code_value() const noexcept { return static_cast<errc>(code().value()); }
+};
+
+/// Thrown by a handler for an event that can never be handled (it does not decode,
+/// fails validation, is of an unknown type or version): the event is dead-lettered
+/// at once with what() as the reason, whatever the delivery mode, without retries.
+/// meshbus's typed subscriptions throw it themselves.
+class poison_event : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace meshbus

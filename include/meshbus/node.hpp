@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +30,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "meshbus/error.hpp"
@@ -51,6 +53,9 @@ enum class [[nodiscard]] PublishResult : std::uint8_t {
 };
 
 /// Optional parts of an event. All views are copied before publish() returns.
+/// Published from inside a handler, an event without its own correlation id gets
+/// the handled event's (or, if it has none, the handled event's id), and without its
+/// own causation id the handled event's id: a whole flow can be traced.
 struct PublishOptions {
   std::string_view event_id;  ///< default: derived from (publisher, epoch, sequence)
   std::string_view type_name;
@@ -144,6 +149,25 @@ struct DeadLetter {
   std::chrono::system_clock::time_point failed_at{};
 };
 
+/// A typed event: a struct with MSGPACK_DEFINE_MAP and, as static members, its name
+/// and version (and optionally the topic it is published on, default: its name):
+///
+///     struct OrderPlaced {
+///       static constexpr std::string_view event_name = "orders.placed";
+///       static constexpr std::uint32_t event_version = 2;
+///       std::string order_id;
+///       double amount = 0;
+///       MSGPACK_DEFINE_MAP(order_id, amount)
+///     };
+///
+/// The typed members of Node below are defined in <meshbus/typed.hpp>; include it
+/// where you use them.
+template <class T>
+concept TypedEvent = requires {
+  { T::event_name } -> std::convertible_to<std::string_view>;
+  { T::event_version } -> std::convertible_to<std::uint32_t>;
+} && std::is_default_constructible_v<T>;
+
 using Handler = std::function<void(const Event&)>;
 using PeerHandler = std::function<void(const PeerEvent&)>;
 using LossHandler = std::function<void(const LossNotice&)>;
@@ -170,12 +194,27 @@ class Node {
                         const PublishOptions& options = {});
   PublishResult publish(std::string_view topic, std::string_view text,
                         const PublishOptions& options = {});
+  /// Publishes a typed event (MessagePack map, its type name and version in the
+  /// envelope) on its topic, or on `topic`. Needs <meshbus/typed.hpp>.
+  template <TypedEvent T>
+  PublishResult publish(const T& event, const PublishOptions& options = {});
+  template <TypedEvent T>
+  PublishResult publish(std::string_view topic, const T& event, const PublishOptions& options = {});
 
   /// Calls `handler` for every event whose topic matches `pattern`: `*` matches
   /// one segment, `**` any number (zero or more). Throws meshbus::error:
   /// invalid_topic, invalid_argument, stopped.
   Subscription subscribe(std::string_view pattern, Handler handler,
                          const SubscribeOptions& options = SubscribeOptions{});
+  /// Typed subscription: `handler(const T&)` or `handler(const T&, const Event&)`, for
+  /// events on T's topic or on `pattern`. Older versions are upcast (see
+  /// register_upcaster); events that are of another type, newer than T, do not decode
+  /// (the reason names the field) or fail validation never reach the handler: they
+  /// are dead-lettered. Needs <meshbus/typed.hpp>.
+  template <TypedEvent T, class F>
+  Subscription subscribe(F&& handler, const SubscribeOptions& options = SubscribeOptions{});
+  template <TypedEvent T, class F>
+  Subscription subscribe(std::string_view pattern, F&& handler, const SubscribeOptions& options = SubscribeOptions{});
   /// After this returns no new call of the handler starts (one already running
   /// may finish). Unknown or already removed subscriptions are ignored.
   void unsubscribe(Subscription subscription);

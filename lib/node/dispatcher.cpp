@@ -7,8 +7,23 @@
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
+
+thread_local const Event* current_event = nullptr;
+
 namespace {
 constexpr std::size_t item_overhead = 128;
+
+// Marks the event a handler is working on, for correlation of what it publishes.
+class handling {
+ public:
+  explicit handling(const Event& e) noexcept : previous_(current_event) { current_event = &e; }
+  ~handling() { current_event = previous_; }
+  handling(const handling&) = delete;
+  handling& operator=(const handling&) = delete;
+
+ private:
+  const Event* previous_;
+};
 
 std::size_t delivery_bytes(const delivery& d) { return d.frame.size() + item_overhead; }
 }  // namespace
@@ -127,9 +142,14 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
         }
       }
       std::string failure;
+      bool poisoned = false;
       try {
+        const handling marker(ev);
         sub->handler(ev);
         bump(counters_.events_delivered);
+      } catch (const poison_event& e) {
+        failure = e.what();
+        poisoned = true;
       } catch (const std::exception& e) {
         failure = e.what();
         if (failure.empty()) failure = "exception without a message";
@@ -145,8 +165,14 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
       }
       bump(counters_.handler_errors);
       if (on_error_) on_error_(topic, failure);
-      if (!acknowledged) continue;
       const unsigned tried = (i == from ? attempts : 0) + 1;
+      if (poisoned) {  // never handleable: dead-lettered at once, in every mode
+        all_handled = false;
+        bump(counters_.dead_letters);
+        if (on_dead_letter_) on_dead_letter_(ev, *sub, failure, tried);
+        continue;
+      }
+      if (!acknowledged) continue;
       if (tried < std::max(1u, sub->options.max_deliver)) {
         bump(counters_.handler_retries);
         auto delay = sub->options.retry_backoff;

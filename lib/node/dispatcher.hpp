@@ -39,6 +39,9 @@
 
 namespace meshbus::detail {
 
+/// The event the calling thread's handler is working on (null outside handlers).
+extern thread_local const Event* current_event;
+
 /// A received (or locally published) batch, ready for handlers.
 struct delivery {
   zmq::message_t frame;

@@ -28,7 +28,8 @@ spdlog::logger& logger() {
 
 errc code_of(fault f) noexcept {
   switch (f) {
-    case fault::handler_exception: return errc::handler_failed;
+    case fault::handler_exception:
+    case fault::dead_letter: return errc::handler_failed;
     case fault::sent_past_gone:
     case fault::control_send_failure: return errc::peer_overloaded;
     case fault::sequence_gap: return errc::data_loss;

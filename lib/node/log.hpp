@@ -32,6 +32,7 @@ enum class fault : std::uint8_t {
   sent_past_gone,
   control_send_failure,
   sequence_gap,
+  dead_letter,
   count_
 };
 

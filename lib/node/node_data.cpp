@@ -306,8 +306,8 @@ void node_impl::dead_letter(const Event& e, const subscription_entry& sub, std::
   d.failed_at = std::chrono::system_clock::now();
   const auto [id, dropped] = dead_letters_.add(d, sub.id);
   if (dropped) bump(counters_.dead_letters_dropped);
-  logger().warn("node {}: dead-lettered event {} of '{}' after {} attempts: {}", id_.short_string(), e.id(),
-                d.topic, attempts, d.reason);
+  report(fault::dead_letter, fmt::format("dead-lettered event {} of '{}' after {} attempt(s): {}", e.id(), d.topic,
+                                         attempts, d.reason));
   // Announce it on "$dlq.<topic>", so tools and other nodes can see it.
   const auto announce_topic = d.topic.size() + 5 <= wire::max_topic_length ? "$dlq." + d.topic : std::string("$dlq");
   const auto id_text = std::to_string(id);

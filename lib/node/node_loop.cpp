@@ -193,6 +193,23 @@ PublishResult node_impl::publish_checked(std::string_view topic, wire::byte_view
                             "it on every node or split the payload",
                             payload.size(), topic, opts_.max_message_bytes));
   }
+  // Inside a handler, what is published belongs to the same flow: it inherits the
+  // handled event's correlation id (or takes its id as one) and names it as its cause.
+  PublishOptions inherited;
+  std::string correlation_buffer;
+  std::string causation_buffer;
+  if (const Event* cause = current_event; cause != nullptr) {
+    const bool has_correlation = po != nullptr && !po->correlation_id.empty();
+    const bool has_causation = po != nullptr && !po->causation_id.empty();
+    if (!has_correlation || !has_causation) {
+      if (po != nullptr) inherited = *po;
+      causation_buffer = cause->id();
+      correlation_buffer = cause->correlation_id().empty() ? causation_buffer : std::string(cause->correlation_id());
+      if (!has_correlation) inherited.correlation_id = correlation_buffer;
+      if (!has_causation) inherited.causation_id = causation_buffer;
+      po = &inherited;
+    }
+  }
   wire::event_fields fields;
   std::vector<wire::header_view> headers;
   const wire::event_fields* fp = nullptr;

@@ -1,0 +1,310 @@
+/// @file
+/// Typed events: plain structs with MSGPACK_DEFINE_MAP, a name and a version.
+///
+///     #include <meshbus/typed.hpp>
+///
+///     struct OrderPlaced {
+///       static constexpr std::string_view event_name = "orders.placed";
+///       static constexpr std::uint32_t event_version = 2;
+///       std::string order_id;
+///       double amount = 0;
+///       std::optional<std::string> coupon;   // optional fields may be absent
+///       MSGPACK_DEFINE_MAP(order_id, amount, coupon)   // no ';': it defines functions
+///     };
+///
+///     node.publish(OrderPlaced{"o-1", 42.0, {}});
+///     node.subscribe<OrderPlaced>([](const OrderPlaced& o, const meshbus::Event& e) { ... });
+///
+/// The payload is a MessagePack map (field names as keys), content type
+/// "application/msgpack"; the envelope carries the type name and version. Decoding is
+/// bounded and strict: every field of the struct that is not a std::optional must be
+/// present with a value of its type. Older versions are turned into the current one
+/// by upcasters; events of another type, of a newer version, that do not decode or
+/// that fail validation are dead-lettered with a reason naming the problem, and never
+/// reach the handler half-filled. Upcasters and validators are registered per type,
+/// for the whole process.
+///
+/// This is the only public header that includes msgpack (with MSGPACK_NO_BOOST).
+#pragma once
+
+#ifndef MSGPACK_NO_BOOST
+#define MSGPACK_NO_BOOST
+#endif
+#include <msgpack.hpp>
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "meshbus/node.hpp"
+
+namespace meshbus {
+
+/// The topic a typed event is published on: T::event_topic if it has one, else its name.
+template <TypedEvent T>
+constexpr std::string_view event_topic() {
+  if constexpr (requires { T::event_topic; }) {
+    return T::event_topic;
+  } else {
+    return T::event_name;
+  }
+}
+
+/// The MessagePack bytes of a typed event.
+template <TypedEvent T>
+std::string encode_event(const T& event) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, event);
+  return std::string(buffer.data(), buffer.size());
+}
+
+/// Decodes `bytes` of type `type_name` at `version` into the current T: upcasts,
+/// checks every field, validates. Throws poison_event with a reason otherwise.
+template <TypedEvent T>
+T decode_event(std::span<const std::byte> bytes, std::string_view type_name, std::uint32_t version);
+
+/// Registers how version From::event_version of a type becomes To::event_version
+/// (From and To are two structs with the same event_name). Chains are followed:
+/// 1 -> 2 -> 3. Throws meshbus::error(invalid_argument) for mismatched names.
+template <TypedEvent From, TypedEvent To>
+void register_upcaster(std::function<To(const From&)> upcast);
+
+/// Registers a validation hook for T: it returns an empty string when the event is
+/// valid, otherwise why not (the event is then dead-lettered with that reason).
+template <TypedEvent T>
+void register_validator(std::function<std::string(const T&)> validate);
+
+namespace detail {
+
+/// Decode limits for typed payloads (on top of Options::max_message_bytes).
+inline msgpack::unpack_limit typed_decode_limit() {
+  return msgpack::unpack_limit(65536, 65536, 16u << 20, 16u << 20, 0, 32);
+}
+
+/// Process-wide upcasters and validators, by type name.
+struct type_registry {
+  using upcaster = std::function<std::string(std::span<const std::byte>)>;
+  std::mutex mu;
+  std::map<std::pair<std::string, std::uint32_t>, std::pair<std::uint32_t, upcaster>> upcasters;
+  std::map<std::string, std::vector<std::function<std::string(const void*)>>> validators;
+
+  static type_registry& instance() {
+    static type_registry registry;
+    return registry;
+  }
+};
+
+inline const char* kind_of(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "a boolean";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: return "an integer";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "a float";
+    case msgpack::type::STR: return "a string";
+    case msgpack::type::BIN: return "binary";
+    case msgpack::type::ARRAY: return "an array";
+    case msgpack::type::MAP: return "a map";
+    default: return "an extension";
+  }
+}
+
+template <class V>
+struct is_optional : std::false_type {};
+template <class V>
+struct is_optional<std::optional<V>> : std::true_type {};
+
+/// Walks a struct's MSGPACK_DEFINE_MAP fields (by posing as a msgpack packer: the
+/// macro hands it each field name and then each field, with its static type) and
+/// checks the received map against them: every non-optional field present, and
+/// every value convertible to the field's type. The first problem, naming the field,
+/// ends up in `error`.
+class field_checker {
+ public:
+  explicit field_checker(const msgpack::object& map) {
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+      const auto& kv = map.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR) {
+        fields_.emplace(std::string(kv.key.via.str.ptr, kv.key.via.str.size), &kv.val);
+      }
+    }
+  }
+  field_checker& pack_map(std::uint32_t) { return *this; }
+  template <class V>
+  field_checker& pack(const V& value) {
+    if (expect_name_) {
+      if constexpr (std::is_convertible_v<const V&, std::string_view>) name_ = std::string_view(value);
+      expect_name_ = false;
+      return *this;
+    }
+    expect_name_ = true;
+    if (!error_.empty()) return *this;
+    const auto it = fields_.find(name_);
+    if (it == fields_.end()) {
+      if (!is_optional<V>::value) error_ = "field '" + name_ + "' is missing";
+      return *this;
+    }
+    try {
+      V probe{};
+      it->second->convert(probe);
+    } catch (const std::exception&) {
+      error_ = "field '" + name_ + "' has the wrong type (" + kind_of(*it->second) + ")";
+    }
+    return *this;
+  }
+  const std::string& error() const noexcept { return error_; }
+
+ private:
+  std::map<std::string, const msgpack::object*> fields_;
+  std::string name_;
+  std::string error_;
+  bool expect_name_ = true;
+};
+
+/// Decodes bytes that are exactly version T::event_version of T.
+template <TypedEvent T>
+T decode_current(std::span<const std::byte> bytes) {
+  msgpack::object_handle handle;
+  try {
+    handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr, nullptr,
+                             typed_decode_limit());
+  } catch (const std::exception& e) {
+    throw poison_event(std::string(T::event_name) + " does not decode as MessagePack: " + e.what());
+  }
+  const auto& obj = handle.get();
+  if (obj.type != msgpack::type::MAP) {
+    throw poison_event(std::string(T::event_name) + " is not a map of fields but " + kind_of(obj));
+  }
+  T value{};
+  field_checker checker(obj);
+  value.msgpack_pack(checker);
+  if (!checker.error().empty()) throw poison_event(std::string(T::event_name) + ": " + checker.error());
+  try {
+    obj.convert(value);
+  } catch (const std::exception& e) {
+    throw poison_event(std::string(T::event_name) + " does not decode: " + e.what());
+  }
+  return value;
+}
+
+}  // namespace detail
+
+template <TypedEvent T>
+T decode_event(std::span<const std::byte> bytes, std::string_view type_name, std::uint32_t version) {
+  if (type_name != T::event_name) {
+    throw poison_event(type_name.empty() ? "an event without a type where " + std::string(T::event_name) +
+                                               " was expected"
+                                         : "an event of type " + std::string(type_name) + " where " +
+                                               std::string(T::event_name) + " was expected");
+  }
+  if (version > T::event_version) {
+    throw poison_event("version " + std::to_string(version) + " of " + std::string(T::event_name) +
+                       " is newer than this program knows (" + std::to_string(T::event_version) + ")");
+  }
+  auto& registry = detail::type_registry::instance();
+  std::string upcast_bytes;
+  while (version < T::event_version) {
+    detail::type_registry::upcaster step;
+    std::uint32_t next = 0;
+    {
+      std::lock_guard lock(registry.mu);
+      const auto it = registry.upcasters.find({std::string(T::event_name), version});
+      if (it == registry.upcasters.end()) {
+        throw poison_event("no upcaster from version " + std::to_string(version) + " of " +
+                           std::string(T::event_name) + " (this program knows version " +
+                           std::to_string(T::event_version) + ")");
+      }
+      next = it->second.first;
+      step = it->second.second;
+    }
+    upcast_bytes = step(bytes);
+    bytes = std::as_bytes(std::span(upcast_bytes.data(), upcast_bytes.size()));
+    version = next;
+  }
+  T value = detail::decode_current<T>(bytes);
+  std::vector<std::function<std::string(const void*)>> validators;
+  {
+    std::lock_guard lock(registry.mu);
+    if (const auto it = registry.validators.find(std::string(T::event_name)); it != registry.validators.end()) {
+      validators = it->second;
+    }
+  }
+  for (const auto& validate : validators) {
+    if (auto why = validate(&value); !why.empty()) {
+      throw poison_event(std::string(T::event_name) + " is invalid: " + why);
+    }
+  }
+  return value;
+}
+
+template <TypedEvent From, TypedEvent To>
+void register_upcaster(std::function<To(const From&)> upcast) {
+  if (std::string_view(From::event_name) != std::string_view(To::event_name) ||
+      From::event_version >= To::event_version) {
+    throw error(errc::invalid_argument,
+                "register_upcaster: From and To must be two versions of one event name, From the older");
+  }
+  auto step = [upcast = std::move(upcast)](std::span<const std::byte> bytes) {
+    return encode_event(upcast(detail::decode_current<From>(bytes)));
+  };
+  auto& registry = detail::type_registry::instance();
+  std::lock_guard lock(registry.mu);
+  registry.upcasters[{std::string(From::event_name), From::event_version}] = {To::event_version, std::move(step)};
+}
+
+template <TypedEvent T>
+void register_validator(std::function<std::string(const T&)> validate) {
+  auto& registry = detail::type_registry::instance();
+  std::lock_guard lock(registry.mu);
+  registry.validators[std::string(T::event_name)].push_back(
+      [validate = std::move(validate)](const void* value) { return validate(*static_cast<const T*>(value)); });
+}
+
+// --- Node's typed members ----------------------------------------------------
+
+template <TypedEvent T>
+PublishResult Node::publish(const T& event, const PublishOptions& options) {
+  return publish(event_topic<T>(), event, options);
+}
+
+template <TypedEvent T>
+PublishResult Node::publish(std::string_view topic, const T& event, const PublishOptions& options) {
+  const auto bytes = encode_event(event);
+  PublishOptions typed = options;
+  typed.type_name = T::event_name;
+  typed.type_version = T::event_version;
+  if (typed.content_type.empty()) typed.content_type = "application/msgpack";
+  return publish(topic, std::as_bytes(std::span(bytes.data(), bytes.size())), typed);
+}
+
+template <TypedEvent T, class F>
+Subscription Node::subscribe(F&& handler, const SubscribeOptions& options) {
+  return subscribe<T>(event_topic<T>(), std::forward<F>(handler), options);
+}
+
+template <TypedEvent T, class F>
+Subscription Node::subscribe(std::string_view pattern, F&& handler, const SubscribeOptions& options) {
+  static_assert(std::is_invocable_v<F&, const T&, const Event&> || std::is_invocable_v<F&, const T&>,
+                "a typed handler takes (const T&) or (const T&, const meshbus::Event&)");
+  return subscribe(
+      pattern,
+      [h = std::forward<F>(handler)](const Event& e) mutable {
+        const T value = decode_event<T>(e.payload(), e.type_name(), e.type_version());
+        if constexpr (std::is_invocable_v<F&, const T&, const Event&>) {
+          h(value, e);
+        } else {
+          h(value);
+        }
+      },
+      options);
+}
+
+}  // namespace meshbus
