@@ -20,6 +20,12 @@ enum class errc {
   configuration,         ///< an option or MESHBUS_* environment variable is invalid
   timeout,               ///< a bounded wait ran out
   message_too_large,     ///< an event exceeds Options::max_message_bytes
+  // Request/reply failures (in the future or callback of a request):
+  no_service,        ///< no live instance serves the service (fails at once)
+  remote_failure,    ///< the service's handler threw; what() has its message
+  request_rejected,  ///< the service can never handle this request (does not decode, invalid)
+  peer_gone,         ///< the instance left before it replied
+  bad_reply,         ///< the reply does not decode as the expected type
   // Background faults, reported to Options::on_error (never thrown):
   handler_failed,   ///< a handler threw
   malformed_input,  ///< network input was malformed or of another protocol version: dropped

@@ -24,13 +24,16 @@
 #include <cstddef>
 #include <concepts>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "meshbus/error.hpp"
@@ -168,6 +171,45 @@ concept TypedEvent = requires {
   { T::event_version } -> std::convertible_to<std::uint32_t>;
 } && std::is_default_constructible_v<T>;
 
+/// The answer to a request: `return meshbus::Reply{"text"};` from a handler.
+struct Reply {
+  Reply() = default;
+  Reply(std::string payload_bytes)  // NOLINT(google-explicit-constructor): a reply is its payload
+      : payload(std::move(payload_bytes)) {}
+  Reply(std::string payload_bytes, std::string type, std::uint32_t version)
+      : payload(std::move(payload_bytes)), type_name(std::move(type)), type_version(version) {}
+
+  std::string payload;
+  std::string type_name;  ///< for typed replies
+  std::uint32_t type_version = 0;
+  NodeId responder;  ///< set by meshbus on the requester's side
+  std::string_view text() const noexcept { return payload; }
+};
+
+struct RequestOptions {
+  std::chrono::milliseconds timeout{5000};
+  std::string_view type_name;  ///< for typed requests
+  std::uint32_t type_version = 0;
+  /// Default: the flow of the handler this is called from (as for publish), if any.
+  std::string_view correlation_id;
+};
+
+/// Serves one request. It gets the request as an Event: topic() is the service,
+/// publisher() the requester, id() the request id, payload() and type_name() what
+/// was sent. Throw to fail the request (the requester gets errc::remote_failure
+/// with the message), or poison_event when it can never be handled
+/// (errc::request_rejected). Runs on a handler thread, like event handlers.
+using RequestHandler = std::function<Reply(const Event& request)>;
+/// Completion of request_async: exactly one of `reply` and `failure` is set
+/// (failure holds a meshbus::error). Runs on a handler thread.
+using ReplyCallback = std::function<void(std::optional<Reply> reply, std::exception_ptr failure)>;
+
+/// Identifies a served service for unserve().
+struct Service {
+  std::uint64_t id = 0;
+  explicit operator bool() const noexcept { return id != 0; }
+};
+
 using Handler = std::function<void(const Event&)>;
 using PeerHandler = std::function<void(const PeerEvent&)>;
 using LossHandler = std::function<void(const LossNotice&)>;
@@ -218,6 +260,47 @@ class Node {
   /// After this returns no new call of the handler starts (one already running
   /// may finish). Unknown or already removed subscriptions are ignored.
   void unsubscribe(Subscription subscription);
+
+  // --- request/reply: over ROUTER/DEALER, to one live instance of a service ---
+
+  /// Sends a request to one live instance of `service` (round robin over the
+  /// instances, this node included). Fails at once with errc::no_service when none
+  /// is alive; otherwise the future holds the reply or a meshbus::error: timeout,
+  /// remote_failure, request_rejected, peer_gone, stopped.
+  std::future<Reply> request(std::string_view service, std::span<const std::byte> payload,
+                             const RequestOptions& options = RequestOptions{});
+  std::future<Reply> request(std::string_view service, std::string_view text,
+                             const RequestOptions& options = RequestOptions{});
+  /// The same, completing through a callback on a handler thread.
+  void request_async(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
+                     const RequestOptions& options = RequestOptions{});
+  /// Serves `service` (a name with topic syntax) on this node; peers learn of it by
+  /// HELLO and subscription updates. One handler per service per node. Throws
+  /// meshbus::error: invalid_topic, invalid_argument (already served), stopped.
+  Service serve(std::string_view service, RequestHandler handler);
+  void unserve(Service service);
+  /// Live instances of `service` (this node included when it serves it).
+  std::vector<NodeId> instances(std::string_view service) const;
+
+  /// Typed request/reply (<meshbus/typed.hpp>): `handler(const Req&)` or
+  /// `handler(const Req&, const Event&)` returns a Rep. A reply that does not
+  /// decode as Rep fails the future with errc::bad_reply.
+  template <TypedEvent Req, TypedEvent Rep>
+  std::future<Rep> request(std::string_view service, const Req& request,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  template <TypedEvent Req, TypedEvent Rep, class F>
+  Service handle(std::string_view service, F&& handler);
+
+  /// CQRS: a command changes state and is handled by the service named after its
+  /// type (Cmd::event_name); a query only reads, likewise. Both are request/reply.
+  template <TypedEvent Cmd, TypedEvent Result>
+  std::future<Result> execute(const Cmd& command, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  template <TypedEvent Cmd, TypedEvent Result, class F>
+  Service on_command(F&& handler);
+  template <TypedEvent Query, TypedEvent Result>
+  std::future<Result> query(const Query& query, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  template <TypedEvent Query, TypedEvent Result, class F>
+  Service on_query(F&& handler);
 
   /// Peer joined / suspect / alive again / left, on a handler thread. Replaces
   /// any previous peer handler.

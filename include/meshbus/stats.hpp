@@ -51,6 +51,11 @@ struct Stats {
   std::uint64_t handler_retries = 0;    ///< acknowledged: handler calls repeated after a throw
   std::uint64_t dead_letters = 0;       ///< events dead-lettered
   std::uint64_t dead_letters_dropped = 0;  ///< dead letters evicted from a full store
+  // --- request/reply ---
+  std::uint64_t requests_sent = 0;
+  std::uint64_t requests_failed = 0;   ///< of those: no service, timeout, remote failure, ...
+  std::uint64_t requests_served = 0;
+  std::uint64_t late_replies = 0;      ///< replies that came after their request timed out
   // --- bad input (dropped, counted, logged once per cause) ---
   std::uint64_t malformed_beacons = 0;
   std::uint64_t unsupported_beacons = 0;      ///< another protocol version

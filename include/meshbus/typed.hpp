@@ -33,7 +33,9 @@
 #include <msgpack.hpp>
 
 #include <functional>
+#include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -305,6 +307,76 @@ Subscription Node::subscribe(std::string_view pattern, F&& handler, const Subscr
         }
       },
       options);
+}
+
+// --- typed request/reply and CQRS ------------------------------------------------
+
+template <TypedEvent Req, TypedEvent Rep>
+std::future<Rep> Node::request(std::string_view service, const Req& request, std::chrono::milliseconds timeout) {
+  const auto bytes = encode_event(request);
+  RequestOptions options;
+  options.timeout = timeout;
+  options.type_name = Req::event_name;
+  options.type_version = Req::event_version;
+  auto promise = std::make_shared<std::promise<Rep>>();
+  auto result = promise->get_future();
+  try {
+    request_async(
+        service, std::as_bytes(std::span(bytes.data(), bytes.size())),
+        [promise](std::optional<Reply> reply, std::exception_ptr failed) {
+          if (failed) {
+            promise->set_exception(failed);
+            return;
+          }
+          try {
+            promise->set_value(decode_event<Rep>(std::as_bytes(std::span(reply->payload.data(), reply->payload.size())),
+                                                 reply->type_name, reply->type_version));
+          } catch (const poison_event& e) {
+            promise->set_exception(std::make_exception_ptr(error(errc::bad_reply, e.what())));
+          }
+        },
+        options);
+  } catch (...) {
+    promise->set_exception(std::current_exception());
+  }
+  return result;
+}
+
+template <TypedEvent Req, TypedEvent Rep, class F>
+Service Node::handle(std::string_view service, F&& handler) {
+  static_assert(std::is_invocable_r_v<Rep, F&, const Req&, const Event&> || std::is_invocable_r_v<Rep, F&, const Req&>,
+                "a typed request handler takes (const Req&) or (const Req&, const meshbus::Event&) and returns Rep");
+  return serve(service, [h = std::forward<F>(handler)](const Event& e) mutable -> Reply {
+    const Req request = decode_event<Req>(e.payload(), e.type_name(), e.type_version());  // poison: rejected
+    Rep reply_value = [&] {
+      if constexpr (std::is_invocable_r_v<Rep, F&, const Req&, const Event&>) {
+        return h(request, e);
+      } else {
+        return h(request);
+      }
+    }();
+    return Reply(encode_event(reply_value), std::string(Rep::event_name), Rep::event_version);
+  });
+}
+
+template <TypedEvent Cmd, TypedEvent Result>
+std::future<Result> Node::execute(const Cmd& command, std::chrono::milliseconds timeout) {
+  return request<Cmd, Result>(Cmd::event_name, command, timeout);
+}
+
+template <TypedEvent Cmd, TypedEvent Result, class F>
+Service Node::on_command(F&& handler) {
+  return handle<Cmd, Result>(Cmd::event_name, std::forward<F>(handler));
+}
+
+template <TypedEvent Query, TypedEvent Result>
+std::future<Result> Node::query(const Query& query, std::chrono::milliseconds timeout) {
+  return request<Query, Result>(Query::event_name, query, timeout);
+}
+
+template <TypedEvent Query, TypedEvent Result, class F>
+Service Node::on_query(F&& handler) {
+  return handle<Query, Result>(Query::event_name, std::forward<F>(handler));
 }
 
 }  // namespace meshbus

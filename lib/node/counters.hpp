@@ -20,6 +20,8 @@ struct node_counters {
       repairs_received{0}, acks_sent{0}, duplicates_dropped{0}, reorder_overflow{0},
       rejected_sequences{0}, receive_pauses{0}, handler_retries{0}, dead_letters{0},
       dead_letters_dropped{0};
+  // request/reply
+  counter requests_sent{0}, requests_failed{0}, requests_served{0}, late_replies{0};
   // bad input
   counter malformed_beacons{0}, unsupported_beacons{0}, foreign_cluster_beacons{0},
       foreign_network_beacons{0}, malformed_messages{0}, unsupported_messages{0}, unknown_senders{0};

@@ -13,18 +13,6 @@ thread_local const Event* current_event = nullptr;
 namespace {
 constexpr std::size_t item_overhead = 128;
 
-// Marks the event a handler is working on, for correlation of what it publishes.
-class handling {
- public:
-  explicit handling(const Event& e) noexcept : previous_(current_event) { current_event = &e; }
-  ~handling() { current_event = previous_; }
-  handling(const handling&) = delete;
-  handling& operator=(const handling&) = delete;
-
- private:
-  const Event* previous_;
-};
-
 std::size_t delivery_bytes(const delivery& d) { return d.frame.size() + item_overhead; }
 }  // namespace
 

@@ -39,8 +39,21 @@
 
 namespace meshbus::detail {
 
-/// The event the calling thread's handler is working on (null outside handlers).
+/// The event (or request) the calling thread's handler is working on (null outside
+/// handlers): what it publishes or requests belongs to the same flow.
 extern thread_local const Event* current_event;
+
+/// Marks the event a handler is working on, for as long as it lives.
+class handling {
+ public:
+  explicit handling(const Event& e) noexcept : previous_(current_event) { current_event = &e; }
+  ~handling() { current_event = previous_; }
+  handling(const handling&) = delete;
+  handling& operator=(const handling&) = delete;
+
+ private:
+  const Event* previous_;
+};
 
 /// A received (or locally published) batch, ready for handlers.
 struct delivery {

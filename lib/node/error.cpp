@@ -16,6 +16,11 @@ class category final : public std::error_category {
       case errc::configuration: return "invalid configuration";
       case errc::timeout: return "timed out";
       case errc::message_too_large: return "message too large";
+      case errc::no_service: return "no live instance of the service";
+      case errc::remote_failure: return "the service's handler failed";
+      case errc::request_rejected: return "request rejected";
+      case errc::peer_gone: return "the instance left before replying";
+      case errc::bad_reply: return "bad reply";
       case errc::handler_failed: return "handler failed";
       case errc::malformed_input: return "malformed input dropped";
       case errc::peer_overloaded: return "peer overloaded";

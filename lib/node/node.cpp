@@ -34,6 +34,27 @@ Subscription Node::subscribe(std::string_view pattern, Handler handler, const Su
 }
 void Node::unsubscribe(Subscription subscription) { impl_->unsubscribe(subscription); }
 void Node::on_peer(PeerHandler handler) { impl_->set_peer_handler(std::move(handler)); }
+std::future<Reply> Node::request(std::string_view service, std::span<const std::byte> payload,
+                                 const RequestOptions& options) {
+  return impl_->request(service,
+                        wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
+                        options);
+}
+std::future<Reply> Node::request(std::string_view service, std::string_view text, const RequestOptions& options) {
+  return impl_->request(service, wire::byte_view(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                        options);
+}
+void Node::request_async(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
+                         const RequestOptions& options) {
+  impl_->request_async(service,
+                       wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
+                       std::move(done), options);
+}
+Service Node::serve(std::string_view service, RequestHandler handler) {
+  return impl_->serve(service, std::move(handler));
+}
+void Node::unserve(Service service) { impl_->unserve(service); }
+std::vector<NodeId> Node::instances(std::string_view service) const { return impl_->instances(service); }
 void Node::on_loss(LossHandler handler) { impl_->set_loss_handler(std::move(handler)); }
 std::vector<DeadLetter> Node::dead_letters() const { return impl_->dead_letters(); }
 bool Node::replay_dead_letter(std::uint64_t id) { return impl_->replay_dead_letter(id); }

@@ -239,6 +239,7 @@ void node_impl::handle_data(zmq::message_t&& msg, const wire::node_id_bytes* rep
 }
 
 void node_impl::reliability_tick(clock::time_point now) {
+  expire_requests(now);
   inbound_->tick(now);
   outbound_->tick(now);
   send_heartbeats(now);

@@ -467,6 +467,10 @@ Stats node_impl::stats() const {
   s.acks_received = read(c.acks_received);
   s.bad_acks = read(c.bad_acks);
   s.bad_nacks = read(c.bad_nacks);
+  s.requests_sent = read(c.requests_sent);
+  s.requests_failed = read(c.requests_failed);
+  s.requests_served = read(c.requests_served);
+  s.late_replies = read(c.late_replies);
   s.duplicates_dropped = read(c.duplicates_dropped);
   s.receive_pauses = read(c.receive_pauses);
   s.malformed_beacons = read(c.malformed_beacons);
@@ -571,6 +575,7 @@ void node_impl::shutdown_io() {
     logger().info("node {}: stopped after {} ms with {} events not yet acknowledged by subscribers",
                   id_.short_string(), opts_.linger.count(), outbound_->unacknowledged());
   }
+  fail_requests(nullptr, errc::stopped, "the node stopped before a reply came");
   // Goodbye: by beacon for everyone, and directly to every peer.
   beacon_->send(make_beacon(wire::beacon::flag_goodbye));
   for (auto& [id, s] : sessions_) send_control(id, wire::goodbye_msg{});

@@ -26,7 +26,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <future>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -98,6 +100,13 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void set_peer_handler(PeerHandler h);
   void set_loss_handler(LossHandler h);
   std::vector<DeadLetter> dead_letters() const { return dead_letters_.list(); }
+  // request/reply
+  std::future<Reply> request(std::string_view service, wire::byte_view payload, const RequestOptions& options);
+  void request_async(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                     const RequestOptions& options);
+  Service serve(std::string_view service, RequestHandler handler);
+  void unserve(Service service);
+  std::vector<NodeId> instances(std::string_view service) const;
   bool replay_dead_letter(std::uint64_t id);
   PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id);
   bool wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout);
@@ -138,6 +147,7 @@ class node_impl final : private inbound_sink, private outbound_sink {
     bool ready_seen = false;
     // As a publisher to this node: the generation of ours it confirmed.
     std::uint64_t confirmed_generation = 0;
+    std::vector<std::string> services;  ///< request services it serves
   };
   // What API threads may read about a peer (under view_mu_).
   struct subscriber_view {
@@ -196,6 +206,17 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void handle_hello(const wire::node_id_bytes& from, wire::hello_msg& m, const std::string& ip,
                     clock::time_point now);
   void reliability_tick(clock::time_point now);
+  // request/reply (node_requests.cpp)
+  using completion = std::function<void(std::optional<Reply>, std::exception_ptr)>;
+  void start_request(std::string_view service, wire::byte_view payload, const RequestOptions& options,
+                     completion done, bool on_handler_thread);
+  wire::reply_msg run_service(const wire::node_id_bytes& requester, const wire::request_msg& m);
+  void handle_request(const wire::node_id_bytes& from, wire::request_msg&& m);
+  void handle_reply(const wire::node_id_bytes& from, wire::reply_msg&& m);
+  void fail_requests(const wire::node_id_bytes* peer, errc code, const std::string& why);
+  void expire_requests(clock::time_point now);
+  void set_peer_services(peer_session& s, std::vector<std::string> services);
+  std::vector<std::string> service_names() const;
   void update_flow_state();
   void deliver_locally(const pending_send& p, std::size_t events_offset, std::uint64_t timestamp_ns);
   void dead_letter(const Event& event, const subscription_entry& sub, std::string_view reason, unsigned attempts);
@@ -258,10 +279,20 @@ class node_impl final : private inbound_sink, private outbound_sink {
   std::condition_variable view_cv_;
   std::map<wire::node_id_bytes, PeerInfo> peer_view_;
   std::map<wire::node_id_bytes, subscriber_view> subscriber_view_;
+  std::map<std::string, std::set<wire::node_id_bytes>, std::less<>> service_view_;  ///< service -> peers
   std::mutex handler_mu_;  ///< guards peer_handler_ and loss_handler_
   PeerHandler peer_handler_;
   LossHandler loss_handler_;
   dead_letter_store dead_letters_;
+  // Services served here (any thread, under services_mu_).
+  struct served_service {
+    std::uint64_t id = 0;
+    RequestHandler handler;
+  };
+  mutable std::mutex services_mu_;
+  std::map<std::string, served_service, std::less<>> services_;
+  std::uint64_t next_service_id_ = 1;
+  std::atomic<std::uint64_t> round_robin_{0};
   // Flow control and flush: published by the I/O thread, waited on by publishers.
   std::mutex flow_mu_;
   std::condition_variable flow_cv_;
@@ -277,6 +308,15 @@ class node_impl final : private inbound_sink, private outbound_sink {
   discovery::peer_table table_;
   std::map<wire::node_id_bytes, peer_session> sessions_;
   std::map<wire::node_id_bytes, std::uint64_t> early_ready_;  ///< sentinels seen before HELLO
+  struct pending_request {
+    wire::node_id_bytes peer{};
+    std::string service;
+    clock::time_point deadline{};
+    completion done;
+    bool on_handler_thread = false;
+  };
+  std::map<std::uint64_t, pending_request> pending_requests_;
+  std::uint64_t next_request_id_ = 1;
   std::unique_ptr<inbound_streams> inbound_;
   std::unique_ptr<outbound_streams> outbound_;
   std::map<std::string, topic_state, std::less<>> topics_;

@@ -163,6 +163,7 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
     if (subs->generation >= s.patterns_generation) {
       s.patterns_generation = subs->generation;
       s.patterns = std::move(subs->patterns);
+      set_peer_services(s, std::move(subs->services));
       update_subscriber_view(s);
     }
   } else if (auto* ready = std::get_if<wire::ready_msg>(&msg)) {
@@ -175,6 +176,10 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
     update_flow_state();
   } else if (auto* loss = std::get_if<wire::loss_msg>(&msg)) {
     inbound_->on_loss(from, *loss, now);
+  } else if (auto* request = std::get_if<wire::request_msg>(&msg)) {
+    handle_request(from, std::move(*request));
+  } else if (auto* reply = std::get_if<wire::reply_msg>(&msg)) {
+    handle_reply(from, std::move(*reply));
   }
 }
 
@@ -206,6 +211,7 @@ void node_impl::handle_hello(const wire::node_id_bytes& from, wire::hello_msg& m
   if (m.sub_generation >= s.patterns_generation) {
     s.patterns_generation = m.sub_generation;
     s.patterns = std::move(m.patterns);
+    set_peer_services(s, std::move(m.services));
   }
   if (!s.hello_sent) send_hello(s, now);
   if (!s.announced) {
@@ -341,6 +347,8 @@ void node_impl::close_session(const wire::node_id_bytes& id, bool draining) {
   }
   if (stalled_) peer_left_during_stall_ = true;
   outbound_->forget_subscriber(id);  // its window no longer holds anyone up
+  set_peer_services(it->second, {});
+  fail_requests(&id, errc::peer_gone, "the instance left before it replied");
   update_flow_state();
   if (draining) {
     // Its last data may still be in flight: its streams live on until retire_drained().
@@ -379,6 +387,7 @@ wire::hello_msg node_impl::make_hello() const {
   h.sub_generation = sub_generation_;
   h.patterns = subs_.patterns();
   h.peers = gossip_list();
+  h.services = service_names();
   return h;
 }
 
@@ -492,7 +501,7 @@ void node_impl::subscriptions_changed() {
   transport_->subscribe(next);
   if (!sentinel_.empty()) transport_->unsubscribe(sentinel_);
   sentinel_ = std::move(next);
-  wire::subscriptions_msg m{sub_generation_, subs_.patterns()};
+  wire::subscriptions_msg m{sub_generation_, subs_.patterns(), service_names()};
   for (auto& [id, s] : sessions_) {
     if (s.hello_sent) send_control(id, m);
   }

@@ -2,6 +2,7 @@
 // decoding into owning structures is fine; every count and length is bounded.
 #include "lib/wire/control.hpp"
 
+#include "lib/wire/envelope.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::wire {
@@ -88,6 +89,23 @@ bool read_peers(mp_reader& r, std::vector<peer_address>& out) {
   return true;
 }
 
+void write_services(mp_writer& w, const std::vector<std::string>& v) {
+  w.array(static_cast<std::uint32_t>(v.size()));
+  for (const auto& name : v) w.str(name);
+}
+
+bool read_services(mp_reader& r, std::vector<std::string>& out) {
+  std::uint32_t n = 0;
+  if (!r.read_array(n, max_services)) return false;
+  out.clear();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::string name;
+    if (!read_string(r, name, max_topic_length)) return false;
+    out.push_back(std::move(name));
+  }
+  return true;
+}
+
 bool read_patterns(mp_reader& r, std::vector<pattern_spec>& out) {
   std::uint32_t n = 0;
   if (!r.read_array(n, max_patterns)) return false;
@@ -125,7 +143,7 @@ bytes encode_control(const control_msg& msg) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, hello_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::hello));
-          w.array(11);
+          w.array(12);
           w.bin(m.node_id.data(), m.node_id.size());
           w.uint(m.epoch);
           w.str(m.cluster);
@@ -141,11 +159,13 @@ bytes encode_control(const control_msg& msg) {
           write_patterns(w, m.patterns);
           write_peers(w, m.peers);
           w.uint(0);  // reserved flags
+          write_services(w, m.services);
         } else if constexpr (std::is_same_v<T, subscriptions_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::subscriptions));
-          w.array(2);
+          w.array(3);
           w.uint(m.generation);
           write_patterns(w, m.patterns);
+          write_services(w, m.services);
         } else if constexpr (std::is_same_v<T, ready_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::ready));
           w.array(2);
@@ -181,14 +201,34 @@ bytes encode_control(const control_msg& msg) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::repair));
           w.array(1);
           w.uint(m.epoch);
-        } else {
-          static_assert(std::is_same_v<T, loss_msg>);
+        } else if constexpr (std::is_same_v<T, loss_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::loss));
           w.array(4);
           w.uint(m.epoch);
           w.str(m.topic);
           w.uint(m.from);
           w.uint(m.to);
+        } else if constexpr (std::is_same_v<T, request_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::request));
+          w.array(8);
+          w.uint(m.id);
+          w.str(m.service);
+          w.uint(m.timeout_ms);
+          w.str(m.type_name);
+          w.uint(m.type_version);
+          w.str(m.correlation_id);
+          w.str(m.causation_id);
+          w.bin(m.payload.data(), m.payload.size());
+        } else {
+          static_assert(std::is_same_v<T, reply_msg>);
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::reply));
+          w.array(6);
+          w.uint(m.id);
+          w.uint(static_cast<std::uint8_t>(m.status));
+          w.str(m.message);
+          w.str(m.type_name);
+          w.uint(m.type_version);
+          w.bin(m.payload.data(), m.payload.size());
         }
       },
       msg);
@@ -204,7 +244,7 @@ decode_status decode_control(byte_view frame, control_msg& out) {
   switch (static_cast<control_kind>(frame[1])) {
     case control_kind::hello: {
       hello_msg m;
-      known = 11;
+      known = 12;
       if (!open_body(r, known, n)) return decode_status::malformed;
       r.read_fixed_bin(m.node_id.data(), m.node_id.size());
       r.read_uint(m.epoch);
@@ -226,16 +266,18 @@ decode_status decode_control(byte_view frame, control_msg& out) {
       read_peers(r, m.peers);
       std::uint64_t flags = 0;
       r.read_uint(flags);
+      read_services(r, m.services);
       if (m.router_port == 0 || m.pub_port == 0) r.fail();
       out = std::move(m);
       break;
     }
     case control_kind::subscriptions: {
       subscriptions_msg m;
-      known = 2;
+      known = 3;
       if (!open_body(r, known, n)) return decode_status::malformed;
       r.read_uint(m.generation);
       read_patterns(r, m.patterns);
+      read_services(r, m.services);
       out = std::move(m);
       break;
     }
@@ -316,6 +358,44 @@ decode_status decode_control(byte_view frame, control_msg& out) {
       r.read_uint(m.from);
       r.read_uint(m.to);
       if (m.from == 0 || m.from > m.to) r.fail();
+      out = std::move(m);
+      break;
+    }
+    case control_kind::request: {
+      request_msg m;
+      known = 8;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      std::uint64_t version = 0;
+      byte_view payload;
+      r.read_uint(m.id);
+      read_string(r, m.service, max_topic_length);
+      r.read_uint(m.timeout_ms);
+      read_string(r, m.type_name, max_short_field);
+      r.read_uint(version, UINT32_MAX);
+      read_string(r, m.correlation_id, max_short_field);
+      read_string(r, m.causation_id, max_short_field);
+      r.read_bin(payload, SIZE_MAX);
+      m.type_version = static_cast<std::uint32_t>(version);
+      m.payload.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+      out = std::move(m);
+      break;
+    }
+    case control_kind::reply: {
+      reply_msg m;
+      known = 6;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      std::uint64_t status = 0;
+      std::uint64_t version = 0;
+      byte_view payload;
+      r.read_uint(m.id);
+      r.read_uint(status, 3);
+      read_string(r, m.message, max_header_value);
+      read_string(r, m.type_name, max_short_field);
+      r.read_uint(version, UINT32_MAX);
+      r.read_bin(payload, SIZE_MAX);
+      m.status = static_cast<reply_status>(status);
+      m.type_version = static_cast<std::uint32_t>(version);
+      m.payload.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
       out = std::move(m);
       break;
     }

@@ -24,6 +24,8 @@ enum class control_kind : std::uint8_t {
   ack = 0x21,
   repair = 0x22,  ///< two frames: this header, then the original data frame
   loss = 0x23,
+  request = 0x30,
+  reply = 0x31,
 };
 
 inline constexpr std::uint32_t max_patterns = 4096;
@@ -33,6 +35,7 @@ inline constexpr std::uint32_t max_gossip_peers = 1024;
 inline constexpr std::uint32_t max_positions = 65536;
 inline constexpr std::uint32_t max_nack_ranges = 64;
 inline constexpr std::uint32_t max_acks = 65536;
+inline constexpr std::uint32_t max_services = 1024;
 
 /// A subscription pattern with the delivery mode asked for (0 best effort,
 /// 1 reliable, 2 acknowledged).
@@ -62,6 +65,7 @@ struct hello_msg {
   std::uint64_t sub_generation = 0;
   std::vector<pattern_spec> patterns;
   std::vector<peer_address> peers;
+  std::vector<std::string> services;  ///< request services this node serves
   friend bool operator==(const hello_msg&, const hello_msg&) = default;
 };
 
@@ -69,6 +73,7 @@ struct hello_msg {
 struct subscriptions_msg {
   std::uint64_t generation = 0;
   std::vector<pattern_spec> patterns;
+  std::vector<std::string> services;
   friend bool operator==(const subscriptions_msg&, const subscriptions_msg&) = default;
 };
 
@@ -125,8 +130,38 @@ struct loss_msg {
   friend bool operator==(const loss_msg&, const loss_msg&) = default;
 };
 
+/// A request to one instance of a service; answered by a reply with the same id.
+struct request_msg {
+  std::uint64_t id = 0;  ///< unique per requester
+  std::string service;
+  std::uint64_t timeout_ms = 0;  ///< what the requester still waits
+  std::string type_name;
+  std::uint32_t type_version = 0;
+  std::string correlation_id;
+  std::string causation_id;
+  std::string payload;
+  friend bool operator==(const request_msg&, const request_msg&) = default;
+};
+
+enum class reply_status : std::uint8_t {
+  ok = 0,
+  no_service = 1,      ///< the instance does not (or no longer) serve it
+  handler_failed = 2,  ///< the handler threw; `message` says what
+  rejected = 3,        ///< the request can never be handled (does not decode, invalid)
+};
+
+struct reply_msg {
+  std::uint64_t id = 0;
+  reply_status status = reply_status::ok;
+  std::string message;
+  std::string type_name;
+  std::uint32_t type_version = 0;
+  std::string payload;
+  friend bool operator==(const reply_msg&, const reply_msg&) = default;
+};
+
 using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg,
-                                 ack_msg, repair_msg, loss_msg>;
+                                 ack_msg, repair_msg, loss_msg, request_msg, reply_msg>;
 
 bytes encode_control(const control_msg& msg);
 decode_status decode_control(byte_view frame, control_msg& out);

@@ -25,15 +25,18 @@ std::vector<control_msg> samples() {
   h.sub_generation = 4;
   h.patterns = {{"orders.**", 1}, {"payments.*.done", 2}};
   h.peers = {{id_of(9), "10.0.0.9", 7100, 7101}, {id_of(8), "10.0.0.8", 7200, 7201}};
+  h.services = {"inventory.stock", "orders.place"};
   return {h,
-          subscriptions_msg{5, {{"a.b", 0}, {"c.**", 2}}},
+          subscriptions_msg{5, {{"a.b", 0}, {"c.**", 2}}, {"svc"}},
           ready_msg{5, {{"orders.eu", 10}, {"orders.us", 0}}},
           ping_msg{99, 7000, 7001, {{id_of(3), "127.0.0.1", 1, 2}}},
           goodbye_msg{},
           nack_msg{77, "orders.eu", {{1, 5}, {9, 9}, {1000000, 2000000}}},
           ack_msg{77, {{"orders.eu", 41}, {"orders.us", 0}}},
           repair_msg{77},
-          loss_msg{77, "orders.eu", 3, 8}};
+          loss_msg{77, "orders.eu", 3, 8},
+          request_msg{9, "inventory.stock", 5000, "StockQuery", 2, "corr", "cause", std::string("\0\1payload", 9)},
+          reply_msg{9, reply_status::handler_failed, "out of stock", "StockLevel", 1, "bytes"}};
 }
 }  // namespace
 

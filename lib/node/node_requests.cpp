@@ -1,0 +1,294 @@
+// Request/reply: one request to one live instance of a service, over DEALER ->
+// ROUTER, answered by a reply with the same id (docs/protocol.md §5, §8). Instances
+// are known from HELLO and subscription updates; a service with none fails at once.
+// Handlers run on handler threads and see the request as an Event (topic = service).
+// Pending requests live on the I/O thread and end by reply, timeout, the instance
+// leaving, or stop — exactly once each.
+#include <fmt/format.h>
+
+#include "lib/node/node_loop.hpp"
+#include "lib/wire/topic.hpp"
+
+namespace meshbus::detail {
+namespace {
+
+std::exception_ptr failure(errc code, const std::string& why) { return std::make_exception_ptr(error(code, why)); }
+
+// The error a non-ok reply stands for (null for ok).
+std::exception_ptr failure_of(const wire::reply_msg& m, std::string_view service, std::string_view where) {
+  switch (m.status) {
+    case wire::reply_status::ok: return nullptr;
+    case wire::reply_status::no_service: return failure(errc::no_service, m.message);
+    case wire::reply_status::rejected:
+      return failure(errc::request_rejected, fmt::format("'{}' on {} rejected the request: {}", service, where, m.message));
+    case wire::reply_status::handler_failed: break;
+  }
+  return failure(errc::remote_failure, fmt::format("'{}' on {} failed: {}", service, where, m.message));
+}
+
+std::size_t requester_hash(const wire::node_id_bytes& id) {
+  std::size_t h = 0;
+  for (const auto b : id) h = h * 131 + b;
+  return h;
+}
+
+}  // namespace
+
+// --- API threads ---------------------------------------------------------------
+
+std::future<Reply> node_impl::request(std::string_view service, wire::byte_view payload,
+                                      const RequestOptions& options) {
+  auto promise = std::make_shared<std::promise<Reply>>();
+  auto result = promise->get_future();
+  start_request(
+      service, payload, options,
+      [promise](std::optional<Reply> reply, std::exception_ptr failed) {
+        if (failed) {
+          promise->set_exception(failed);
+        } else {
+          promise->set_value(std::move(*reply));
+        }
+      },
+      false);
+  return result;
+}
+
+void node_impl::request_async(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                              const RequestOptions& options) {
+  if (!done) throw error(errc::invalid_argument, "request_async() needs a callback");
+  start_request(service, payload, options, std::move(done), true);
+}
+
+void node_impl::start_request(std::string_view service, wire::byte_view payload, const RequestOptions& options,
+                              completion done, bool on_handler_thread) {
+  if (stopped_.load(std::memory_order_acquire) || stop_requested_.load(std::memory_order_acquire)) {
+    throw error(errc::stopped, fmt::format("request('{}') after stop(): create a new Node", service.substr(0, 64)));
+  }
+  if (auto err = wire::topic_error(service); !err.empty()) {
+    throw error(errc::invalid_topic, "service names follow topic syntax: " + err);
+  }
+  auto finish = [this, done, on_handler_thread](std::optional<Reply> reply, std::exception_ptr failed) {
+    if (failed) bump(counters_.requests_failed);
+    if (on_handler_thread) {
+      dispatcher_->post([done, reply = std::move(reply), failed]() mutable { done(std::move(reply), failed); });
+    } else {
+      done(std::move(reply), failed);
+    }
+  };
+  bump(counters_.requests_sent);
+  const auto candidates = instances(service);
+  if (candidates.empty()) {
+    finish(std::nullopt, failure(errc::no_service, fmt::format("no live instance serves '{}'", service)));
+    return;
+  }
+  const auto& target = candidates[round_robin_.fetch_add(1, std::memory_order_relaxed) % candidates.size()];
+
+  wire::request_msg m;
+  m.service = std::string(service);
+  m.timeout_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(options.timeout.count(), 0));
+  m.type_name = std::string(options.type_name);
+  m.type_version = options.type_version;
+  m.payload.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+  m.correlation_id = std::string(options.correlation_id);
+  if (const Event* cause = current_event; cause != nullptr) {  // the same flow as the handled event
+    m.causation_id = cause->id();
+    if (m.correlation_id.empty()) {
+      m.correlation_id = cause->correlation_id().empty() ? m.causation_id : std::string(cause->correlation_id());
+    }
+  }
+  if (target == id_) {
+    // Served here: no network, but the same path through a handler thread.
+    dispatcher_->post(requester_hash(id_bytes_), [this, m = std::move(m), finish]() mutable {
+      auto reply = run_service(id_bytes_, m);
+      if (auto failed = failure_of(reply, m.service, "this node")) {
+        finish(std::nullopt, failed);
+      } else {
+        Reply r(std::move(reply.payload), std::move(reply.type_name), reply.type_version);
+        r.responder = id_;
+        finish(std::move(r), nullptr);
+      }
+    });
+    return;
+  }
+  const auto deadline = clock::now() + options.timeout;
+  post_command([this, peer = target.bytes, m = std::move(m), finish, deadline]() mutable {
+    const auto id = next_request_id_++;
+    m.id = id;
+    if (sessions_.count(peer) == 0) {
+      finish(std::nullopt, failure(errc::peer_gone, fmt::format("the instance of '{}' left", m.service)));
+      return;
+    }
+    pending_requests_.emplace(id, pending_request{peer, m.service, deadline, finish, false});
+    send_control(peer, m);
+  });
+}
+
+Service node_impl::serve(std::string_view service, RequestHandler handler) {
+  if (stopped_.load(std::memory_order_acquire)) throw error(errc::stopped, "serve() after stop()");
+  if (!handler) throw error(errc::invalid_argument, "serve() needs a handler");
+  if (auto err = wire::topic_error(service); !err.empty()) {
+    throw error(errc::invalid_topic, "service names follow topic syntax: " + err);
+  }
+  Service s;
+  {
+    std::lock_guard lock(services_mu_);
+    if (services_.count(service) != 0) {
+      throw error(errc::invalid_argument,
+                  fmt::format("'{}' is already served by this node; unserve() it first", service));
+    }
+    s.id = next_service_id_++;
+    services_.emplace(std::string(service), served_service{s.id, std::move(handler)});
+  }
+  post_command([this] { subscriptions_changed(); });
+  return s;
+}
+
+void node_impl::unserve(Service s) {
+  {
+    std::lock_guard lock(services_mu_);
+    const auto it = std::find_if(services_.begin(), services_.end(), [&](const auto& kv) { return kv.second.id == s.id; });
+    if (it == services_.end()) return;
+    services_.erase(it);
+  }
+  if (!stopped_.load(std::memory_order_acquire)) post_command([this] { subscriptions_changed(); });
+}
+
+std::vector<std::string> node_impl::service_names() const {
+  std::lock_guard lock(services_mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, s] : services_) names.push_back(name);
+  return names;
+}
+
+std::vector<NodeId> node_impl::instances(std::string_view service) const {
+  std::vector<NodeId> out;
+  {
+    std::lock_guard lock(services_mu_);
+    if (services_.count(service) != 0) out.push_back(id_);
+  }
+  std::lock_guard lock(view_mu_);
+  if (const auto it = service_view_.find(service); it != service_view_.end()) {
+    for (const auto& peer : it->second) {
+      const auto p = peer_view_.find(peer);
+      if (p != peer_view_.end() && p->second.state == PeerState::alive) out.push_back(to_node_id(peer));
+    }
+  }
+  return out;
+}
+
+// --- handler threads ---------------------------------------------------------------
+
+wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, const wire::request_msg& m) {
+  wire::reply_msg reply;
+  reply.id = m.id;
+  RequestHandler handler;
+  {
+    std::lock_guard lock(services_mu_);
+    if (const auto it = services_.find(m.service); it != services_.end()) handler = it->second.handler;
+  }
+  if (!handler) {
+    reply.status = wire::reply_status::no_service;
+    reply.message = fmt::format("'{}' is not served by node {}", m.service, id_.short_string());
+    return reply;
+  }
+  const NodeId from = to_node_id(requester);
+  const std::string request_id = fmt::format("{}-r{}", from.to_string(), m.id);
+  Event::fields f;
+  f.topic = m.service;
+  f.payload = std::as_bytes(std::span(m.payload.data(), m.payload.size()));
+  f.publisher = &from;
+  f.sequence = m.id;
+  f.timestamp_ns = static_cast<std::int64_t>(unix_ns());
+  f.explicit_id = request_id;
+  f.type_name = m.type_name;
+  f.type_version = m.type_version;
+  f.correlation_id = m.correlation_id;
+  f.causation_id = m.causation_id;
+  const Event request(f);
+  try {
+    const handling marker(request);
+    auto r = handler(request);
+    reply.payload = std::move(r.payload);
+    reply.type_name = std::move(r.type_name);
+    reply.type_version = r.type_version;
+    bump(counters_.requests_served);
+  } catch (const poison_event& e) {
+    reply.status = wire::reply_status::rejected;
+    reply.message = e.what();
+  } catch (const std::exception& e) {
+    reply.status = wire::reply_status::handler_failed;
+    reply.message = e.what();
+    report(fault::handler_exception, fmt::format("the handler of service '{}' threw: {}", m.service, e.what()));
+  } catch (...) {
+    reply.status = wire::reply_status::handler_failed;
+    reply.message = "unknown exception";
+  }
+  if (reply.message.size() > wire::max_header_value) reply.message.resize(wire::max_header_value);
+  return reply;
+}
+
+// --- I/O thread ---------------------------------------------------------------
+
+void node_impl::handle_request(const wire::node_id_bytes& from, wire::request_msg&& m) {
+  dispatcher_->post(requester_hash(from), [this, from, m = std::move(m)] {
+    auto reply = run_service(from, m);
+    post_command([this, from, reply = std::move(reply)] { send_control(from, reply); });
+  });
+}
+
+void node_impl::handle_reply(const wire::node_id_bytes& from, wire::reply_msg&& m) {
+  const auto it = pending_requests_.find(m.id);
+  if (it == pending_requests_.end() || it->second.peer != from) {
+    bump(counters_.late_replies);  // timed out already, or not ours
+    return;
+  }
+  auto p = std::move(it->second);
+  pending_requests_.erase(it);
+  if (auto failed = failure_of(m, p.service, "node " + short_id(from))) {
+    p.done(std::nullopt, failed);
+  } else {
+    Reply r(std::move(m.payload), std::move(m.type_name), m.type_version);
+    r.responder = to_node_id(from);
+    p.done(std::move(r), nullptr);
+  }
+}
+
+void node_impl::fail_requests(const wire::node_id_bytes* peer, errc code, const std::string& why) {
+  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+    if (peer != nullptr && it->second.peer != *peer) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    const auto service = it->second.service;
+    it = pending_requests_.erase(it);
+    done(std::nullopt, failure(code, fmt::format("'{}': {}", service, why)));
+  }
+}
+
+void node_impl::expire_requests(clock::time_point now) {
+  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    const auto service = it->second.service;
+    it = pending_requests_.erase(it);
+    done(std::nullopt, failure(errc::timeout, fmt::format("no reply from '{}' in time", service)));
+  }
+}
+
+void node_impl::set_peer_services(peer_session& s, std::vector<std::string> services) {
+  std::lock_guard lock(view_mu_);
+  for (const auto& name : s.services) {
+    if (auto it = service_view_.find(name); it != service_view_.end()) {
+      it->second.erase(s.id);
+      if (it->second.empty()) service_view_.erase(it);
+    }
+  }
+  s.services = std::move(services);
+  for (const auto& name : s.services) service_view_[name].insert(s.id);
+}
+
+}  // namespace meshbus::detail
