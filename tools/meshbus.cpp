@@ -1,14 +1,19 @@
-// meshbus: the command-line tool. `peers` lists the nodes of a cluster, `sub` prints events as
-// they arrive, `pub` publishes an argument or stdin lines. Each run starts one Node; handlers only
-// hand results to the main thread (exit_latch), and only main() turns outcomes into exit codes.
+// meshbus: the command-line tool. `peers` lists the nodes of a cluster, `sub` prints events (and
+// loss notices) as they arrive, `pub` publishes an argument or stdin lines, `dlq list` shows the
+// dead letters the nodes still announce in their history and `dlq replay` asks one node to deliver
+// one again. Each run starts one Node; handlers only hand results to the main thread (exit_latch),
+// and only main() turns outcomes into exit codes.
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -18,7 +23,9 @@
 #include <ctime>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -269,6 +276,40 @@ bool wait_interruptibly(const exit_latch& latch, steady::time_point deadline,
   }
 }
 
+using peer_filter = std::function<bool(const std::vector<meshbus::PeerInfo>&)>;
+
+/// Listens for peers until `wait` passes, or earlier: once a peer joined, `wanted` (when given)
+/// holds for the known peers and no further peer joined for 100 ms. Live nodes answer a new
+/// node's first beacon at once, so the rest of them join within moments of the first.
+void discover_peers(meshbus::Node& node, milliseconds wait, const exit_latch& latch,
+                    const peer_filter& wanted = {}) {
+  const auto deadline = steady::now() + wait;
+  if (!wait_interruptibly(latch, deadline, [&](milliseconds step) { return node.wait_for_peers(1, step); })) {
+    return;
+  }
+  constexpr milliseconds settle{100};
+  while (!latch.finished() && steady::now() < deadline) {
+    const auto known = node.peers();
+    const auto left = std::chrono::ceil<milliseconds>(deadline - steady::now());
+    const bool joined = node.wait_for_peers(known.size() + 1, std::min(settle, left));
+    if (!joined && (!wanted || wanted(known))) return;
+  }
+}
+
+enum class publish_outcome : std::uint8_t { published, timed_out, interrupted };
+
+/// Calls `publish` (returning meshbus::PublishResult) until it is accepted, retrying while the
+/// send queue stays full (each try blocks up to Options::send_timeout), until `deadline` or the
+/// latch.
+template <typename Publish>
+publish_outcome publish_retrying(Publish&& publish, steady::time_point deadline, const exit_latch& latch) {
+  for (;;) {
+    if (publish() == meshbus::PublishResult::ok) return publish_outcome::published;
+    if (latch.finished()) return publish_outcome::interrupted;
+    if (steady::now() >= deadline) return publish_outcome::timed_out;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Text: escaping, JSON, times
 
@@ -422,6 +463,18 @@ void append_base64(std::string& out, std::string_view s) {
   out += '=';
 }
 
+/// `,"payload":"..."` for UTF-8, else `,"payload_base64":"..."`.
+void append_json_payload(std::string& out, std::string_view payload) {
+  if (is_valid_utf8(payload)) {
+    out += ",\"payload\":";
+    append_json_string(out, payload);
+  } else {
+    out += ",\"payload_base64\":\"";
+    append_base64(out, payload);
+    out += '"';
+  }
+}
+
 /// ISO-8601 UTC with microseconds: 2024-05-01T12:34:56.789012Z.
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -476,10 +529,27 @@ struct peers_flags {
   bool json = false;
 };
 
+/// Rows as columns aligned with two spaces between them; the first row is the header.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      out += row[c];
+      if (c + 1 < row.size()) out.append(widths[c] - row[c].size() + 2, ' ');
+    }
+    out += '\n';
+  }
+  std::cout << out << std::flush;
+}
+
 void print_peer_table(const std::vector<meshbus::PeerInfo>& peers, steady::time_point now) {
-  const std::vector<std::string> header{"ID",  "NAME",      "ADDRESS",      "STATE",
-                                        "AGE", "LAST SEEN", "SUBSCRIPTIONS"};
-  std::vector<std::vector<std::string>> rows{header};
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "NAME", "ADDRESS", "STATE", "AGE", "LAST SEEN", "SUBSCRIPTIONS"}};
   for (const auto& p : peers) {
     rows.push_back({p.id.short_string(), display_text(p.name),
                     p.address + ":" + std::to_string(p.router_port),
@@ -487,19 +557,7 @@ void print_peer_table(const std::vector<meshbus::PeerInfo>& peers, steady::time_
                     human_duration(now - p.joined_at), human_duration(now - p.last_heard) + " ago",
                     p.subscriptions.empty() ? "-" : display_text(join(p.subscriptions, ","))});
   }
-  std::vector<std::size_t> widths(header.size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (std::size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line.append(widths[c] - row[c].size() + 2, ' ');
-    }
-    std::cout << line << '\n';
-  }
-  std::cout.flush();
+  print_table(rows);
 }
 
 void print_peer_json(const std::vector<meshbus::PeerInfo>& peers, steady::time_point now) {
@@ -582,7 +640,44 @@ struct sub_flags {
   std::int64_t timeout_ms = 0;  ///< 0: none
   bool json = false;
   bool meta = false;
+  std::string mode = "reliable";  ///< best_effort | reliable | acknowledged (checked by CLI11)
+  std::string start = "now";      ///< now | earliest | a sequence number (checked by start_check)
 };
+
+meshbus::Delivery delivery_of(std::string_view mode) {
+  if (mode == "best_effort") return meshbus::Delivery::best_effort;
+  if (mode == "acknowledged") return meshbus::Delivery::acknowledged;
+  return meshbus::Delivery::reliable;
+}
+
+/// "now", "earliest" or a sequence number of at least 1; nullopt for anything else.
+std::optional<meshbus::StartFrom> start_from(std::string_view text) {
+  if (text == "now") return meshbus::StartFrom::now();
+  if (text == "earliest") return meshbus::StartFrom::earliest();
+  std::uint64_t seq = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
+  if (ec != std::errc{} || end != text.data() + text.size() || seq == 0) return std::nullopt;
+  return meshbus::StartFrom::at(seq);
+}
+
+CLI::Validator start_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return start_from(text) ? std::string()
+                                : "must be now, earliest or a sequence number (1 or more), not " + text;
+      },
+      "", "");
+}
+
+/// For --json: the reason as a stable word, not the library's sentence.
+std::string_view reason_code(meshbus::LossNotice::Reason reason) {
+  switch (reason) {
+    case meshbus::LossNotice::Reason::gap: return "gap";
+    case meshbus::LossNotice::Reason::not_in_history: return "not_in_history";
+    case meshbus::LossNotice::Reason::publisher_gone: return "publisher_gone";
+  }
+  return "unknown";
+}
 
 /// Publisher names for --meta/--json, filled from peer events (handler thread) and the peer list.
 class peer_names {
@@ -603,8 +698,8 @@ class peer_names {
   std::unordered_map<meshbus::NodeId, std::string> names_;
 };
 
-/// Formats and writes events, one flushed line each; stops at the count limit or when stdout
-/// is gone. Called on a meshbus handler thread.
+/// Formats and writes events and loss notices, one flushed line each; stops at the count limit
+/// or when stdout is gone. Called on a meshbus handler thread.
 class event_printer {
  public:
   event_printer(const sub_flags& flags, const peer_names& names, exit_latch& latch)
@@ -619,23 +714,50 @@ class event_printer {
     } else {
       append_text(event);
     }
-    line_ += '\n';
-    if (std::fwrite(line_.data(), 1, line_.size(), stdout) != line_.size() || std::fflush(stdout) != 0) {
-      const int err = errno;
-      if (err == EPIPE) {
-        latch_.finish(exit_code::ok);  // the reader (head, ...) has all it wanted
-      } else {
-        print_error("writing to stdout: " + std::generic_category().message(err));
-        latch_.finish(exit_code::failure);
-      }
-      return;
-    }
+    if (!write_line()) return;
     printed_.store(printed_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (flags_.count != 0 && printed_ >= flags_.count) latch_.finish(exit_code::ok);
   }
+
+  /// A line on stderr; with --json also a {"lost":true,...} line on stdout, in order with events.
+  void print_loss(const meshbus::LossNotice& loss) {
+    std::lock_guard lock(mu_);
+    if (latch_.finished()) return;
+    const auto lost = loss.to - loss.from + 1;
+    print_error("lost " + std::to_string(lost) + " event" + (lost == 1 ? "" : "s") + " of " + loss.topic +
+                " from " + loss.publisher.short_string() + " (" + meshbus::to_string(loss.reason) + ")");
+    if (!flags_.json) return;
+    line_ = "{\"lost\":true,\"topic\":";
+    append_json_string(line_, loss.topic);
+    line_ += ",\"publisher\":\"" + loss.publisher.to_string() + '"';
+    append_json_publisher_name(loss.publisher);
+    line_ += ",\"epoch\":" + std::to_string(loss.epoch);
+    line_ += ",\"from\":" + std::to_string(loss.from) + ",\"to\":" + std::to_string(loss.to);
+    line_ += ",\"count\":" + std::to_string(lost);
+    line_ += ",\"reason\":\"" + std::string(reason_code(loss.reason)) + "\",\"pattern\":";
+    append_json_string(line_, loss.pattern);
+    line_ += '}';
+    write_line();
+  }
+
   std::uint64_t printed() const noexcept { return printed_.load(std::memory_order_acquire); }
 
  private:
+  /// Writes line_ and a newline; false (and the latch finished) when stdout is gone.
+  bool write_line() {
+    line_ += '\n';
+    if (std::fwrite(line_.data(), 1, line_.size(), stdout) == line_.size() && std::fflush(stdout) == 0)
+      return true;
+    const int err = errno;
+    if (err == EPIPE) {
+      latch_.finish(exit_code::ok);  // the reader (head, ...) has all it wanted
+    } else {
+      print_error("writing to stdout: " + std::generic_category().message(err));
+      latch_.finish(exit_code::failure);
+    }
+    return false;
+  }
+
   void append_text(const meshbus::Event& event) {
     if (flags_.meta) {
       line_ += '[' + event.publisher().short_string() + " #" + std::to_string(event.sequence());
@@ -647,22 +769,19 @@ class event_printer {
     append_display_text(line_, event.text());
   }
 
-  void append_json(const meshbus::Event& event) {
-    line_ += "{\"topic\":";
-    append_json_string(line_, event.topic());
-    if (is_valid_utf8(event.text())) {
-      line_ += ",\"payload\":";
-      append_json_string(line_, event.text());
-    } else {
-      line_ += ",\"payload_base64\":\"";
-      append_base64(line_, event.text());
-      line_ += '"';
-    }
-    line_ += ",\"publisher\":\"" + event.publisher().to_string() + '"';
-    if (auto name = names_.find(event.publisher())) {
+  void append_json_publisher_name(const meshbus::NodeId& publisher) {
+    if (auto name = names_.find(publisher)) {
       line_ += ",\"publisher_name\":";
       append_json_string(line_, *name);
     }
+  }
+
+  void append_json(const meshbus::Event& event) {
+    line_ += "{\"topic\":";
+    append_json_string(line_, event.topic());
+    append_json_payload(line_, event.text());
+    line_ += ",\"publisher\":\"" + event.publisher().to_string() + '"';
+    append_json_publisher_name(event.publisher());
     line_ += ",\"epoch\":" + std::to_string(event.epoch());
     line_ += ",\"sequence\":" + std::to_string(event.sequence());
     line_ += ",\"timestamp\":\"" + iso8601_utc(event.timestamp()) + "\"}";
@@ -682,6 +801,9 @@ int run_sub(const node_flags& node_opts, const sub_flags& flags, exit_latch& lat
       throw usage_error(err);  // the sentence names the pattern
     }
   }
+  meshbus::SubscribeOptions subscribe_options;
+  subscribe_options.delivery = delivery_of(flags.mode);
+  subscribe_options.start = start_from(flags.start).value_or(meshbus::StartFrom::now());
   // Declared before the node, so the node (and its handler threads) goes first.
   peer_names names;
   event_printer printer(flags, names, latch);
@@ -692,8 +814,10 @@ int run_sub(const node_flags& node_opts, const sub_flags& flags, exit_latch& lat
     if (change.kind == meshbus::PeerEvent::Kind::joined) names.remember(change.peer);
   });
   for (const auto& peer : node->peers()) names.remember(peer);  // joined before on_peer
+  node->on_loss([&printer](const meshbus::LossNotice& loss) { printer.print_loss(loss); });
   for (const auto& pattern : flags.patterns) {
-    node->subscribe(pattern, [&printer](const meshbus::Event& event) { printer.print(event); });
+    node->subscribe(
+        pattern, [&printer](const meshbus::Event& event) { printer.print(event); }, subscribe_options);
   }
 
   bool finished = true;
@@ -807,16 +931,7 @@ std::optional<std::size_t> await_subscribers(meshbus::Node& node, const pub_flag
       return std::nullopt;
     }
   } else {
-    const auto deadline = steady::now() + wait;
-    if (wait_interruptibly(latch, deadline,
-                           [&](milliseconds step) { return node.wait_for_peers(1, step); })) {
-      // Live nodes answer our first beacon at once; give the rest of them a moment to join.
-      constexpr milliseconds settle{100};
-      while (!latch.finished() && steady::now() < deadline) {
-        const auto left = std::chrono::ceil<milliseconds>(deadline - steady::now());
-        if (!node.wait_for_peers(node.peers().size() + 1, std::min(settle, left))) break;
-      }
-    }
+    discover_peers(node, wait, latch);
   }
   // Every known subscriber of the topic: wait until its subscription is in effect at our PUB.
   std::size_t known = 0;
@@ -829,20 +944,6 @@ std::optional<std::size_t> await_subscribers(meshbus::Node& node, const pub_flag
                 " were ready within " + to_ms_text(timeout) + "; publishing anyway");
   }
   return known;
-}
-
-enum class publish_outcome : std::uint8_t { published, timed_out, interrupted };
-
-/// Publishes one event, retrying while the send queue stays full (each try blocks up to
-/// Options::send_timeout), until `timeout` or the latch.
-publish_outcome publish_event(meshbus::Node& node, const std::string& topic, std::string_view payload,
-                              milliseconds timeout, const exit_latch& latch) {
-  const auto deadline = steady::now() + timeout;
-  for (;;) {
-    if (node.publish(topic, payload) == meshbus::PublishResult::ok) return publish_outcome::published;
-    if (latch.finished()) return publish_outcome::interrupted;
-    if (steady::now() >= deadline) return publish_outcome::timed_out;
-  }
 }
 
 /// PAYLOAD --count times with {n} replaced by 1..count, or the lines of stdin.
@@ -906,7 +1007,8 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
           start + std::chrono::duration_cast<steady::duration>(interval * static_cast<double>(published));
       if (latch.wait_until(due)) break;
     }
-    const auto outcome = publish_event(*node, flags.topic, payload, timeout, latch);
+    const auto outcome =
+        publish_retrying([&] { return node->publish(flags.topic, payload); }, steady::now() + timeout, latch);
     if (outcome == publish_outcome::interrupted) break;
     if (outcome == publish_outcome::timed_out) {
       node->stop();
@@ -916,10 +1018,12 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
     }
     ++published;
   }
-  const bool flushed = node->flush(timeout);
+  // The guarantee: flush() returns once every reliable subscriber acknowledged every event.
+  const bool flushed = wait_interruptibly(latch, steady::now() + timeout,
+                                          [&](milliseconds step) { return node->flush(step); });
   const std::chrono::duration<double, std::milli> took = steady::now() - start;
-  // stop() lingers to hand the rest to ZeroMQ; subscribers keep reading this node's
-  // data connection for a while after its goodbye, which may overtake the data.
+  const auto unflushed = node->stats();
+  // After a flush stop() only says goodbye; after a failed one it lingers (Options::linger).
   node->stop();
   char took_text[32];
   std::snprintf(took_text, sizeof took_text, "%.1f", took.count());
@@ -930,11 +1034,340 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
     print_error("note: no subscriber of " + flags.topic + " was found within " + to_ms_text(wait) +
                 " (check --cluster and --interface, or use --subscribers N)");
   }
-  if (!flushed) {
-    print_error("timed out after " + to_ms_text(timeout) + " handing the events to ZeroMQ");
+  if (!flushed && !latch.finished()) {
+    print_error("timed out after " + to_ms_text(timeout) +
+                " waiting for the subscribers to acknowledge every event (" +
+                std::to_string(unflushed.unacknowledged_events) + " unacknowledged, " +
+                std::to_string(unflushed.send_queue_bytes) +
+                " bytes not yet sent); some may not have arrived");
     return exit_code::timeout;
   }
   return exit_code::ok;
+}
+
+// ---------------------------------------------------------------------------
+// dlq: the dead letters of a cluster (docs/protocol.md §6)
+
+/// Every dead letter is announced on "$dlq.<topic>" (or "$dlq" for very long topics).
+constexpr std::string_view dlq_pattern = "$dlq.**";
+/// Every node subscribes the requests and answers those addressed to it on the answer topic.
+constexpr std::string_view replay_request_topic = "$meshbus.dlq.replay";
+constexpr std::string_view replay_answer_topic = "$meshbus.dlq.replayed";
+
+struct dlq_list_flags {
+  std::int64_t wait_ms = -1;  ///< -1: discovery_wait's default
+  bool json = false;
+};
+
+struct dlq_replay_flags {
+  std::string node;  ///< 32 hex digits, or a prefix of a known peer's id
+  std::uint64_t id = 0;
+  std::int64_t wait_ms = -1;  ///< -1: discovery_wait's default
+  std::int64_t timeout_ms = 10'000;
+};
+
+std::optional<std::uint64_t> number_of(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+/// One announcement from "$dlq.**".
+struct dead_letter_entry {
+  std::string node;  ///< the node that holds it (32 hex digits)
+  std::uint64_t id = 0;
+  std::string topic;
+  std::uint64_t attempts = 0;
+  std::string reason;
+  std::string pattern;
+  std::string publisher;
+  std::uint64_t sequence = 0;
+  std::string payload;
+  std::chrono::system_clock::time_point failed_at;
+};
+
+/// Collects announcements on a handler thread for the main thread, one per (node, id), sorted.
+class dead_letter_collector {
+ public:
+  void add(const meshbus::Event& event) {
+    received_.fetch_add(1, std::memory_order_release);
+    const auto id = number_of(event.header("dlq-id").value_or(""));
+    const auto node = event.header("dlq-node");
+    if (!id || !node) return;  // not an announcement meshbus made
+    dead_letter_entry e;
+    e.node = std::string(*node);
+    e.id = *id;
+    e.topic = std::string(event.header("original-topic").value_or(event.topic()));
+    e.attempts = number_of(event.header("dlq-attempts").value_or("")).value_or(0);
+    e.reason = std::string(event.header("dlq-reason").value_or(""));
+    e.pattern = std::string(event.header("dlq-pattern").value_or(""));
+    e.publisher = std::string(event.header("original-publisher").value_or(""));
+    e.sequence = number_of(event.header("original-sequence").value_or("")).value_or(0);
+    e.payload = std::string(event.text());
+    e.failed_at = event.timestamp();
+    std::lock_guard lock(mu_);
+    entries_.insert_or_assign({e.node, e.id}, std::move(e));
+  }
+  std::vector<dead_letter_entry> entries() const {
+    std::lock_guard lock(mu_);
+    std::vector<dead_letter_entry> out;
+    for (const auto& [key, entry] : entries_) out.push_back(entry);
+    return out;
+  }
+  /// Events received so far, well-formed or not: tells the main thread that history still flows.
+  std::uint64_t received() const noexcept { return received_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::uint64_t>, dead_letter_entry> entries_;
+  std::atomic<std::uint64_t> received_{0};
+};
+
+/// After discovery: waits until every known peer has completed its handshake with this node and
+/// then nothing new (a peer, an announcement, a repair) came for `quiet`. There is no API that
+/// says a publisher's READY (and so its history) reached us; a handshake shows up as the peer
+/// being a ready subscriber of the replay requests (every node subscribes them), and the READY
+/// goes out in the same exchange. False when still busy after `limit`.
+bool wait_until_settled(meshbus::Node& node, const dead_letter_collector& letters, exit_latch& latch,
+                        milliseconds quiet, milliseconds limit) {
+  const auto deadline = steady::now() + limit;
+  auto activity_of = [&] {
+    const auto stats = node.stats();
+    return std::array<std::uint64_t, 5>{static_cast<std::uint64_t>(node.peers().size()), letters.received(),
+                                        stats.batches_received, stats.repairs_received, stats.nacks_sent};
+  };
+  auto last = activity_of();
+  auto quiet_since = steady::now();
+  while (!latch.finished()) {
+    const auto now = steady::now();
+    const auto peers = node.peers().size();
+    if (now - quiet_since >= quiet &&
+        node.wait_for_subscribers(replay_request_topic, peers, milliseconds(0))) {
+      return true;
+    }
+    if (now >= deadline) return false;
+    latch.wait_until(std::min(deadline, now + milliseconds(50)));
+    if (const auto current = activity_of(); current != last) {
+      last = current;
+      quiet_since = steady::now();
+    }
+  }
+  return true;
+}
+
+const meshbus::PeerInfo* find_peer(const std::vector<meshbus::PeerInfo>& peers, std::string_view node_hex) {
+  const auto it = std::find_if(peers.begin(), peers.end(),
+                               [&](const meshbus::PeerInfo& p) { return p.id.to_string() == node_hex; });
+  return it == peers.end() ? nullptr : &*it;
+}
+
+void print_dead_letter_table(const std::vector<dead_letter_entry>& entries) {
+  std::vector<std::vector<std::string>> rows{{"NODE", "ID", "TOPIC", "ATTEMPTS", "REASON", "PAYLOAD"}};
+  for (const auto& e : entries) {
+    rows.push_back({e.node.substr(0, 8), std::to_string(e.id), display_text(e.topic),
+                    std::to_string(e.attempts), display_text(e.reason), display_text(e.payload)});
+  }
+  print_table(rows);
+}
+
+void print_dead_letter_json(const std::vector<dead_letter_entry>& entries,
+                            const std::vector<meshbus::PeerInfo>& peers) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    out += i == 0 ? "\n  {" : ",\n  {";
+    out += "\"node\":";
+    append_json_string(out, e.node);
+    out += ",\"node_short_id\":";
+    append_json_string(out, e.node.substr(0, 8));
+    if (const auto* peer = find_peer(peers, e.node)) {
+      out += ",\"node_name\":";
+      append_json_string(out, peer->name);
+    }
+    out += ",\"id\":" + std::to_string(e.id) + ",\"topic\":";
+    append_json_string(out, e.topic);
+    out += ",\"attempts\":" + std::to_string(e.attempts) + ",\"reason\":";
+    append_json_string(out, e.reason);
+    out += ",\"pattern\":";
+    append_json_string(out, e.pattern);
+    out += ",\"publisher\":";
+    append_json_string(out, e.publisher);
+    out += ",\"sequence\":" + std::to_string(e.sequence);
+    out += ",\"failed_at\":\"" + iso8601_utc(e.failed_at) + '"';
+    append_json_payload(out, e.payload);
+    out += '}';
+  }
+  out += entries.empty() ? "]\n" : "\n]\n";
+  std::cout << out << std::flush;
+}
+
+int run_dlq_list(const node_flags& node_opts, const dlq_list_flags& flags, exit_latch& latch) {
+  // After discovery: quiet this long with every handshake done, but not longer than the limit.
+  constexpr milliseconds settle_quiet{250};
+  constexpr milliseconds settle_limit{10'000};
+  dead_letter_collector letters;  // before the node, so the node goes first
+  auto node = start_node(node_opts, {});
+  meshbus::SubscribeOptions subscribe_options;
+  subscribe_options.start = meshbus::StartFrom::earliest();  // what each node's history still holds
+  node->subscribe(
+      dlq_pattern, [&letters](const meshbus::Event& event) { letters.add(event); }, subscribe_options);
+  const auto wait = discovery_wait(node_opts, flags.wait_ms);
+  latch.wait_until(steady::now() + wait);  // every live node, as `peers` waits
+  const bool settled = wait_until_settled(*node, letters, latch, settle_quiet, settle_limit);
+  const auto peers = node->peers();
+  const auto entries = letters.entries();
+  const auto cluster = node->cluster();
+  node->stop();
+  if (flags.json) {
+    print_dead_letter_json(entries, peers);
+  } else if (!entries.empty()) {
+    print_dead_letter_table(entries);
+  }
+  if (!settled && !latch.finished()) {
+    print_error("warning: dead letters were still arriving after " + to_ms_text(wait + settle_limit) +
+                "; the list may be incomplete");
+  }
+  if (entries.empty() && !flags.json && !latch.finished()) {
+    print_error("no dead letters in the history of the " + std::to_string(peers.size()) + " node" +
+                (peers.size() == 1 ? "" : "s") + " of cluster '" + cluster + "'");
+  }
+  return exit_code::ok;
+}
+
+/// Hex digits only, at most 32: a node id or a prefix of one.
+CLI::Validator node_id_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const bool hex = std::all_of(text.begin(), text.end(), [](char c) {
+          return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+        });
+        if (text.empty() || text.size() > 32 || !hex) {
+          return "must be a node id (32 hex digits) or a prefix of one, not '" + text + "'";
+        }
+        std::transform(text.begin(), text.end(), text.begin(),
+                       [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+        return {};
+      },
+      "", "");
+}
+
+std::vector<meshbus::PeerInfo> peers_matching(const std::vector<meshbus::PeerInfo>& peers,
+                                              std::string_view prefix) {
+  std::vector<meshbus::PeerInfo> out;
+  std::copy_if(peers.begin(), peers.end(), std::back_inserter(out),
+               [&](const meshbus::PeerInfo& p) { return p.id.to_string().starts_with(prefix); });
+  return out;
+}
+
+/// The one known peer whose id starts with `prefix`; a usage_error naming the candidates otherwise.
+meshbus::PeerInfo resolve_node(const std::vector<meshbus::PeerInfo>& peers, const std::string& prefix,
+                               const std::string& cluster) {
+  const auto matches = peers_matching(peers, prefix);
+  if (matches.size() == 1) return matches.front();
+  const auto& candidates = matches.empty() ? peers : matches;
+  std::string listed;
+  for (const auto& p : candidates) listed += "\n  " + p.id.to_string() + "  " + display_text(p.name);
+  if (!matches.empty()) throw usage_error("node '" + prefix + "' is ambiguous; it matches:" + listed);
+  if (peers.empty()) throw usage_error("no node '" + prefix + "': no peers in cluster '" + cluster + "'");
+  throw usage_error("no known node matches '" + prefix + "'; the nodes of cluster '" + cluster +
+                    "' are:" + listed);
+}
+
+/// The answer to this run's request, from a handler thread.
+class replay_answer {
+ public:
+  void set(std::string node, std::string id, std::string result) {
+    std::lock_guard lock(mu_);
+    if (!result_) result_ = {std::move(node), std::move(id), std::move(result)};
+  }
+  std::optional<std::array<std::string, 3>> get() const {
+    std::lock_guard lock(mu_);
+    return result_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<std::array<std::string, 3>> result_;  ///< dlq-node, dlq-id, dlq-result
+};
+
+int run_dlq_replay(const node_flags& node_opts, const dlq_replay_flags& flags, exit_latch& latch) {
+  replay_answer answer;  // before the node, so the node goes first
+  auto node = start_node(node_opts, {});
+  // Answers name the request as their cause, and a request's event id starts with its
+  // publisher's id: this node is new and sends one request, so the prefix singles out its answer.
+  const auto cause_prefix = node->id().to_string() + "-";
+  // "earliest": if the answer overtakes our subscription at the target's PUB, the target's READY
+  // still shows it to us and it is repaired from the target's history; with "now" it would be
+  // taken as sent before we subscribed.
+  meshbus::SubscribeOptions subscribe_options;
+  subscribe_options.start = meshbus::StartFrom::earliest();
+  node->subscribe(
+      replay_answer_topic,
+      [&answer, &latch, cause_prefix](const meshbus::Event& event) {
+        if (!event.causation_id().starts_with(cause_prefix)) return;  // another request's answer
+        answer.set(std::string(event.header("dlq-node").value_or("")),
+                   std::string(event.header("dlq-id").value_or("")),
+                   std::string(event.header("dlq-result").value_or("")));
+        latch.finish(exit_code::ok);
+      },
+      subscribe_options);
+
+  discover_peers(*node, discovery_wait(node_opts, flags.wait_ms), latch,
+                 [&](const std::vector<meshbus::PeerInfo>& peers) {
+                   return !peers_matching(peers, flags.node).empty();
+                 });
+  if (latch.finished()) return exit_code::ok;
+  const auto target = resolve_node(node->peers(), flags.node, node->cluster());
+  const auto label = target.id.short_string() + " (" + display_text(target.name) + ")";
+
+  // Every node subscribes the request topic, so wait_for_subscribers() counts them all and
+  // cannot single out the target: wait until every known peer, the target among them, is ready.
+  const milliseconds timeout(flags.timeout_ms);
+  const auto deadline = steady::now() + timeout;
+  const bool ready = wait_interruptibly(latch, deadline, [&](milliseconds step) {
+    const auto peers = node->peers();
+    if (std::none_of(peers.begin(), peers.end(),
+                     [&](const meshbus::PeerInfo& p) { return p.id == target.id; })) {
+      latch.wait_until(steady::now() + step);  // it left: wait for it to come back
+      return false;
+    }
+    return node->wait_for_subscribers(replay_request_topic, peers.size(), step);
+  });
+  if (latch.finished()) return exit_code::ok;
+  if (!ready) {
+    print_error("timed out after " + to_ms_text(timeout) + " waiting for node " + label +
+                " to be ready for requests");
+    return exit_code::timeout;
+  }
+  const auto sent = publish_retrying([&] { return node->request_dead_letter_replay(target.id, flags.id); },
+                                     deadline, latch);
+  if (sent == publish_outcome::published) latch.wait_until(deadline);
+  const auto result = answer.get();
+  node->stop();
+  if (!result) {
+    if (latch.finished()) return exit_code::ok;  // interrupted
+    print_error("timed out after " + to_ms_text(timeout) + ": node " + label +
+                (sent == publish_outcome::published ? " did not answer the replay request"
+                                                    : " could not be sent the replay request"));
+    return exit_code::timeout;
+  }
+  const auto& [node_hex, id_text, outcome] = *result;
+  if (node_hex != target.id.to_string() || id_text != std::to_string(flags.id)) {
+    print_error("node " + label + " answered for dead letter " + display_text(id_text) + " of node " +
+                display_text(node_hex) + " instead");
+    return exit_code::failure;
+  }
+  if (outcome == "replayed") {
+    std::cout << "replayed dead letter " << flags.id << " on " << label << std::endl;
+    return exit_code::ok;
+  }
+  if (outcome == "unknown") {
+    print_error("no dead letter " + std::to_string(flags.id) + " on " + label);
+    return exit_code::failure;
+  }
+  print_error("node " + label + " gave an unexpected answer: " + display_text(outcome));
+  return exit_code::failure;
 }
 
 // ---------------------------------------------------------------------------
@@ -943,9 +1376,10 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
 constexpr const char* exit_codes_text =
     "Exit codes:\n"
     "  0  success (also after Ctrl-C / SIGTERM)\n"
-    "  1  runtime failure (address in use, network, I/O)\n"
-    "  2  usage error (bad flags, invalid topic or pattern)\n"
-    "  3  timeout (--count, --expect or --subscribers not reached in time)\n";
+    "  1  runtime failure (address in use, network, I/O; dlq replay: no such dead letter)\n"
+    "  2  usage error (bad flags, invalid topic or pattern, unknown or ambiguous node)\n"
+    "  3  timeout (--count, --expect or --subscribers not reached, pub's events not all\n"
+    "     acknowledged, or no answer to dlq replay in time)\n";
 
 std::string footer(std::string_view examples) {
   return "\nExamples:\n" + std::string(examples) + "\n" + exit_codes_text;
@@ -985,7 +1419,8 @@ int run(int argc, char** argv) {
       footer("  meshbus sub 'sensors.**'\n"
              "  seq 6000 | meshbus pub demo.lines\n"
              "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"
-             "  meshbus peers --json\n"));
+             "  meshbus peers --json\n"
+             "  meshbus dlq list\n"));
   node_flags node_opts;
   add_node_flags(app, node_opts);
 
@@ -1005,7 +1440,10 @@ int run(int argc, char** argv) {
              "  meshbus peers --cluster demo --expect 3 --wait 5000 --json\n"));
 
   sub_flags sub_opts;
-  auto* sub_cmd = app.add_subcommand("sub", "Print events as they arrive, one line each: <topic> <payload>");
+  auto* sub_cmd = app.add_subcommand(
+      "sub",
+      "Print events as they arrive, one line each: <topic> <payload>. Events that will never arrive are\n"
+      "reported on stderr: 'meshbus: lost N events of TOPIC from PUBLISHER (reason)'");
   add_node_flags(*sub_cmd, node_opts);
   sub_cmd
       ->add_option("patterns", sub_opts.patterns, "Topic patterns; '*' matches one segment, '**' any number")
@@ -1017,13 +1455,29 @@ int run(int argc, char** argv) {
                    "Stop after MS ms: exit 3 if --count was not reached, else exit 0")
       ->type_name("MS")
       ->check(positive);
-  sub_cmd->add_flag("--json", sub_opts.json,
-                    "One JSON object per line: topic, payload (payload_base64 if not UTF-8), publisher, "
-                    "publisher_name, epoch, sequence, timestamp");
+  sub_cmd->add_flag(
+      "--json", sub_opts.json,
+      "One JSON object per line: topic, payload (payload_base64 if not UTF-8), publisher, "
+      "publisher_name, epoch, sequence, timestamp; lost events as {\"lost\":true, topic, publisher, "
+      "epoch, from, to, count, reason, pattern}");
   sub_cmd->add_flag("--meta", sub_opts.meta, "Prefix each line with [publisher-id #sequence publisher-name]");
+  sub_cmd
+      ->add_option("--mode", sub_opts.mode,
+                   "Delivery: best_effort (gaps skipped and reported), reliable (repaired; the default) or "
+                   "acknowledged (each event acknowledged once printed)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"best_effort", "reliable", "acknowledged"}));
+  sub_cmd
+      ->add_option("--start", sub_opts.start,
+                   "Where to start on streams already running: now (the default), earliest (what the "
+                   "publishers' history still holds) or sequence SEQ of each stream")
+      ->type_name("now|earliest|SEQ")
+      ->check(start_check());
   sub_cmd->footer(
       footer("  meshbus sub 'sensors.**'\n"
-             "  meshbus sub --count 6000 --timeout 20000 'demo.*' > events.txt\n"));
+             "  meshbus sub --count 6000 --timeout 20000 'demo.*' > events.txt\n"
+             "  meshbus sub --mode best_effort 'metrics.**'\n"
+             "  meshbus sub --start earliest --json 'orders.*'\n"));
 
   pub_flags pub_opts;
   auto* pub_cmd = app.add_subcommand(
@@ -1055,9 +1509,9 @@ int run(int argc, char** argv) {
       ->type_name("MS")
       ->check(non_negative);
   pub_cmd
-      ->add_option(
-          "--timeout", pub_opts.timeout_ms,
-          "Bound in ms for subscriber readiness, a full send queue and the final flush (default 10000)")
+      ->add_option("--timeout", pub_opts.timeout_ms,
+                   "Bound in ms for subscriber readiness, a full send queue and the final flush, which waits "
+                   "until every subscriber acknowledged every event (default 10000)")
       ->type_name("MS")
       ->check(positive);
   pub_cmd->footer(
@@ -1065,6 +1519,59 @@ int run(int argc, char** argv) {
              "  seq 6000 | meshbus pub demo.lines\n"
              "  meshbus pub --count 100 --rate 10 --subscribers 2 demo.ticks 'tick {n}'\n"
              "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"));
+
+  auto* dlq_cmd =
+      app.add_subcommand("dlq", "Inspect and replay dead letters (events whose handler kept failing)");
+  add_node_flags(*dlq_cmd, node_opts);
+  dlq_cmd->require_subcommand(1);
+  dlq_cmd->footer(
+      footer("  meshbus dlq list\n"
+             "  meshbus dlq replay 1a2b3c4d 7\n"));
+
+  dlq_list_flags dlq_list_opts;
+  auto* dlq_list_cmd = dlq_cmd->add_subcommand(
+      "list",
+      "List the dead letters announced on '$dlq.<topic>' that the nodes' history still holds,\n"
+      "one line each: NODE ID TOPIC ATTEMPTS REASON PAYLOAD (one replayed since is still listed)");
+  add_node_flags(*dlq_list_cmd, node_opts);
+  dlq_list_cmd
+      ->add_option("--wait", dlq_list_opts.wait_ms,
+                   "How long to listen for nodes, in ms (default: 1.5 x beacon interval); then until every "
+                   "node's history arrived and nothing new came for 250 ms")
+      ->type_name("MS")
+      ->check(non_negative);
+  dlq_list_cmd->add_flag("--json", dlq_list_opts.json, "Print one JSON array of objects");
+  dlq_list_cmd->footer(
+      footer("  meshbus dlq list\n"
+             "  meshbus dlq list --cluster orders --wait 3000 --json\n"));
+
+  dlq_replay_flags dlq_replay_opts;
+  auto* dlq_replay_cmd = dlq_cmd->add_subcommand(
+      "replay", "Ask node NODE to deliver its dead letter DLQ_ID again to the subscription that failed it");
+  add_node_flags(*dlq_replay_cmd, node_opts);
+  dlq_replay_cmd
+      ->add_option("node", dlq_replay_opts.node,
+                   "The node holding it: its id (32 hex digits) or a prefix unique among the known peers "
+                   "(the NODE column of 'dlq list')")
+      ->type_name("NODE")
+      ->required()
+      ->check(node_id_check());
+  dlq_replay_cmd->add_option("id", dlq_replay_opts.id, "The dead letter's id on that node (the ID column)")
+      ->type_name("DLQ_ID")
+      ->required();
+  dlq_replay_cmd
+      ->add_option("--wait", dlq_replay_opts.wait_ms,
+                   "How long to look for the node, in ms (default: 1.5 x beacon interval)")
+      ->type_name("MS")
+      ->check(non_negative);
+  dlq_replay_cmd
+      ->add_option("--timeout", dlq_replay_opts.timeout_ms,
+                   "Bound in ms for the node to be ready and to answer (default 10000); exit 3 after it")
+      ->type_name("MS")
+      ->check(positive);
+  dlq_replay_cmd->footer(
+      footer("  meshbus dlq replay 1a2b3c4d 7\n"
+             "  meshbus dlq replay --cluster orders 1a2b3c4d5e6f708192a3b4c5d6e7f809 7\n"));
 
   try {
     app.parse(argc, argv);
@@ -1074,11 +1581,14 @@ int run(int argc, char** argv) {
     const auto used = app.get_subcommands();
     if (used.empty() && argc > 1 && argv[1][0] != '-') {
       print_error(std::string("unknown command '") + argv[1] +
-                  "' (commands: peers, sub, pub; see 'meshbus --help')");
+                  "' (commands: peers, sub, pub, dlq; see 'meshbus --help')");
       return exit_code::usage;
     }
-    print_error(std::string(e.what()) + " (see 'meshbus " +
-                (used.empty() ? "" : used.front()->get_name() + " ") + "--help')");
+    std::string command = "meshbus";  // with the (nested) subcommands given, for the hint
+    for (auto chosen = used; !chosen.empty(); chosen = chosen.front()->get_subcommands()) {
+      command += " " + chosen.front()->get_name();
+    }
+    print_error(std::string(e.what()) + " (see '" + command + " --help')");
     return exit_code::usage;
   }
   pub_opts.has_payload = payload_opt->count() > 0;
@@ -1089,6 +1599,8 @@ int run(int argc, char** argv) {
   signal_watcher signals(latch);  // before any Node: its threads inherit the signal mask
   if (app.got_subcommand(peers_cmd)) return run_peers(node_opts, peers_opts, latch);
   if (app.got_subcommand(sub_cmd)) return run_sub(node_opts, sub_opts, latch);
+  if (dlq_cmd->got_subcommand(dlq_list_cmd)) return run_dlq_list(node_opts, dlq_list_opts, latch);
+  if (dlq_cmd->got_subcommand(dlq_replay_cmd)) return run_dlq_replay(node_opts, dlq_replay_opts, latch);
   return run_pub(node_opts, pub_opts, latch);
 }
 

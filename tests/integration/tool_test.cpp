@@ -3,6 +3,18 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "tests/support/node_helpers.hpp"
 
 using namespace meshbus;
@@ -15,6 +27,49 @@ std::vector<std::string> tool(std::initializer_list<std::string> args) {
   argv.insert(argv.end(), args);
   return argv;
 }
+
+/// The tool beside in-process nodes made with fast_options(): the same 100 ms beacons, so
+/// neither side takes the other for gone.
+std::vector<std::string> fast_tool(const std::string& cluster, std::initializer_list<std::string> args) {
+  auto argv = tool(args);
+  argv.insert(argv.end(), {"--cluster", cluster, "--beacon-interval", "100"});
+  return argv;
+}
+
+std::vector<std::string> words_of(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+/// The number after "key": in a flat JSON line.
+std::optional<std::uint64_t> json_number(const std::string& line, const std::string& key) {
+  const auto at = line.find("\"" + key + "\":");
+  if (at == std::string::npos) return std::nullopt;
+  return std::stoull(line.substr(at + key.size() + 3));
+}
+
+/// Holds a handler until opened; opens itself when destroyed, so a failing test never leaves
+/// a Node waiting for its handler thread.
+class gate {
+ public:
+  ~gate() { open(); }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void pass() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
 }  // namespace
 
 TEST_CASE("meshbus pub from stdin reaches meshbus sub: all 6,000 lines, in order", "[multiprocess][tool]") {
@@ -66,6 +121,268 @@ TEST_CASE("the tool's exit codes: usage 2, timeout 3", "[integration][tool]") {
   CHECK_THAT(nobody.err(), Catch::Contains("received 0 of 5"));
   child_process no_subscribers(tool({"pub", "--cluster", cluster, "--subscribers", "1", "--timeout", "300", "x.y", "z"}));
   CHECK(no_subscribers.wait(10s) == 3);
+}
+
+TEST_CASE("meshbus pub: 6,000 lines arrive in order even when the link is down for a while in the middle",
+          "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolcut");
+  // The subscriber's inbound link is cut from 1.0 s to 2.5 s after it starts. The publisher
+  // starts right after it and sends for 2 s at 3,000/s once the subscriber is ready (well
+  // under 1 s after start), so the cut falls inside the stream and the rest of it is repaired.
+  child_process::options so;
+  so.env["MESHBUS_FAULTS"] = "cut_at_ms=1000,cut_for_ms=1500";
+  child_process sub(tool({"sub", "--cluster", cluster, "cut.**", "--count", "6000", "--timeout", "60000"}),
+                    so);
+  std::string lines;
+  for (int i = 1; i <= 6000; ++i) lines += std::to_string(i) + "\n";
+  child_process::options po;
+  po.stdin_text = lines;
+  child_process pub(tool({"pub", "--cluster", cluster, "--subscribers", "1", "--rate", "3000", "cut.lines"}),
+                    po);
+  const auto pub_code = pub.wait(60s);
+  INFO("pub stderr: " << pub.err());
+  REQUIRE(pub_code == 0);
+  CHECK_THAT(pub.err(), Catch::Contains("published 6000 events"));
+  const auto sub_code = sub.wait(60s);
+  INFO("sub stderr: " << sub.err());
+  REQUIRE(sub_code == 0);
+  CHECK_THAT(sub.err(), !Catch::Contains("lost"));
+  const auto out = lines_of(sub.out());
+  REQUIRE(out.size() == 6000);
+  for (int i = 1; i <= 6000; ++i) {
+    if (out[static_cast<std::size_t>(i - 1)] != "cut.lines " + std::to_string(i)) {
+      FAIL("line " << i << " is '" << out[static_cast<std::size_t>(i - 1)] << "'");
+    }
+  }
+}
+
+TEST_CASE("meshbus pub exits 3 when a subscriber does not acknowledge in time", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolflush");
+  Node holder(fast_options(cluster, "stuck"));
+  gate stuck;  // after the node: opened (and the handler let go) before the node stops
+  SubscribeOptions o;
+  o.delivery = Delivery::acknowledged;
+  holder.subscribe(
+      "slow.x", [&](const Event&) { stuck.pass(); }, o);
+  child_process pub(
+      fast_tool(cluster, {"pub", "--subscribers", "1", "--timeout", "1500", "slow.x", "hello"}));
+  const auto code = pub.wait(30s);
+  INFO("pub stderr: " << pub.err());
+  CHECK(code == 3);
+  CHECK_THAT(pub.err(),
+             Catch::Contains("timed out after 1500 ms waiting for the subscribers to acknowledge"));
+  stuck.open();
+}
+
+TEST_CASE("meshbus sub --mode best_effort and --start now|earliest|SEQ", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolstart");
+  Node publisher(fast_options(cluster, "history"));
+  for (int i = 1; i <= 5; ++i) REQUIRE(publisher.publish("hist.a", std::to_string(i)) == PublishResult::ok);
+
+  SECTION("best_effort receives what is published") {
+    child_process sub(
+        fast_tool(cluster, {"sub", "--mode", "best_effort", "--count", "3", "--timeout", "20000", "live.*"}));
+    REQUIRE(publisher.wait_for_subscribers("live.x", 1, 20s));
+    for (int i = 1; i <= 3; ++i)
+      REQUIRE(publisher.publish("live.x", "e" + std::to_string(i)) == PublishResult::ok);
+    REQUIRE(sub.wait(30s) == 0);
+    CHECK(lines_of(sub.out()) == std::vector<std::string>{"live.x e1", "live.x e2", "live.x e3"});
+  }
+  SECTION("now (the default) skips what was published before") {
+    child_process sub(fast_tool(cluster, {"sub", "--count", "1", "--timeout", "20000", "hist.*"}));
+    REQUIRE(publisher.wait_for_subscribers("hist.a", 1, 20s));
+    REQUIRE(publisher.publish("hist.a", "6") == PublishResult::ok);
+    REQUIRE(sub.wait(30s) == 0);
+    CHECK(lines_of(sub.out()) == std::vector<std::string>{"hist.a 6"});
+  }
+  SECTION("earliest prints the events published before it started") {
+    child_process sub(
+        fast_tool(cluster, {"sub", "--start", "earliest", "--count", "5", "--timeout", "20000", "hist.*"}));
+    REQUIRE(sub.wait(30s) == 0);
+    CHECK(lines_of(sub.out()) ==
+          std::vector<std::string>{"hist.a 1", "hist.a 2", "hist.a 3", "hist.a 4", "hist.a 5"});
+  }
+  SECTION("a sequence number starts there") {
+    child_process sub(fast_tool(cluster, {"sub", "--start", "4", "--mode", "acknowledged", "--count", "2",
+                                          "--timeout", "20000", "hist.*"}));
+    REQUIRE(sub.wait(30s) == 0);
+    CHECK(lines_of(sub.out()) == std::vector<std::string>{"hist.a 4", "hist.a 5"});
+  }
+}
+
+TEST_CASE("meshbus sub --mode best_effort reports every lost event, on stderr and as JSON",
+          "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolloss");
+  Node publisher(fast_options(cluster, "lossy"));
+  constexpr std::uint64_t total = 300;
+  child_process::options so;
+  so.env["MESHBUS_FAULTS"] = "drop=0.3,seed=11";
+  // --start 1: what is missing before the first event that arrives is a gap too.
+  child_process sub(fast_tool(cluster, {"sub", "--mode", "best_effort", "--start", "1", "--json", "loss.*"}),
+                    so);
+  REQUIRE(publisher.wait_for_subscribers("loss.x", 1, 20s));
+  for (std::uint64_t i = 1; i <= total; ++i) {
+    REQUIRE(publisher.publish("loss.x", std::to_string(i)) == PublishResult::ok);
+    std::this_thread::sleep_for(1ms);  // pacing, so that events travel (and get lost) one by one
+  }
+  // Every event is printed or reported lost (the publisher's heartbeats reveal a lost tail).
+  std::vector<bool> seen(total + 1, false);
+  std::uint64_t printed = 0;
+  std::uint64_t lost = 0;
+  std::string problem;
+  auto account = [&](const std::string& out) {
+    seen.assign(total + 1, false);
+    printed = lost = 0;
+    problem.clear();
+    std::uint64_t last = 0;
+    for (const auto& line : lines_of(out)) {
+      const bool is_loss = line.find("\"lost\":true") != std::string::npos;
+      const auto from = json_number(line, is_loss ? "from" : "sequence");
+      const auto to = json_number(line, is_loss ? "to" : "sequence");
+      if (!from || !to || *from <= last || *to < *from || *to > total) {
+        problem = "unexpected line: " + line;
+        return false;
+      }
+      for (auto n = *from; n <= *to; ++n) seen[n] = true;
+      (is_loss ? lost : printed) += *to - *from + 1;
+      last = *to;
+    }
+    return printed + lost == total;
+  };
+  const bool accounted = sub.wait_output(account, 30s);
+  sub.signal(SIGINT);
+  CHECK(sub.wait(10s) == 0);
+  INFO("sub stderr: " << sub.err() << "\n" << problem);
+  REQUIRE(accounted);
+  CHECK(std::count(seen.begin() + 1, seen.end(), true) == static_cast<std::ptrdiff_t>(total));
+  CHECK(lost > 0);
+  CHECK(printed > 0);
+  CHECK_THAT(sub.err(), Catch::Contains("meshbus: lost ") &&
+                            Catch::Contains(" of loss.x from " + publisher.id().short_string() + " (gap)"));
+}
+
+TEST_CASE("meshbus dlq list shows a dead letter and dlq replay delivers it again", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("tooldlq");
+  Node holder(fast_options(cluster, "holder"));
+  Node publisher(fast_options(cluster, "publisher"));
+  std::atomic<bool> healed{false};
+  std::atomic<int> handled{0};
+  SubscribeOptions o;
+  o.delivery = Delivery::acknowledged;
+  o.max_deliver = 2;
+  holder.subscribe(
+      "orders.placed",
+      [&](const Event&) {
+        if (!healed) throw std::runtime_error("database down");
+        ++handled;
+      },
+      o);
+  REQUIRE(publisher.wait_for_subscribers("orders.placed", 1, 20s));
+  REQUIRE(publisher.publish("orders.placed", "order\t42") == PublishResult::ok);
+  REQUIRE(eventually([&] { return holder.dead_letters().size() == 1; }, 20s));
+  const auto letter = holder.dead_letters().front();
+  const auto letter_id = std::to_string(letter.id);
+
+  child_process list(fast_tool(cluster, {"dlq", "list"}));
+  REQUIRE(list.wait(30s) == 0);
+  INFO("dlq list: " << list.out() << list.err());
+  const auto rows = lines_of(list.out());
+  REQUIRE(rows.size() == 2);
+  CHECK(words_of(rows[0]) ==
+        std::vector<std::string>{"NODE", "ID", "TOPIC", "ATTEMPTS", "REASON", "PAYLOAD"});
+  CHECK(words_of(rows[1]) == std::vector<std::string>{holder.id().short_string(), letter_id, "orders.placed",
+                                                      "2", "database", "down", "order\\t42"});
+
+  child_process json(fast_tool(cluster, {"dlq", "list", "--json"}));
+  REQUIRE(json.wait(30s) == 0);
+  CHECK_THAT(json.out(),
+             Catch::Contains("\"node\":\"" + holder.id().to_string() + "\"") &&
+                 Catch::Contains("\"id\":" + letter_id + ",\"topic\":\"orders.placed\",\"attempts\":2") &&
+                 Catch::Contains("\"node_name\":\"holder\"") &&
+                 Catch::Contains("\"payload\":\"order\\t42\""));
+
+  child_process unknown(fast_tool(cluster, {"dlq", "replay", holder.id().to_string(), "999999"}));
+  CHECK(unknown.wait(30s) == 1);
+  CHECK_THAT(unknown.err(),
+             Catch::Contains("no dead letter 999999 on " + holder.id().short_string() + " (holder)"));
+  CHECK(holder.dead_letters().size() == 1);
+
+  healed = true;
+  child_process replay(fast_tool(cluster, {"dlq", "replay", holder.id().short_string(), letter_id}));
+  const auto code = replay.wait(30s);
+  INFO("dlq replay: " << replay.out() << replay.err());
+  CHECK(code == 0);
+  CHECK_THAT(replay.out(),
+             Catch::Contains("replayed dead letter " + letter_id + " on " + holder.id().short_string()));
+  CHECK(eventually([&] { return handled == 1; }, 10s));
+  CHECK(eventually([&] { return holder.dead_letters().empty(); }, 10s));
+}
+
+TEST_CASE("meshbus dlq replay: an unknown or ambiguous node is a usage error naming the candidates",
+          "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolnode");
+  // Two ids that share their first 30 hex digits.
+  std::random_device random;
+  NodeId first;
+  for (auto& b : first.bytes) b = static_cast<std::uint8_t>(random());
+  first.bytes[15] = 0x01;
+  NodeId second = first;
+  second.bytes[15] = 0x02;
+  auto a_options = fast_options(cluster, "node-a");
+  a_options.node_id = first;
+  auto b_options = fast_options(cluster, "node-b");
+  b_options.node_id = second;
+  Node a(a_options);
+  Node b(b_options);
+  REQUIRE(a.wait_for_peers(1, 20s));
+
+  const auto shared = first.to_string().substr(0, 30);
+  child_process ambiguous(fast_tool(cluster, {"dlq", "replay", shared, "1"}));
+  CHECK(ambiguous.wait(30s) == 2);
+  CHECK_THAT(ambiguous.err(), Catch::Contains("is ambiguous") && Catch::Contains(first.to_string()) &&
+                                  Catch::Contains(second.to_string()));
+
+  auto other = first.to_string();
+  other[0] = other[0] == '0' ? '1' : '0';
+  child_process nobody(fast_tool(cluster, {"dlq", "replay", other.substr(0, 12), "1"}));
+  CHECK(nobody.wait(30s) == 2);
+  CHECK_THAT(nobody.err(), Catch::Contains("no known node matches") && Catch::Contains(first.to_string()) &&
+                               Catch::Contains(second.to_string()));
+
+  child_process exact(fast_tool(cluster, {"dlq", "replay", second.to_string(), "1"}));
+  CHECK(exact.wait(30s) == 1);  // found; it has no dead letter 1
+  CHECK_THAT(exact.err(), Catch::Contains("no dead letter 1 on " + second.short_string() + " (node-b)"));
+}
+
+TEST_CASE("the sub and dlq flags: bad values are usage errors, an empty cluster has no dead letters",
+          "[integration][tool]") {
+  const auto cluster = unique_cluster("tooldlqflags");
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"sub", "--mode", "exactly_once", "a.b"},
+           {"sub", "--start", "0", "a.b"},
+           {"sub", "--start", "yesterday", "a.b"},
+           {"dlq"},
+           {"dlq", "replay", "not-hex", "1"},
+           {"dlq", "replay", "0123456789abcdef0123456789abcdef0", "1"},
+           {"dlq", "replay", "abc"},
+       }) {
+    std::vector<std::string> argv{MESHBUS_TOOL};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child_process bad(argv);
+    INFO(args.front() << " " << (args.size() > 1 ? args[1] : ""));
+    CHECK(bad.wait(10s) == 2);
+    CHECK_THAT(bad.err(), Catch::StartsWith("meshbus: "));
+  }
+  child_process no_peers(tool({"dlq", "replay", "--cluster", cluster, "--wait", "200", "abc", "1"}));
+  CHECK(no_peers.wait(10s) == 2);
+  CHECK_THAT(no_peers.err(), Catch::Contains("no peers in cluster"));
+  child_process empty(tool({"dlq", "list", "--cluster", cluster, "--wait", "200"}));
+  CHECK(empty.wait(20s) == 0);
+  CHECK(empty.out().empty());
+  CHECK_THAT(empty.err(), Catch::Contains("no dead letters"));
+  child_process empty_json(tool({"dlq", "list", "--cluster", cluster, "--wait", "200", "--json"}));
+  CHECK(empty_json.wait(20s) == 0);
+  CHECK(empty_json.out() == "[]\n");
 }
 
 TEST_CASE("the demo runs five processes that end with every event delivered", "[multiprocess][demo]") {
