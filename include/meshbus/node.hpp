@@ -313,8 +313,9 @@ class Node {
   /// by Options::dead_letter_capacity; the oldest go first, counted).
   std::vector<DeadLetter> dead_letters() const;
   /// Delivers a dead letter again to the subscription that failed it (max_deliver
-  /// fresh attempts). It leaves the store when its handler succeeds. False when no
-  /// dead letter has that id or its subscription is gone.
+  /// fresh attempts). It leaves the store once handled; if its handler fails again,
+  /// it is dead-lettered again under a new id, which replaces it. False when no dead
+  /// letter has that id or its subscription is gone.
   bool replay_dead_letter(std::uint64_t id);
   /// Asks the node `node` to replay its dead letter `id` (as replay_dead_letter() does
   /// there). Its answer is an event on "$meshbus.dlq.replayed" with headers "dlq-node",

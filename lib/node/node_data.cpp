@@ -407,9 +407,8 @@ bool node_impl::replay_dead_letter(std::uint64_t id) {
   d.topic_size = static_cast<std::uint32_t>(letter.topic.size());
   d.events_offset = marks.count_at + 4;
   d.stream_id = (std::uint64_t{1} << 63) | id;  // its own ordering: nothing waits behind it
-  d.on_done = [this, id](bool handled) {
-    if (handled) dead_letters_.remove(id);
-  };
+  // Done either way: handled, or dead-lettered again as a new entry that replaces it.
+  d.on_done = [this, id](bool) { dead_letters_.remove(id); };
   {
     // The replayed event must not be taken for a duplicate of itself.
     std::lock_guard lock(sub->dedupe_mu);

@@ -308,13 +308,21 @@ TEST_CASE("acknowledged: a poison event is retried, dead-lettered, and can be re
     std::lock_guard lock(mu);
     CHECK_THAT(announced[0], Catch::Contains("$dlq.p.a") && Catch::Contains("cannot digest"));
   }
+  // Replayed while the handler still fails: dead-lettered again, replacing the old entry.
+  REQUIRE(sub.replay_dead_letter(letters[0].id));
+  REQUIRE(eventually([&] {
+    const auto now = sub.dead_letters();
+    return now.size() == 1 && now[0].id != letters[0].id;
+  }, 5s));
+  const auto again = sub.dead_letters()[0];
+  CHECK(again.payload == "poison");
   // Replay once the handler can take it: delivered again, and it leaves the store.
   heal = true;
-  REQUIRE(sub.replay_dead_letter(letters[0].id));
+  REQUIRE(sub.replay_dead_letter(again.id));
   REQUIRE(eventually([&] { return sub.dead_letters().empty(); }, 5s));
   std::lock_guard lock(mu);
   CHECK(std::count(handled.begin(), handled.end(), "p.a/poison") == 1);
-  CHECK_FALSE(sub.replay_dead_letter(letters[0].id));
+  CHECK_FALSE(sub.replay_dead_letter(again.id));
 }
 
 TEST_CASE("a dead letter can be replayed from another node", "[integration][reliability]") {
