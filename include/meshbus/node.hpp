@@ -111,6 +111,13 @@ struct SubscribeOptions {
   unsigned max_deliver = 5;
   /// acknowledged: the wait before the first retry; it doubles for each further one.
   std::chrono::milliseconds retry_backoff{50};
+  /// A service group (competing consumers): every node subscribing with the same
+  /// group name and pattern shares the work, each batch of events going to one live
+  /// member only (the least loaded). Group subscriptions are always acknowledged:
+  /// when a member leaves, what it had not acknowledged goes to the others. Events
+  /// of one stream may then be handled by several members in parallel. One
+  /// subscription per group per node. Empty: an ordinary subscription.
+  std::string group;
 };
 
 /// Events that will never arrive for a subscription.

@@ -179,8 +179,9 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
       bump(counters_.dead_letters);
       if (on_dead_letter_) on_dead_letter_(ev, *sub, failure, tried);
     }
-    if (d.processed) d.processed->store(f.sequence, std::memory_order_release);
+    if (d.processed && d.ack_unit == 0) d.processed->store(f.sequence, std::memory_order_release);
   }
+  if (d.processed && d.ack_unit != 0) d.processed->store(d.ack_unit, std::memory_order_release);
   if (d.on_done) d.on_done(all_handled);
   return false;
 }

@@ -72,6 +72,9 @@ struct delivery {
   std::uint64_t stream_id = 0;
   /// acknowledged: where the last fully handled sequence goes (for acks).
   std::shared_ptr<std::atomic<std::uint64_t>> processed;
+  /// Group work: `processed` gets this once the whole batch is handled, instead of
+  /// each event's sequence.
+  std::uint64_t ack_unit = 0;
   /// Called once the batch is done: true when no event had to be dead-lettered.
   std::function<void(bool)> on_done;
 };

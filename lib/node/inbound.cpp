@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "lib/node/outbound.hpp"  // group_stream_prefix
+
 namespace meshbus::detail {
 namespace {
 
@@ -65,6 +67,7 @@ std::uint64_t inbound_streams::start_for(const publisher_state& p, const subscri
 }
 
 void inbound_streams::sync_subscriptions(publisher_state& p, stream& s) {
+  if (s.topic.rfind(group_stream_prefix, 0) == 0) return;  // group streams: one fixed subscription
   const auto generation = subs_.generation();
   if (s.match_generation == generation) return;
   s.match_generation = generation;
@@ -127,14 +130,21 @@ void inbound_streams::apply(const wire::node_id_bytes& publisher, std::uint64_t 
     out.subscriptions = ss.only_this;
     out.publisher = to_node_id(publisher);
     out.epoch = epoch;
-    out.first_seq = d.first_seq;
     out.timestamp_ns = d.payload.timestamp_ns;
-    out.count = d.count;
-    out.skip = d.skip;
-    out.topic_size = static_cast<std::uint32_t>(s.topic.size());
+    out.topic_size = d.payload.topic_size;
     out.events_offset = d.payload.events_offset;
     out.stream_id = ss.id;
     out.processed = ss.processed;
+    if (d.payload.event_count != 0) {
+      // Group work: the whole batch, acknowledged as one assignment once handled.
+      out.first_seq = d.payload.event_first_seq;
+      out.count = d.payload.event_count;
+      out.ack_unit = d.first_seq;
+    } else {
+      out.first_seq = d.first_seq;
+      out.count = d.count;
+      out.skip = d.skip;
+    }
     sink_.deliver(hash, std::move(out));
   }
   notify_losses_before(actions_.deliver.size());
@@ -162,7 +172,7 @@ void inbound_streams::on_batch(zmq::message_t&& frame, const wire::batch_header&
   const std::size_t bytes = frame.size();
   for (std::size_t i = 0; i < s->subs.size(); ++i) {
     auto& ss = s->subs[i];
-    held_frame held{zmq::message_t(), h.timestamp_ns, h.events_offset};
+    held_frame held{zmq::message_t(), h.timestamp_ns, h.events_offset, static_cast<std::uint32_t>(topic.size()), 0, 0};
     if (i + 1 == s->subs.size()) {
       held.frame = std::move(frame);
     } else {
@@ -174,6 +184,49 @@ void inbound_streams::on_batch(zmq::message_t&& frame, const wire::batch_header&
     apply(h.publisher, h.epoch, *s, ss, LossNotice::Reason::not_in_history);
   }
   if (s->first_unacked == clock::time_point{}) s->first_unacked = now;
+}
+
+inbound_streams::stream* inbound_streams::group_stream_for(publisher_state& p, const std::string& group) {
+  const auto key = std::string(group_stream_prefix) + group;
+  auto it = p.streams.find(key);
+  if (it != p.streams.end()) {
+    auto& s = it->second;
+    if (!s.subs.empty() && s.subs.front().sub->active.load(std::memory_order_acquire)) return &s;
+    p.streams.erase(it);  // the group subscription went away (and may have come back)
+  }
+  auto sub = subs_.group(group);
+  if (!sub) return nullptr;
+  stream s;
+  s.topic = key;
+  // Assignments are numbered from 1 per member: the window starts there.
+  s.subs.push_back(sub_stream{sub, window(reliability::delivery_mode::acknowledged, cfg_.window, 1),
+                              std::make_shared<std::atomic<std::uint64_t>>(0),
+                              std::make_shared<const match_list>(match_list{sub}), next_stream_id_++});
+  return &p.streams.emplace(key, std::move(s)).first->second;
+}
+
+void inbound_streams::on_assignment(const wire::node_id_bytes& publisher, std::uint64_t epoch,
+                                    const std::string& group, std::uint64_t seq, zmq::message_t&& frame,
+                                    const wire::batch_header& h, std::string_view topic, clock::time_point now) {
+  if (refuse_group_work_) {
+    bump(counters_.events_unmatched, h.count);
+    return;
+  }
+  auto* p = publisher_for(publisher, epoch, now);
+  if (p == nullptr) return;
+  auto* s = group_stream_for(*p, group);
+  if (s == nullptr) {  // not (or no longer) a member: the publisher hands it to another
+    bump(counters_.events_unmatched, h.count);
+    return;
+  }
+  auto& ss = s->subs.front();
+  const std::size_t bytes = frame.size();
+  held_frame held{std::move(frame), h.timestamp_ns, h.events_offset, static_cast<std::uint32_t>(topic.size()),
+                  h.first_seq, h.count};
+  const auto before = ss.w.counters();
+  ss.w.on_batch(seq, 1, bytes, std::move(held), now, actions_);
+  count(before, ss.w.counters());
+  apply(publisher, epoch, *s, ss, LossNotice::Reason::not_in_history);
 }
 
 void inbound_streams::on_heartbeat(const wire::heartbeat& hb, std::string_view topic, clock::time_point now) {
@@ -261,7 +314,7 @@ std::optional<std::uint64_t> inbound_streams::ack_value(const stream& s) const {
   return value;
 }
 
-void inbound_streams::send_acks(clock::time_point now) {
+void inbound_streams::send_acks(clock::time_point now, bool force) {
   const auto& cfg = cfg_.window;
   for (auto& [publisher, p] : publishers_) {
     wire::ack_msg m;
@@ -272,7 +325,7 @@ void inbound_streams::send_acks(clock::time_point now) {
       bool due = false;
       if (*value > s.acked) {
         if (s.first_unacked == clock::time_point{}) s.first_unacked = now;
-        due = *value - s.acked >= cfg.ack_every || now - s.first_unacked >= cfg.ack_interval;
+        due = force || *value - s.acked >= cfg.ack_every || now - s.first_unacked >= cfg.ack_interval;
       } else {
         // Unchanged: repeat it now and then, in case the last one was lost.
         due = now - s.last_ack_sent >= cfg_.ack_refresh && now - s.last_ack_sent < 20 * cfg_.ack_refresh;

@@ -54,6 +54,10 @@ struct held_frame {
   zmq::message_t frame;
   std::uint64_t timestamp_ns = 0;
   std::size_t events_offset = 0;
+  std::uint32_t topic_size = 0;
+  // Group work: the window counts assignments, the batch has its own sequence numbers.
+  std::uint64_t event_first_seq = 0;
+  std::uint32_t event_count = 0;
 };
 
 class inbound_streams {
@@ -65,6 +69,10 @@ class inbound_streams {
   void on_batch(zmq::message_t&& frame, const wire::batch_header& h, std::string_view topic, bool repair,
                 clock::time_point now);
   void on_heartbeat(const wire::heartbeat& hb, std::string_view topic, clock::time_point now);
+  /// Group work: the publisher assigned this batch to us as its `seq`-th of `group`.
+  void on_assignment(const wire::node_id_bytes& publisher, std::uint64_t epoch, const std::string& group,
+                     std::uint64_t seq, zmq::message_t&& frame, const wire::batch_header& h,
+                     std::string_view topic, clock::time_point now);
   /// The publisher says [from, to] of a topic is no longer in its history.
   void on_loss(const wire::node_id_bytes& publisher, const wire::loss_msg& m, clock::time_point now);
   /// The publisher holds our subscriptions of `generation`; its positions then.
@@ -74,6 +82,11 @@ class inbound_streams {
   void on_publisher_gone(const wire::node_id_bytes& publisher, clock::time_point now);
   /// NACK retries and acks that are due.
   void tick(clock::time_point now);
+  /// Sends every ack that has progressed, due or not (before a goodbye).
+  void flush_acks(clock::time_point now) { send_acks(now, true); }
+  /// Leaving: new group work is no longer taken (it stays unacknowledged, so the
+  /// publisher hands it to another member when this node says goodbye).
+  void stop_taking_group_work() noexcept { refuse_group_work_ = true; }
   clock::time_point next_due() const;
   /// Current epoch of a publisher's streams (0: none).
   std::uint64_t epoch_of(const wire::node_id_bytes& publisher) const;
@@ -106,6 +119,7 @@ class inbound_streams {
 
   publisher_state* publisher_for(const wire::node_id_bytes& id, std::uint64_t epoch, clock::time_point now);
   stream* stream_for(publisher_state& p, const wire::node_id_bytes& id, std::string_view topic, bool create);
+  stream* group_stream_for(publisher_state& p, const std::string& group);
   void sync_subscriptions(publisher_state& p, stream& s);
   std::uint64_t start_for(const publisher_state& p, const subscription_entry& sub, std::string_view topic) const;
   void apply(const wire::node_id_bytes& publisher, std::uint64_t epoch, stream& s, sub_stream& ss,
@@ -114,7 +128,7 @@ class inbound_streams {
   /// The least any reliable or acknowledged subscription of the stream holds or has
   /// processed; nullopt when none of them needs acks.
   std::optional<std::uint64_t> ack_value(const stream& s) const;
-  void send_acks(clock::time_point now);
+  void send_acks(clock::time_point now, bool force = false);
 
   inbound_config cfg_;
   subscription_registry& subs_;
@@ -123,6 +137,7 @@ class inbound_streams {
   std::map<wire::node_id_bytes, publisher_state> publishers_;
   std::uint64_t next_stream_id_ = 1;
   window::actions actions_;  ///< reused
+  bool refuse_group_work_ = false;
 };
 
 }  // namespace meshbus::detail

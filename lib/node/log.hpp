@@ -33,6 +33,7 @@ enum class fault : std::uint8_t {
   control_send_failure,
   sequence_gap,
   dead_letter,
+  group_conflict,
   count_
 };
 

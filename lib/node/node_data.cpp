@@ -95,6 +95,8 @@ void node_impl::deliver_locally(const pending_send& p, std::size_t events_offset
 
 void node_impl::send_pending(clock::time_point now) {
   while (!pending_.empty()) {
+    // Flow control: nothing more goes out while a subscriber's window is full.
+    if (outbound_->window_full()) return;
     auto& p = pending_.front();
     const auto size = p.msg.size();
     zmq::message_t kept;
@@ -251,12 +253,65 @@ void node_impl::reliability_tick(clock::time_point now) {
 
 void node_impl::deliver(std::size_t hash, delivery&& d) { dispatcher_->post(hash, std::move(d)); }
 
+// Acks and NACKs to this node itself (its own group work) go straight back in.
 void node_impl::send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) {
-  send_control(publisher, m);
+  if (publisher == id_bytes_) {
+    outbound_->on_nack(id_bytes_, m);
+  } else {
+    send_control(publisher, m);
+  }
 }
 
 void node_impl::send_ack(const wire::node_id_bytes& publisher, const wire::ack_msg& m) {
-  send_control(publisher, m);
+  if (publisher == id_bytes_) {
+    outbound_->on_ack(id_bytes_, m, clock::now());
+    update_flow_state();
+  } else {
+    send_control(publisher, m);
+  }
+}
+
+void node_impl::send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
+                                zmq::message_t&& frame) {
+  if (to == id_bytes_) {  // this node's own share of the group's work
+    handle_assignment(id_bytes_, wire::assign_msg{epoch_, group, seq}, std::move(frame));
+    return;
+  }
+  const auto head_bytes = wire::encode_control(wire::assign_msg{epoch_, group, seq});
+  zmq::message_t head(head_bytes.data(), head_bytes.size());
+  if (transport_->send_to(to, head, frame) != transport::send_status::ok) {
+    bump(counters_.control_send_failures);  // sent again when the member asks, or by redelivery
+  }
+}
+
+void node_impl::group_conflict(const wire::node_id_bytes& member, const std::string& group,
+                               const std::string& pattern, const std::string& group_pattern) {
+  bump(counters_.malformed_messages);
+  report(fault::group_conflict,
+         fmt::format("node {} subscribes group '{}' with pattern '{}', but the group's pattern is '{}': it gets no "
+                     "work from this node until it uses the same pattern",
+                     short_id(member), group, pattern, group_pattern));
+}
+
+// An assignment (the data frame a publisher gave us as group work), from a peer or
+// from this node itself.
+void node_impl::handle_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m, zmq::message_t&& frame) {
+  const wire::byte_view bytes(static_cast<const std::uint8_t*>(frame.data()), frame.size());
+  std::string_view topic;
+  wire::data_kind kind{};
+  std::size_t body = 0;
+  wire::batch_header h;
+  auto status = wire::decode_data_prefix(bytes, topic, kind, body);
+  if (status == wire::decode_status::ok && kind == wire::data_kind::batch) status = wire::decode_batch(bytes, body, h);
+  if (status != wire::decode_status::ok || kind != wire::data_kind::batch || h.publisher != from) {
+    bump(counters_.malformed_messages);
+    report(fault::malformed_data, "dropped a malformed group assignment");
+    return;
+  }
+  bump(counters_.batches_received);
+  bump(counters_.events_received, h.count);
+  const std::string topic_copy(topic);
+  inbound_->on_assignment(from, m.epoch, m.group, m.seq, std::move(frame), h, topic_copy, clock::now());
 }
 
 void node_impl::send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) {

@@ -230,6 +230,11 @@ class node_impl final : private inbound_sink, private outbound_sink {
   // outbound_sink
   void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) override;
   void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) override;
+  void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
+                       zmq::message_t&& frame) override;
+  void group_conflict(const wire::node_id_bytes& member, const std::string& group, const std::string& pattern,
+                      const std::string& group_pattern) override;
+  void handle_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m, zmq::message_t&& frame);
 
   // peers
   void apply_transition(const discovery::peer_transition& t, clock::time_point now);
@@ -333,6 +338,7 @@ class node_impl final : private inbound_sink, private outbound_sink {
   bool peer_left_during_stall_ = false;
   clock::time_point stall_since_{};
   bool receive_paused_ = false;
+  bool leaving_ = false;  ///< stopping: the SUB socket is no longer read
   std::uint64_t sub_generation_ = 0;
   std::string sentinel_;
   wire::bytes beacon_buf_;

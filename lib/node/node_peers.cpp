@@ -100,10 +100,9 @@ std::size_t node_impl::process_router(clock::time_point now) {
     wire::control_msg msg;
     auto status = wire::decode_control(
         wire::byte_view(static_cast<const std::uint8_t*>(frame.data()), frame.size()), msg);
-    // Only a repair has a second frame (the data frame it carries).
-    if (status == wire::decode_status::ok && has_second != std::holds_alternative<wire::repair_msg>(msg)) {
-      status = wire::decode_status::malformed;
-    }
+    // Only repairs and assignments have a second frame (the data frame they carry).
+    const bool two_frames = std::holds_alternative<wire::repair_msg>(msg) || std::holds_alternative<wire::assign_msg>(msg);
+    if (status == wire::decode_status::ok && has_second != two_frames) status = wire::decode_status::malformed;
     if (status == wire::decode_status::malformed) {
       bump(counters_.malformed_messages);
       report(fault::malformed_control, fmt::format("dropped a malformed control message from {}", ip));
@@ -121,6 +120,14 @@ std::size_t node_impl::process_router(clock::time_point now) {
         continue;
       }
       handle_data(std::move(second), &from);
+      continue;
+    }
+    if (const auto* assignment = std::get_if<wire::assign_msg>(&msg)) {
+      if (sessions_.count(from) == 0 || inbound_->epoch_of(from) > assignment->epoch) {
+        bump(counters_.rejected_sequences);
+        continue;
+      }
+      handle_assignment(from, *assignment, std::move(second));
       continue;
     }
     handle_control(from, msg, ip, now);
@@ -346,7 +353,7 @@ void node_impl::close_session(const wire::node_id_bytes& id, bool draining) {
     logger().info("node {}: peer {} '{}' left", id_.short_string(), short_id(id), it->second.name);
   }
   if (stalled_) peer_left_during_stall_ = true;
-  outbound_->forget_subscriber(id);  // its window no longer holds anyone up
+  outbound_->forget_subscriber(id, clock::now());  // its window no longer holds anyone up; its group work moves
   set_peer_services(it->second, {});
   fail_requests(&id, errc::peer_gone, "the instance left before it replied");
   update_flow_state();
@@ -502,6 +509,12 @@ void node_impl::subscriptions_changed() {
   if (!sentinel_.empty()) transport_->unsubscribe(sentinel_);
   sentinel_ = std::move(next);
   wire::subscriptions_msg m{sub_generation_, subs_.patterns(), service_names()};
+  // This node is a member of its own groups too: the publisher side learns it here.
+  std::vector<wire::pattern_spec> own_groups;
+  for (const auto& spec : m.patterns) {
+    if (!spec.group.empty()) own_groups.push_back(spec);
+  }
+  outbound_->set_subscriber(id_bytes_, own_groups, true, clock::now());
   for (auto& [id, s] : sessions_) {
     if (s.hello_sent) send_control(id, m);
   }

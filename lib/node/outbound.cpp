@@ -28,9 +28,27 @@ void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std
     it->second = generation_;
     for (const auto& [id, s] : subscribers_) track_topic(id, s, topic, now);
   }
+  // Every group whose pattern matches gets the batch, for one of its members.
+  group_sends_.clear();
+  for (const auto& [name, g] : group_info_) {
+    if (g.members.empty() || !g.pattern.matches(topic)) continue;
+    zmq::message_t copy;
+    copy.copy(frame);
+    groups_.assign(name, count, std::move(copy), now, group_sends_);
+  }
+  send_all(group_sends_);
   const auto bytes = frame.size();
   history_.append(topic, first_seq, count, bytes, std::move(frame));
   tracker_.sent(topic, first_seq + count - 1, now);
+}
+
+void outbound_streams::send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends) {
+  for (const auto& s : sends) {
+    zmq::message_t copy;
+    copy.copy(const_cast<zmq::message_t&>(*s.payload));  // shares the buffer
+    sink_.send_assignment(s.member, s.group, s.seq, std::move(copy));
+  }
+  sends.clear();
 }
 
 void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
@@ -38,6 +56,7 @@ void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::
   auto& s = subscribers_[id];
   s.patterns.clear();
   for (const auto& spec : patterns) {
+    if (!spec.group.empty()) continue;  // group work is tracked by the assigner
     wire::pattern p;
     std::string err;
     if (wire::pattern::compile(spec.pattern, p, err)) {
@@ -50,12 +69,45 @@ void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::
     track_topic(id, s, topic, now);
     generation = generation_;
   }
+  // Service groups: join the ones it subscribes now, leave the others.
+  std::set<std::string> now_in;
+  for (const auto& spec : patterns) {
+    if (spec.group.empty()) continue;
+    wire::pattern p;
+    std::string err;
+    if (!wire::pattern::compile(spec.pattern, p, err)) continue;
+    auto [g, created] = group_info_.try_emplace(spec.group, group_info{p, {}});
+    if (!created && g->second.members.empty()) g->second.pattern = p;  // an empty group takes the newcomer's
+    if (g->second.pattern.text() != spec.pattern) {
+      sink_.group_conflict(id, spec.group, spec.pattern, g->second.pattern.text());
+      continue;
+    }
+    now_in.insert(spec.group);
+    if (g->second.members.insert(id).second) {
+      group_sends_.clear();
+      groups_.join(spec.group, id, now, group_sends_);
+      send_all(group_sends_);
+    }
+  }
+  for (const auto& name : s.groups) {
+    if (now_in.count(name) != 0) continue;
+    group_info_[name].members.erase(id);
+    group_sends_.clear();
+    groups_.leave(name, id, now, group_sends_);
+    send_all(group_sends_);
+  }
+  s.groups = std::move(now_in);
 }
 
-void outbound_streams::forget_subscriber(const wire::node_id_bytes& id) {
+void outbound_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now) {
   subscribers_.erase(id);
   tracker_.forget(id);
   ++generation_;
+  // Its unfinished group work goes to the other members.
+  for (auto& [name, g] : group_info_) g.members.erase(id);
+  group_sends_.clear();
+  groups_.leave("", id, now, group_sends_);
+  send_all(group_sends_);
 }
 
 void outbound_streams::resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from,
@@ -82,6 +134,12 @@ void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack
     bump(counters_.bad_nacks);  // meant for an earlier life of this node
     return;
   }
+  if (m.topic.rfind(group_stream_prefix, 0) == 0) {  // group work: resend the member's own assignments
+    const auto group = m.topic.substr(group_stream_prefix.size());
+    for (const auto& [first, last] : m.ranges) groups_.resend(from, group, first, last, group_sends_);
+    send_all(group_sends_);
+    return;
+  }
   std::size_t budget = repair_budget;
   for (const auto& [first, last] : m.ranges) resend(from, m.topic, first, last, budget);
 }
@@ -93,11 +151,18 @@ void outbound_streams::on_ack(const wire::node_id_bytes& from, const wire::ack_m
     return;
   }
   for (const auto& [topic, seq] : m.acks) {
-    if (tracker_.ack(from, topic, seq, now) != reliability::ack_result::ok) bump(counters_.bad_acks);
+    const bool ok = topic.rfind(group_stream_prefix, 0) == 0
+                        ? groups_.ack(from, topic.substr(group_stream_prefix.size()), seq, now)
+                        : tracker_.ack(from, topic, seq, now) == reliability::ack_result::ok;
+    if (!ok) bump(counters_.bad_acks);
   }
 }
 
 void outbound_streams::tick(clock::time_point now) {
+  group_sends_.clear();
+  groups_.due(now, group_sends_);
+  if (!group_sends_.empty()) bump(counters_.redeliveries);
+  send_all(group_sends_);
   due_.clear();
   tracker_.due_redeliveries(now, due_);
   for (const auto& r : due_) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,7 @@
 #include "lib/node/counters.hpp"
 #include "lib/node/outbox.hpp"
 #include "lib/reliability/delivery_tracker.hpp"
+#include "lib/reliability/group_assigner.hpp"
 #include "lib/reliability/send_history.hpp"
 #include "lib/wire/control.hpp"
 #include "lib/wire/topic.hpp"
@@ -36,13 +38,22 @@ class outbound_sink {
   /// Sends `frame` (an original data frame) to one subscriber, as a repair.
   virtual void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) = 0;
   virtual void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) = 0;
+  /// Sends `frame` to a group member as its `seq`-th batch of `group`.
+  virtual void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
+                               zmq::message_t&& frame) = 0;
+  /// A member subscribed a group with another pattern than the group's: refused.
+  virtual void group_conflict(const wire::node_id_bytes& member, const std::string& group,
+                              const std::string& pattern, const std::string& group_pattern) = 0;
 };
+
+/// Acks and NACKs of group work name the group as "$group.<name>".
+inline constexpr std::string_view group_stream_prefix = "$group.";
 
 class outbound_streams {
  public:
-  outbound_streams(reliability::history_limits history, reliability::tracker_config tracker, std::uint64_t epoch,
-                   outbound_sink& sink, node_counters& counters)
-      : epoch_(epoch), history_(history), tracker_(tracker), sink_(sink), counters_(counters) {}
+  outbound_streams(reliability::history_limits history, reliability::tracker_config tracker,
+                   reliability::group_config groups, std::uint64_t epoch, outbound_sink& sink, node_counters& counters)
+      : epoch_(epoch), history_(history), tracker_(tracker), groups_(groups), sink_(sink), counters_(counters) {}
 
   /// A batch went out: keep it, and count it against every tracked subscriber.
   void sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count, zmq::message_t&& frame,
@@ -50,16 +61,20 @@ class outbound_streams {
   /// A subscriber's patterns or readiness changed.
   void set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
                       clock::time_point now);
-  void forget_subscriber(const wire::node_id_bytes& id);
+  void forget_subscriber(const wire::node_id_bytes& id, clock::time_point now);
   void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m);
   void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
   /// Redeliveries that are due.
   void tick(clock::time_point now);
   clock::time_point next_due() const { return tracker_.next_redelivery(); }
 
-  bool window_full() const noexcept { return tracker_.window_full(); }
-  bool all_acknowledged() const noexcept { return tracker_.all_acknowledged(); }
-  std::uint64_t unacknowledged() const noexcept { return tracker_.total_unacknowledged(); }
+  bool window_full() const noexcept { return tracker_.window_full() || groups_.window_full(); }
+  bool all_acknowledged() const noexcept { return tracker_.all_acknowledged() && groups_.all_acknowledged(); }
+  std::uint64_t unacknowledged() const noexcept {
+    return tracker_.total_unacknowledged() + groups_.unacknowledged();
+  }
+  std::uint64_t reassigned() const noexcept { return groups_.reassigned(); }
+  std::size_t group_backlog() const { return groups_.backlog(); }
   std::size_t history_events() const noexcept { return history_.events(); }
   std::size_t history_bytes() const noexcept { return history_.bytes(); }
   /// The last sequence of every topic sent, for READY.
@@ -68,8 +83,14 @@ class outbound_streams {
  private:
   struct subscriber {
     std::vector<std::pair<wire::pattern, reliability::delivery_mode>> patterns;
+    std::set<std::string> groups;
     bool ready = false;
   };
+  struct group_info {
+    wire::pattern pattern;  ///< what every member subscribes
+    std::set<wire::node_id_bytes> members;
+  };
+  void send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends);
   void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
   void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,
               std::size_t& budget);
@@ -77,6 +98,9 @@ class outbound_streams {
   std::uint64_t epoch_;
   reliability::send_history<zmq::message_t> history_;
   reliability::delivery_tracker tracker_;
+  reliability::group_assigner<zmq::message_t> groups_;
+  std::map<std::string, group_info> group_info_;
+  std::vector<reliability::group_assigner<zmq::message_t>::send> group_sends_;  ///< reused
   outbound_sink& sink_;
   node_counters& counters_;
   std::map<wire::node_id_bytes, subscriber> subscribers_;

@@ -32,20 +32,26 @@ std::shared_ptr<subscription_entry> subscription_registry::remove(std::uint64_t 
 
 std::vector<wire::pattern_spec> subscription_registry::patterns() const {
   std::lock_guard lock(mu_);
-  std::map<std::string, std::uint8_t> strongest;
+  std::map<std::pair<std::string, std::string>, std::uint8_t> strongest;  // (pattern, group) -> mode
   for (const auto& e : entries_) {
-    auto& mode = strongest[e->pattern.text()];
+    auto& mode = strongest[{e->pattern.text(), e->options.group}];
     mode = std::max(mode, static_cast<std::uint8_t>(e->options.delivery));
   }
   std::vector<wire::pattern_spec> out;
   out.reserve(strongest.size());
-  for (const auto& [text, mode] : strongest) out.push_back({text, mode});
+  for (const auto& [key, mode] : strongest) out.push_back({key.first, mode, key.second});
   return out;
 }
 
 std::vector<std::shared_ptr<subscription_entry>> subscription_registry::entries() const {
   std::lock_guard lock(mu_);
   return entries_;
+}
+
+std::shared_ptr<subscription_entry> subscription_registry::group(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e->options.group == name; });
+  return it == entries_.end() ? nullptr : *it;
 }
 
 std::shared_ptr<subscription_entry> subscription_registry::find(std::uint64_t id) const {
@@ -70,7 +76,7 @@ std::shared_ptr<const match_list> subscription_registry::match(std::string_view 
   {
     std::lock_guard lock(mu_);
     for (const auto& e : entries_) {
-      if (e->pattern.matches(topic)) list->push_back(e);
+      if (e->options.group.empty() && e->pattern.matches(topic)) list->push_back(e);
     }
   }
   std::shared_ptr<const match_list> result = list->empty() ? nullptr : std::move(list);

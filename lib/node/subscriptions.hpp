@@ -62,11 +62,13 @@ class subscription_registry {
   /// Every active entry (a copy of the list).
   std::vector<std::shared_ptr<subscription_entry>> entries() const;
   std::shared_ptr<subscription_entry> find(std::uint64_t id) const;
+  /// The subscription of a service group on this node, if any.
+  std::shared_ptr<subscription_entry> group(std::string_view name) const;
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
   bool empty() const;
 
-  /// Entries matching `topic`, cached per topic. I/O thread only. Returns null
-  /// when nothing matches.
+  /// Ordinary (not group) entries matching `topic`, cached per topic. I/O thread
+  /// only. Returns null when nothing matches.
   std::shared_ptr<const match_list> match(std::string_view topic);
 
  private:

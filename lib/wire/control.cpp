@@ -22,9 +22,10 @@ void write_peers(mp_writer& w, const std::vector<peer_address>& peers) {
 void write_patterns(mp_writer& w, const std::vector<pattern_spec>& v) {
   w.array(static_cast<std::uint32_t>(v.size()));
   for (const auto& p : v) {
-    w.array(2);
+    w.array(3);
     w.str(p.pattern);
     w.uint(p.mode);
+    w.str(p.group);
   }
 }
 
@@ -118,7 +119,8 @@ bool read_patterns(mp_reader& r, std::vector<pattern_spec>& out) {
     if (!r.read_array(fields, 16) || fields < 2) return r.fail();
     read_string(r, p.pattern, max_topic_length);
     r.read_uint(mode, 2);
-    r.skip_n(fields - 2);
+    if (fields >= 3) read_string(r, p.group, max_topic_length);
+    r.skip_n(fields - std::min<std::uint32_t>(fields, 3));
     if (r.failed()) return false;
     p.mode = static_cast<std::uint8_t>(mode);
     out.push_back(std::move(p));
@@ -208,6 +210,12 @@ bytes encode_control(const control_msg& msg) {
           w.str(m.topic);
           w.uint(m.from);
           w.uint(m.to);
+        } else if constexpr (std::is_same_v<T, assign_msg>) {
+          w.raw_byte(static_cast<std::uint8_t>(control_kind::assign));
+          w.array(3);
+          w.uint(m.epoch);
+          w.str(m.group);
+          w.uint(m.seq);
         } else if constexpr (std::is_same_v<T, request_msg>) {
           w.raw_byte(static_cast<std::uint8_t>(control_kind::request));
           w.array(8);
@@ -358,6 +366,17 @@ decode_status decode_control(byte_view frame, control_msg& out) {
       r.read_uint(m.from);
       r.read_uint(m.to);
       if (m.from == 0 || m.from > m.to) r.fail();
+      out = std::move(m);
+      break;
+    }
+    case control_kind::assign: {
+      assign_msg m;
+      known = 3;
+      if (!open_body(r, known, n)) return decode_status::malformed;
+      r.read_uint(m.epoch);
+      read_string(r, m.group, max_topic_length);
+      r.read_uint(m.seq);
+      if (m.seq == 0 || m.group.empty()) r.fail();
       out = std::move(m);
       break;
     }

@@ -24,6 +24,7 @@ enum class control_kind : std::uint8_t {
   ack = 0x21,
   repair = 0x22,  ///< two frames: this header, then the original data frame
   loss = 0x23,
+  assign = 0x24,  ///< two frames: this header, then the original data frame
   request = 0x30,
   reply = 0x31,
 };
@@ -42,6 +43,7 @@ inline constexpr std::uint32_t max_services = 1024;
 struct pattern_spec {
   std::string pattern;
   std::uint8_t mode = 1;
+  std::string group;  ///< a service group (competing consumers), or empty
   friend bool operator==(const pattern_spec&, const pattern_spec&) = default;
 };
 
@@ -121,6 +123,15 @@ struct repair_msg {
   friend bool operator==(const repair_msg&, const repair_msg&) = default;
 };
 
+/// Header of a group assignment: the next frame is an original data frame of
+/// `epoch`, assigned to the receiver as its `seq`-th batch of `group`.
+struct assign_msg {
+  std::uint64_t epoch = 0;
+  std::string group;
+  std::uint64_t seq = 0;
+  friend bool operator==(const assign_msg&, const assign_msg&) = default;
+};
+
 /// The publisher (of `epoch`) no longer holds [from, to] of `topic`.
 struct loss_msg {
   std::uint64_t epoch = 0;
@@ -161,7 +172,7 @@ struct reply_msg {
 };
 
 using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg,
-                                 ack_msg, repair_msg, loss_msg, request_msg, reply_msg>;
+                                 ack_msg, repair_msg, loss_msg, assign_msg, request_msg, reply_msg>;
 
 bytes encode_control(const control_msg& msg);
 decode_status decode_control(byte_view frame, control_msg& out);

@@ -77,7 +77,9 @@ TEST_CASE("a request reaches a service on another node and its reply comes back"
 TEST_CASE("request failures are distinct errors", "[integration][request]") {
   const auto cluster = unique_cluster("reqerr");
   Node client(fast_options(cluster, "client"));
-  Node server(fast_options(cluster, "server"));
+  auto so = fast_options(cluster, "server");
+  so.linger = 100ms;  // stop() waits this long for handlers; the slow one takes 500 ms
+  Node server(so);
   server.serve("fail.throw", [](const Event&) -> Reply { throw std::runtime_error("database is down"); });
   server.serve("fail.poison", [](const Event&) -> Reply { throw poison_event("cannot parse the order"); });
   server.serve("fail.slow", [](const Event&) {
@@ -115,7 +117,7 @@ TEST_CASE("request failures are distinct errors", "[integration][request]") {
     CHECK(code_of(f) == errc::timeout);
     REQUIRE(eventually([&] { return client.stats().late_replies == 1; }, 5s));
   }
-  SECTION("the instance leaves before replying") {
+  SECTION("the instance leaves before replying (its handler outlasts its linger)") {
     RequestOptions o;
     o.timeout = 10s;
     auto f = client.request("fail.slow", "x", o);

@@ -1,8 +1,11 @@
 // A test subscriber: checks that every stream (publisher, epoch, topic) arrives in
 // order with payloads matching sequence numbers, optionally slowly (--sleep-us per
 // event), records loss notices, and prints "progress N" every 1000 events and
-// "epoch-complete E N" when an epoch's stream reached --expect-per-epoch. Ends when
-// --expect events arrived, on SIGTERM, or at --timeout-ms, with a JSON summary.
+// "epoch-complete E N" when an epoch's stream reached --expect-per-epoch. With
+// --group G it is a member of service group G (a stream's events are then shared
+// with the other members, so order is not checked) and --print-ids 1 prints
+// "handled <sequence>" for every event it handled. Ends when --expect events
+// arrived, on SIGTERM, or at --timeout-ms, with a JSON summary.
 #include <csignal>
 #include <condition_variable>
 #include <cstdio>
@@ -40,6 +43,8 @@ int main(int argc, char** argv) {
   so.delivery = mode == "acknowledged" ? Delivery::acknowledged
                 : mode == "best_effort" ? Delivery::best_effort
                                         : Delivery::reliable;
+  so.group = args.text("--group");
+  const bool print_ids = args.number("--print-ids", 0) != 0;
   const auto start = args.text("--start", "now");
   so.start = start == "earliest" ? StartFrom::earliest()
              : start == "now"    ? StartFrom::now()
@@ -70,7 +75,9 @@ int main(int argc, char** argv) {
       std::lock_guard lock(mu);
       auto& s = streams[e.publisher().to_string() + "/" + std::to_string(e.epoch()) + "/" + std::string(e.topic())];
       const bool first_of_stream = s.count == 0 && s.last == 0;
-      if ((!first_of_stream && e.sequence() != s.last + 1) || value != e.sequence()) ++out_of_order;
+      const bool in_order = so.group.empty() ? first_of_stream || e.sequence() == s.last + 1 : true;
+      if (!in_order || value != e.sequence()) ++out_of_order;
+      if (print_ids) std::printf("handled %llu\n", static_cast<unsigned long long>(e.sequence()));
       if (first_of_stream) s.first = e.sequence();
       s.last = e.sequence();
       ++s.count;
@@ -82,10 +89,8 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(s.count));
         std::fflush(stdout);
       }
-      if (total % 1000 == 0) {
-        std::printf("progress %llu\n", static_cast<unsigned long long>(total));
-        std::fflush(stdout);
-      }
+      if (total % 1000 == 0) std::printf("progress %llu\n", static_cast<unsigned long long>(total));
+      if (print_ids || total % 1000 == 0) std::fflush(stdout);
       cv.notify_all();
     }, so);
     std::printf("subscribed\n");

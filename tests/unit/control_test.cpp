@@ -23,11 +23,11 @@ std::vector<control_msg> samples() {
   h.pub_port = 7001;
   h.metadata = {{"role", "orders"}, {"zone", "eu"}};
   h.sub_generation = 4;
-  h.patterns = {{"orders.**", 1}, {"payments.*.done", 2}};
+  h.patterns = {{"orders.**", 1, ""}, {"payments.*.done", 2, "billing"}};
   h.peers = {{id_of(9), "10.0.0.9", 7100, 7101}, {id_of(8), "10.0.0.8", 7200, 7201}};
   h.services = {"inventory.stock", "orders.place"};
   return {h,
-          subscriptions_msg{5, {{"a.b", 0}, {"c.**", 2}}, {"svc"}},
+          subscriptions_msg{5, {{"a.b", 0, ""}, {"c.**", 2, "workers"}}, {"svc"}},
           ready_msg{5, {{"orders.eu", 10}, {"orders.us", 0}}},
           ping_msg{99, 7000, 7001, {{id_of(3), "127.0.0.1", 1, 2}}},
           goodbye_msg{},
@@ -35,6 +35,7 @@ std::vector<control_msg> samples() {
           ack_msg{77, {{"orders.eu", 41}, {"orders.us", 0}}},
           repair_msg{77},
           loss_msg{77, "orders.eu", 3, 8},
+          assign_msg{77, "billing", 12},
           request_msg{9, "inventory.stock", 5000, "StockQuery", 2, "corr", "cause", std::string("\0\1payload", 9)},
           reply_msg{9, reply_status::handler_failed, "out of stock", "StockLevel", 1, "bytes"}};
 }
@@ -75,17 +76,17 @@ TEST_CASE("hostile counts inside control messages are refused", "[unit][wire]") 
   SECTION("more patterns than allowed") {
     subscriptions_msg m;
     m.generation = 1;
-    m.patterns.assign(max_patterns + 1, {"x", 1});
+    m.patterns.assign(max_patterns + 1, {"x", 1, ""});
     CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
   }
   SECTION("a pattern longer than a topic may be") {
     subscriptions_msg m;
-    m.patterns = {{std::string(300, 'x'), 1}};
+    m.patterns = {{std::string(300, 'x'), 1, ""}};
     CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
   }
   SECTION("an unknown delivery mode") {
     subscriptions_msg m;
-    m.patterns = {{"x", 3}};
+    m.patterns = {{"x", 3, ""}};
     CHECK(decode_control(encode_control(m), out) == decode_status::malformed);
   }
   SECTION("NACK ranges that are empty, reversed or too many") {

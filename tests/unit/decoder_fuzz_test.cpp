@@ -66,7 +66,7 @@ std::vector<bytes> valid_messages() {
   h.router_port = 1;
   h.pub_port = 2;
   h.metadata = {{"k", "v"}};
-  h.patterns = {{"a.**", 1}};
+  h.patterns = {{"a.**", 1, "g"}};
   h.peers = {{node_id_bytes{}, "127.0.0.1", 3, 4}};
   out.push_back(encode_control(h));
   out.push_back(encode_control(ready_msg{3, {{"a.b", 4}}}));

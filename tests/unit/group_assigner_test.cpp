@@ -1,0 +1,142 @@
+// Competing consumers, publisher side: load spreading, acks, a member leaving with
+// unfinished work, the backlog while no member is there, redelivery.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "lib/reliability/group_assigner.hpp"
+
+using namespace meshbus::reliability;
+using namespace std::chrono_literals;
+
+namespace {
+const clock::time_point t0{};
+meshbus::wire::node_id_bytes member(std::uint8_t n) {
+  meshbus::wire::node_id_bytes id{};
+  id[0] = n;
+  return id;
+}
+using assigner = group_assigner<int>;
+}  // namespace
+
+TEST_CASE("a group's batches are spread over its members, each batch to one", "[unit][groups]") {
+  assigner g({});
+  std::vector<assigner::send> out;
+  g.join("billing", member(1), t0, out);
+  g.join("billing", member(2), t0, out);
+  g.join("billing", member(3), t0, out);
+  for (int i = 0; i < 30; ++i) g.assign("billing", 1, int(i), t0, out);
+  REQUIRE(out.size() == 30);
+  std::map<std::uint8_t, int> per_member;
+  std::set<int> payloads;
+  for (const auto& s : out) {
+    ++per_member[s.member[0]];
+    payloads.insert(*s.payload);
+  }
+  CHECK(per_member == std::map<std::uint8_t, int>{{1, 10}, {2, 10}, {3, 10}});
+  CHECK(payloads.size() == 30);
+  CHECK(g.unacknowledged() == 30);
+}
+
+TEST_CASE("the least loaded member gets the next batch", "[unit][groups]") {
+  assigner g({});
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  g.join("g", member(2), t0, out);
+  g.assign("g", 100, 1, t0, out);  // member A: 100 unacknowledged
+  g.assign("g", 1, 2, t0, out);    // member B
+  g.assign("g", 1, 3, t0, out);    // member B again: it has far less
+  REQUIRE(out.size() == 3);
+  CHECK(out[1].member == out[2].member);
+  CHECK(out[0].member != out[1].member);
+}
+
+TEST_CASE("acks are cumulative per member and group", "[unit][groups]") {
+  assigner g({});
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  for (int i = 0; i < 5; ++i) g.assign("g", 2, int(i), t0, out);
+  CHECK(g.unacknowledged() == 10);
+  CHECK(g.ack(member(1), "g", 3, t0));
+  CHECK(g.unacknowledged() == 4);
+  CHECK_FALSE(g.ack(member(1), "g", 6, t0));  // never assigned
+  CHECK_FALSE(g.ack(member(9), "g", 1, t0));
+  CHECK_FALSE(g.ack(member(1), "other", 1, t0));
+  CHECK(g.ack(member(1), "g", 5, t0));
+  CHECK(g.all_acknowledged());
+}
+
+TEST_CASE("a member that leaves hands its unfinished work to the others, in order", "[unit][groups]") {
+  assigner g({});
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  g.join("g", member(2), t0, out);
+  for (int i = 0; i < 10; ++i) g.assign("g", 1, int(i), t0, out);
+  std::vector<int> of_one;
+  for (const auto& s : out) {
+    if (s.member == member(1)) of_one.push_back(*s.payload);
+  }
+  REQUIRE(of_one.size() == 5);
+  // Member 1 finished its first two, then died.
+  CHECK(g.ack(member(1), "g", 2, t0));
+  out.clear();
+  CHECK(g.leave("", member(1), t0, out) == 3);
+  REQUIRE(out.size() == 3);
+  for (std::size_t k = 0; k < 3; ++k) {
+    CHECK(out[k].member == member(2));
+    CHECK(*out[k].payload == of_one[k + 2]);
+  }
+  CHECK(out[0].seq == 6);  // member 2's own sequence goes on
+  CHECK(g.unacknowledged() == 8);
+  CHECK(g.reassigned() == 3);
+}
+
+TEST_CASE("with no member left, work waits and goes to the next one that joins", "[unit][groups]") {
+  group_config cfg;
+  cfg.max_backlog = 3;
+  assigner g(cfg);
+  std::vector<assigner::send> out;
+  for (int i = 0; i < 5; ++i) g.assign("g", 1, int(i), t0, out);
+  CHECK(out.empty());
+  CHECK(g.backlog() == 3);
+  CHECK(g.backlog_dropped() == 2);  // counted, the oldest went
+  g.join("g", member(7), t0, out);
+  REQUIRE(out.size() == 3);
+  CHECK(*out[0].payload == 2);
+  CHECK(out[2].seq == 3);
+}
+
+TEST_CASE("a member without progress gets its work again, with backoff", "[unit][groups]") {
+  group_config cfg;
+  cfg.redelivery_timeout = 100ms;
+  assigner g(cfg);
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  g.assign("g", 1, 42, t0, out);
+  out.clear();
+  g.due(t0 + 50ms, out);
+  CHECK(out.empty());
+  g.due(t0 + 100ms, out);
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].payload == 42);
+  out.clear();
+  g.due(t0 + 250ms, out);
+  CHECK(out.empty());
+  g.due(t0 + 300ms, out);
+  CHECK(out.size() == 1);
+  out.clear();
+  g.resend(member(1), "g", 1, 1, out);
+  CHECK(out.size() == 1);
+}
+
+TEST_CASE("a member's window fills with unacknowledged events", "[unit][groups]") {
+  group_config cfg;
+  cfg.window = 10;
+  assigner g(cfg);
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  g.assign("g", 10, 1, t0, out);
+  CHECK(g.window_full());
+  g.ack(member(1), "g", 1, t0);
+  CHECK_FALSE(g.window_full());
+}
