@@ -101,8 +101,11 @@ node_impl::node_impl(const Options& given)
   reliability::tracker_config tcfg;
   tcfg.window = opts_.window_events;
   tcfg.redelivery_timeout = opts_.redelivery_timeout;
+  reliability::group_config gcfg;
+  gcfg.window = opts_.window_events;
+  gcfg.redelivery_timeout = opts_.redelivery_timeout;
   outbound_ = std::make_unique<outbound_streams>(
-      reliability::history_limits{opts_.history_events, opts_.history_bytes}, tcfg, epoch_,
+      reliability::history_limits{opts_.history_events, opts_.history_bytes}, tcfg, gcfg, epoch_,
       static_cast<outbound_sink&>(*this), counters_);
 
   // Generation 1: the sentinel lets every publisher confirm it has our (empty) set.
@@ -307,13 +310,26 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
   wire::pattern p;
   std::string err;
   if (!wire::pattern::compile(text, p, err)) throw error(errc::invalid_topic, err);
-  if (options.delivery == Delivery::acknowledged && options.max_deliver == 0) {
+  SubscribeOptions effective = options;
+  if (!effective.group.empty()) {
+    if (auto gerr = wire::topic_error(effective.group); !gerr.empty()) {
+      throw error(errc::invalid_argument, "SubscribeOptions::group names follow topic syntax: " + gerr);
+    }
+    if (subs_.group(effective.group)) {
+      throw error(errc::invalid_argument, fmt::format("this node already has a subscription in group '{}'; one "
+                                                      "per group per node",
+                                                      effective.group));
+    }
+    effective.delivery = Delivery::acknowledged;  // a group hands unacknowledged work on
+  }
+  if (effective.delivery == Delivery::acknowledged && effective.max_deliver == 0) {
     throw error(errc::invalid_argument, "SubscribeOptions::max_deliver must be at least 1");
   }
-  auto prefix = p.zmq_prefix();
-  auto entry = subs_.add(std::move(p), std::move(handler), options);
+  // A group member gets its work by assignment (ROUTER), not from the PUB socket.
+  auto prefix = effective.group.empty() ? std::optional<std::string>(p.zmq_prefix()) : std::nullopt;
+  auto entry = subs_.add(std::move(p), std::move(handler), effective);
   post_command([this, prefix = std::move(prefix), entry] {
-    transport_->subscribe(prefix);
+    if (prefix) transport_->subscribe(*prefix);
     subscriptions_changed();
     entry->generation.store(sub_generation_, std::memory_order_release);
   });
@@ -323,8 +339,9 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
 void node_impl::unsubscribe(Subscription s) {
   auto entry = subs_.remove(s.id);
   if (!entry || stopped_.load(std::memory_order_acquire)) return;
-  post_command([this, prefix = entry->pattern.zmq_prefix()] {
-    transport_->unsubscribe(prefix);
+  const bool grouped = !entry->options.group.empty();
+  post_command([this, prefix = entry->pattern.zmq_prefix(), grouped] {
+    if (!grouped) transport_->unsubscribe(prefix);
     subscriptions_changed();
   });
 }
@@ -524,25 +541,27 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   run_commands();
   pump_outbox(now);
 
-  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::min(next_timer(), transport_->next_fault_release()) - now);
-  wait = std::clamp(wait, std::chrono::milliseconds(0), max_wait);
+  // Rounded up: rounding down would make the last fraction of a millisecond before a
+  // timer a zero-timeout poll, spinning the loop.
+  const auto due = std::min(next_timer(), transport_->next_fault_release());
+  auto wait = due <= now ? std::chrono::milliseconds(0) : std::chrono::ceil<std::chrono::milliseconds>(due - now);
+  wait = std::min(wait, max_wait);
   if (!pending_.empty()) wait = std::min(wait, std::chrono::milliseconds(1));
 
-  const bool paused = dispatcher_->full();
-  if (paused && !receive_paused_) bump(counters_.receive_pauses);
+  const bool paused = dispatcher_->full() || leaving_;
+  if (paused && !receive_paused_ && !leaving_) bump(counters_.receive_pauses);
   receive_paused_ = paused;
 
   zmq::pollitem_t items[5] = {
       {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0},
+      {transport_->sub().handle(), 0, ZMQ_POLLIN, 0},
       {transport_->router().handle(), 0, ZMQ_POLLIN, 0},
       {transport_->xpub().handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, beacon_->fd(), ZMQ_POLLIN, 0},
-      {transport_->sub().handle(), 0, ZMQ_POLLIN, 0},
   };
-  const int count = paused ? 4 : 5;
+  if (paused) items[1].events = 0;  // back-pressure: leave data in ZeroMQ's queues
   try {
-    zmq::poll(items, static_cast<std::size_t>(count), wait);
+    zmq::poll(items, std::size(items), wait);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) throw;
   }
@@ -551,23 +570,33 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
     [[maybe_unused]] const auto r = ::read(wake_fd_.get(), &v, sizeof v);
   }
   now = clock::now();
+  // Only the sockets poll flagged (each read of an idle ZeroMQ socket costs system
+  // calls), data first; and whatever the fault injector (tests) has due.
+  const bool faults_due = transport_->next_fault_release() <= now;
   std::size_t n = 0;
-  n += process_router(now);
-  n += process_xpub();
-  n += process_beacons(now);
-  if (!paused) n += process_sub();
+  if (!paused && ((items[1].revents & ZMQ_POLLIN) != 0 || faults_due)) n += process_sub();
+  if ((items[2].revents & ZMQ_POLLIN) != 0 || faults_due) n += process_router(now);
+  if ((items[3].revents & ZMQ_POLLIN) != 0) n += process_xpub();
+  if ((items[4].revents & ZMQ_POLLIN) != 0) n += process_beacons(now);
   run_commands();
   pump_outbox(now);
   return n;
 }
 
 void node_impl::shutdown_io() {
-  // Hand over what was published and wait for it to be acknowledged, bounded by linger.
+  // Within the linger: hand over what was published and wait for it to be
+  // acknowledged; take no new group work and let the handlers finish what they have,
+  // so that the acks say exactly what this node handled.
+  inbound_->stop_taking_group_work();
+  leaving_ = true;  // and no new data from the SUB socket
   const auto deadline = clock::now() + opts_.linger;
   while (clock::now() < deadline) {
     loop_once(std::chrono::milliseconds(1));
-    if (pending_.empty() && outbox_->empty() && outbound_->all_acknowledged()) break;
+    if (!opts_.background_thread) dispatcher_->run_inline();
+    const bool handlers_idle = dispatcher_->queued_bytes() == 0;
+    if (pending_.empty() && outbox_->empty() && outbound_->all_acknowledged() && handlers_idle) break;
   }
+  inbound_->flush_acks(clock::now());
   if (!pending_.empty() || !outbox_->empty()) {
     logger().warn("node {}: stop() gave up after {} ms with {} bytes not handed to ZeroMQ",
                   id_.short_string(), opts_.linger.count(), outbox_->bytes());
