@@ -1,22 +1,35 @@
-// meshbus-perf: meshbus throughput side by side with raw ZeroMQ, publisher and
-// subscriber in two processes on TCP loopback (this process publishes; the subscriber
-// is this program re-executed through /proc/self/exe with a hidden subcommand; the
-// two talk through the child's stdin and stdout pipes, its stderr is ours).
+// meshbus-perf: meshbus side by side with raw ZeroMQ, in two processes on TCP loopback.
+// This process drives the run; the other half is this program re-executed through
+// /proc/self/exe with a hidden subcommand (_subscriber or _echoer); the two talk
+// through the child's stdin and stdout pipes, its stderr is ours. For every size the
+// raw ZeroMQ run goes first, then meshbus, each with a fresh child process.
 //
-// What is measured, per size and transport: the publisher reads CLOCK_MONOTONIC (t0)
-// just before its first measured send; the subscriber reads the same clock when the
-// last measured event reaches it (return of zmq_msg_recv for raw ZeroMQ, the
-// subscription handler for meshbus) and counts what arrived, stopping when it has all
-// N events or when nothing new came for 3 s. events/s = received / (t_last - t0),
-// MB/s = events/s x size / 1e6 (payload bytes only), lost = N - received. The rate
-// is end to end: publishing, transport and receipt, including whatever was still
-// queued when the publisher finished. Connecting, discovery and the slow-joiner
-// warm-up happen before t0. Raw ZeroMQ is the lossless baseline: PUB with
+// throughput: the time to move N events one way, end to end. The publisher reads
+// CLOCK_MONOTONIC (t0) just before its first measured send; the subscriber reads the
+// same clock when the last measured event reaches it (t_last: return of zmq_msg_recv
+// for raw ZeroMQ, the subscription handler for meshbus) and counts what arrived,
+// stopping when it has all N events or when nothing new came for 3 s. meshbus's
+// publisher ends with flush() (reliable and acknowledged: until the subscriber has
+// acknowledged everything), and the run ends at t_end, the later of t_last and
+// flush()'s return. events/s = received / (t_end - t0), MB/s = events/s x size / 1e6
+// (payload bytes only), lost = N - received. The rate includes publishing, transport,
+// receipt and (meshbus) the acknowledgements. Connecting, discovery and the
+// slow-joiner warm-up happen before t0. Raw ZeroMQ is the lossless baseline: PUB with
 // ZMQ_XPUB_NODROP=1 and blocking sends, default HWMs, one message per event.
+//
+// latency: one event in flight at a time. The pinger writes its CLOCK_MONOTONIC
+// send time and a sequence number into the payload and sends it on "perf.ping"; the
+// echoer, on receipt (return of zmq_msg_recv; the meshbus handler), records its own
+// clock minus the embedded time (one-way latency: one clock for every process on
+// this host) and sends the payload back on "perf.pong"; the pinger takes the round
+// trip when the echo arrives and only then sends the next ping (raw ZeroMQ: blocking
+// receive on the main thread; meshbus: the pong handler publishes the next ping).
+// Untimed warm-up round trips go first. Reported: p50, p99, p99.9 and max of both.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,10 +40,14 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -50,77 +67,115 @@ using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
 constexpr std::string_view data_topic = "perf.data";
-constexpr std::string_view subscriber_command = "_subscriber";  // hidden: the child half
+constexpr std::string_view ping_topic = "perf.ping";
+constexpr std::string_view pong_topic = "perf.pong";
+// Hidden subcommands: the child halves of throughput and latency.
+constexpr std::string_view subscriber_command = "_subscriber";
+constexpr std::string_view echoer_command = "_echoer";
 
-// First byte of every event: measured, or a raw ZeroMQ warm-up (slow joiner).
+// throughput: first byte of every event: measured, or a raw ZeroMQ warm-up (slow joiner).
 constexpr char measured_marker = 'M';
 constexpr char warmup_marker = 'W';
 
 constexpr auto idle_timeout = 3s;      // subscriber: nothing new for this long ends a run
 constexpr auto setup_timeout = 10s;    // child start-up, warm-up, wait_for_subscribers
 constexpr auto go_timeout = 120s;      // subscriber waiting for the publisher's "go"
-constexpr auto report_timeout = 600s;  // publisher waiting for the subscriber's result
+constexpr auto report_timeout = 600s;  // driver waiting for the child's result
 constexpr auto exit_timeout = 10s;     // child exit after its result (meshbus stop() lingers)
+constexpr auto echo_timeout = 10s;     // latency: no echo for this long fails the run
 
 constexpr std::size_t max_size = std::size_t{8} << 20;
 constexpr std::uint64_t bytes_per_run = 200'000'000;
 constexpr std::uint64_t min_default_count = 20'000;
 constexpr std::uint64_t max_default_count = 5'000'000;
+constexpr std::uint64_t default_latency_count = 20'000;
+constexpr std::uint64_t default_latency_warmup = 1'000;
 
-const char* const help_text = R"(meshbus-perf: meshbus throughput side by side with raw ZeroMQ
+const char* const help_text = R"(meshbus-perf: meshbus side by side with raw ZeroMQ, over TCP loopback
 
 Usage:
-  meshbus-perf throughput --size S[,S...] [--count N] [--mode best_effort] [--json] [--verbose]
-  meshbus-perf latency     (reserved for the latency benchmark; not implemented yet)
+  meshbus-perf throughput --size S[,S...] [--count N] [--mode M] [--json] [--verbose]
+  meshbus-perf latency    --size S[,S...] [--count N] [--warmup W] [--mode M] [--json] [--verbose]
   meshbus-perf --help
 
-throughput runs a publisher (this process) and a subscriber (a second process,
-started from this program) over TCP loopback, first with raw ZeroMQ PUB/SUB and
-then with meshbus, for each size, and prints one row per size.
+Both commands run this process and a second one (started from this program) over
+TCP loopback, first with raw ZeroMQ PUB/SUB and then with meshbus, for each size,
+and print one row (throughput) or two rows (latency) per size.
 
-  --size S[,S...]  payload sizes in bytes (1 to 8388608), one or a comma-separated
-                   list, e.g. 16,64,256,1024,4096,16384,65536
-  --count N        events per run (default: about 200 MB of payload per run,
-                   at least 20,000 and at most 5,000,000 events)
-  --mode M         meshbus delivery mode; only best_effort (the default) for now
+  --size S[,S...]  payload sizes in bytes, one or a comma-separated list, e.g.
+                   16,64,256,1024,4096,16384,65536 (throughput: 1 to 8388608;
+                   latency: 16 to 8388608, the payload carries a time and a number)
+  --count N        throughput: events per run (default: about 200 MB of payload per
+                   run, at least 20,000 and at most 5,000,000 events);
+                   latency: measured round trips per run (default 20,000)
+  --warmup W       latency: untimed round trips before the measured ones (default 1,000)
+  --mode M         meshbus delivery: best_effort, reliable (the default, as in the
+                   library) or acknowledged; both processes subscribe with it. Raw
+                   ZeroMQ is the same in every mode.
   --json           one JSON object per size and line instead of the table
-  --verbose        per-run details on stderr: time in the publisher's send loop,
-                   time to the first event, meshbus batch and stall counters
+  --verbose        per-run details on stderr: time in the send loop and in flush(),
+                   CPU time of both processes (cpu_ms), meshbus batch, ack and
+                   stall counters of both processes
 
-Measured: t0 = CLOCK_MONOTONIC just before the publisher's first measured send;
-t_last = the same clock when the subscriber (another process) got the last
-measured event. events/s = received / (t_last - t0); MB/s = events/s x size / 1e6
-(payload only); lost = count - received (the subscriber gives up after 3 s
-without a new event); ratio = meshbus events/s / raw events/s.
+throughput: a publisher (this process) sends count events to a subscriber.
+t0 = CLOCK_MONOTONIC just before the first measured send; t_last = the same clock
+when the subscriber got the last measured event; t_end = the later of t_last and
+the return of meshbus's flush(). events/s = received / (t_end - t0); MB/s =
+events/s x size / 1e6 (payload only); lost = count - received (the subscriber
+gives up after 3 s without a new event); ratio = meshbus events/s / raw events/s.
+meshbus's publisher waits for the subscription (wait_for_subscribers), publishes
+every event with publish() and ends with flush(), which for reliable and
+acknowledged waits until the subscriber has acknowledged everything.
+Raw ZeroMQ: PUB with ZMQ_XPUB_NODROP=1 and blocking sends, so it waits for queue
+space instead of dropping; default high-water marks; one message per event; warm-up
+messages go first until the subscriber has seen one (slow joiner), not counted.
 
-Raw ZeroMQ (the baseline): PUB with ZMQ_XPUB_NODROP=1 and blocking sends, so it
-waits for queue space instead of dropping; default high-water marks; one message
-per event; SUB subscribes "". Warm-up messages go first until the subscriber has
-seen one (slow joiner); they are marked and not counted.
-meshbus: one Node per process in a private cluster (perf-<pid>-<n>), loopback
-discovery, default Options (send_policy block) without MESHBUS_* variables
-(MESHBUS_LOG still applies); the publisher waits for the subscription
-(wait_for_subscribers), publishes every event with publish() and then flush()es.
+latency: one event at a time. This process sends a ping (its CLOCK_MONOTONIC send
+time in the payload) on "perf.ping"; the echoer (the second process) records its
+clock minus that time on receipt (one-way) and sends the payload back on
+"perf.pong"; this process takes the round trip on the echo's receipt and then
+sends the next ping. p50/p99/p99.9/max in microseconds, nearest rank; ratio =
+meshbus p50 / raw p50. Raw ZeroMQ: two PUB/SUB pairs; blocking receives, the
+pinger's on its main thread, the echoer's on a thread that also sends the echo.
+meshbus: the echoer's ping handler publishes the pong; the pinger's pong handler
+takes the round trip and publishes the next ping.
 
-Exit status: 0 when every run completed (losses are reported, not failures),
-1 when a run could not complete (setup failure, timeout, nothing received),
-2 on a usage error.
+meshbus in both: one Node per process in a private cluster (perf-<pid>-<n>),
+loopback discovery, default Options (send_policy block) without MESHBUS_*
+variables (MESHBUS_LOG still applies).
+
+Exit status: 0 when every run completed (throughput losses are reported, not
+failures), 1 when a run could not complete (setup failure, timeout, nothing
+received, an echo that never came), 2 on a usage error.
 )";
 
-/// The delivery guarantee asked of meshbus. The reliability work adds reliable and
-/// acknowledged; the subscriber process receives the mode too.
-enum class delivery_mode : std::uint8_t { best_effort };
+/// The delivery guarantee asked of meshbus; both processes receive the mode.
+enum class delivery_mode : std::uint8_t { best_effort, reliable, acknowledged };
 
 const char* to_string(delivery_mode m) noexcept {
   switch (m) {
     case delivery_mode::best_effort: return "best_effort";
+    case delivery_mode::reliable: return "reliable";
+    case delivery_mode::acknowledged: return "acknowledged";
   }
   return "?";
 }
 
 std::optional<delivery_mode> parse_mode(std::string_view text) {
-  if (text == "best_effort") return delivery_mode::best_effort;
+  for (const auto m : {delivery_mode::best_effort, delivery_mode::reliable, delivery_mode::acknowledged}) {
+    if (text == to_string(m)) return m;
+  }
   return std::nullopt;
+}
+
+meshbus::SubscribeOptions subscribe_options(delivery_mode m) {
+  meshbus::SubscribeOptions o;
+  switch (m) {
+    case delivery_mode::best_effort: o.delivery = meshbus::Delivery::best_effort; break;
+    case delivery_mode::reliable: o.delivery = meshbus::Delivery::reliable; break;
+    case delivery_mode::acknowledged: o.delivery = meshbus::Delivery::acknowledged; break;
+  }
+  return o;
 }
 
 /// A run that could not complete; what() says why.
@@ -140,6 +195,27 @@ double seconds_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
   return static_cast<double>(to_ns - from_ns) / 1e9;
 }
 
+/// CPU time (user + system, all threads) this process has used, in milliseconds.
+double process_cpu_ms() noexcept {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto ms = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) * 1e3 + static_cast<double>(tv.tv_usec) / 1e3; };
+  return ms(u.ru_utime) + ms(u.ru_stime);
+}
+
+/// "cpu_ms=<CPU time since `since_ms`>", for the --verbose details.
+std::string cpu_field(double since_ms) {
+  char text[48];
+  std::snprintf(text, sizeof text, "cpu_ms=%.0f", process_cpu_ms() - since_ms);
+  return text;
+}
+
+/// `a` and `b` separated by a space (either may be empty).
+std::string joined(std::string a, std::string_view b) {
+  if (!a.empty() && !b.empty()) a += ' ';
+  return a.append(b);
+}
+
 bool parse_uint(std::string_view text, std::uint64_t& out) {
   const auto* end = text.data() + text.size();
   const auto [p, ec] = std::from_chars(text.data(), end, out);
@@ -155,6 +231,14 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
     text.remove_prefix(at + 1);
   }
 }
+
+/// What one measured run is asked to do; the child process gets all of it.
+struct run_spec {
+  std::size_t size = 0;
+  std::uint64_t count = 0;   ///< throughput: events; latency: measured round trips
+  std::uint64_t warmup = 0;  ///< latency: untimed round trips first
+  delivery_mode mode = delivery_mode::reliable;
+};
 
 // ---------------------------------------------------------------------------
 // pipes between the two processes: one line per message
@@ -211,8 +295,16 @@ class line_reader {
   std::string buffer_;
 };
 
+/// Child side: waits for the line `word` from the driver on stdin. False when the
+/// driver is gone, sent something else or said nothing for `timeout`.
+bool await_driver(std::string_view word, milliseconds timeout) {
+  line_reader control(0);
+  std::string line;
+  return control.read(line, timeout) == line_reader::status::line && line == word;
+}
+
 // ---------------------------------------------------------------------------
-// the publisher's view of the subscriber process
+// the driver's view of the child process
 
 run_error system_failure(const char* call, int err) {
   return run_error(std::string(call) + " failed: " + std::generic_category().message(err));
@@ -231,18 +323,19 @@ void open_pipe(int (&fds)[2]) {
   }
 }
 
-/// The subscriber half of a run: this program (/proc/self/exe) with the hidden
-/// subcommand. We write commands to its stdin and read its reports from its stdout;
-/// its stderr is ours. Killed (this child alone, by pid) if still running when
-/// destroyed; it also gets SIGKILL should we die first.
+/// The other half of a run: this program (/proc/self/exe) with a hidden subcommand.
+/// We write commands to its stdin and read its reports from its stdout; its stderr
+/// is ours. Killed (this child alone, by pid) if still running when destroyed; it
+/// also gets SIGKILL should we die first.
 ///
-/// Lines from the subscriber: "ready" (set up), "warm" (raw only: a warm-up message
-/// arrived), "result <received> <bad> <t_first_ns> <t_last_ns> [key=value...]" or
-/// "error <text>". Lines to it: "go" (t0 is about to be taken).
-class subscriber_process {
+/// Lines from the child: "ready [text]" (set up), "warm" (raw throughput only: a
+/// warm-up message arrived), "result <fields...> [key=value...]" or "error <text>".
+/// Lines to it: "go" (throughput: t0 is about to be taken), "done" (latency: the
+/// last round trip is over).
+class child_process {
  public:
-  explicit subscriber_process(const std::vector<std::string>& args) {
-    std::vector<std::string> strings{"meshbus-perf", std::string(subscriber_command)};
+  child_process(std::string_view command, const std::vector<std::string>& args) {
+    std::vector<std::string> strings{"meshbus-perf", std::string(command)};
     strings.insert(strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     argv.reserve(strings.size() + 1);
@@ -278,7 +371,7 @@ class subscriber_process {
     }
   }
 
-  ~subscriber_process() {
+  ~child_process() {
     close_pipes();
     if (pid_ > 0 && !reaped_) {
       ::kill(pid_, SIGKILL);
@@ -287,11 +380,11 @@ class subscriber_process {
     }
   }
 
-  subscriber_process(const subscriber_process&) = delete;
-  subscriber_process& operator=(const subscriber_process&) = delete;
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
 
   void send(std::string_view line) {
-    if (!write_line(to_child_, line)) throw run_error("the subscriber process is gone");
+    if (!write_line(to_child_, line)) throw run_error("the child process is gone");
   }
 
   line_reader::status poll_line(std::string& line, milliseconds timeout) {
@@ -304,20 +397,20 @@ class subscriber_process {
     switch (reader_.read(line, timeout)) {
       case line_reader::status::line: break;
       case line_reader::status::timeout:
-        throw run_error("the subscriber did not report '" + std::string(word) + "' within " +
+        throw run_error("the child process did not report '" + std::string(word) + "' within " +
                         std::to_string(timeout.count() / 1000) + " s");
       case line_reader::status::closed:
-        throw run_error("the subscriber process ended before reporting '" + std::string(word) + "'");
+        throw run_error("the child process ended before reporting '" + std::string(word) + "'");
     }
     return rest_of(line, word);
   }
 
-  /// `line` without its leading `word`; a subscriber's "error" line becomes a run_error.
+  /// `line` without its leading `word`; a child's "error" line becomes a run_error.
   static std::string rest_of(const std::string& line, std::string_view word) {
     const std::string_view view(line);
-    if (view.starts_with("error ")) throw run_error("subscriber: " + line.substr(6));
+    if (view.starts_with("error ")) throw run_error("child: " + line.substr(6));
     if (!view.starts_with(word) || (view.size() > word.size() && view[word.size()] != ' ')) {
-      throw run_error("unexpected line from the subscriber: '" + line + "'");
+      throw run_error("unexpected line from the child process: '" + line + "'");
     }
     return view.size() > word.size() ? line.substr(word.size() + 1) : std::string();
   }
@@ -353,19 +446,99 @@ class subscriber_process {
   line_reader reader_{-1};
 };
 
-// ---------------------------------------------------------------------------
-// publisher side: the transports, and the run around them
+/// Starts the child half of a run: `command`, the spec, the transport's own arguments.
+std::unique_ptr<child_process> start_child(std::string_view command, const char* transport,
+                                           const run_spec& spec, std::vector<std::string> extra) {
+  std::vector<std::string> args{"--transport", transport,
+                                "--size",      std::to_string(spec.size),
+                                "--count",     std::to_string(spec.count),
+                                "--warmup",    std::to_string(spec.warmup),
+                                "--mode",      to_string(spec.mode)};
+  for (auto& a : extra) args.push_back(std::move(a));
+  return std::make_unique<child_process>(command, args);
+}
 
-struct run_spec {
-  std::size_t size = 0;
-  std::uint64_t count = 0;
-  delivery_mode mode = delivery_mode::best_effort;
+/// The numeric field `index` of a child's result line.
+std::int64_t parse_field(const std::vector<std::string_view>& fields, std::size_t index) {
+  std::uint64_t v = 0;
+  if (index >= fields.size() || !parse_uint(fields[index], v)) {
+    throw run_error("malformed result line from the child process");
+  }
+  return static_cast<std::int64_t>(v);
+}
+
+/// Appends the child's key=value counters (result fields from `first` on) and a
+/// non-zero exit status to `details`.
+void append_child_details(std::string& details, const std::vector<std::string_view>& fields,
+                          std::size_t first, const char* role, int exit_status) {
+  std::string counters;
+  for (std::size_t i = first; i < fields.size(); ++i) counters = joined(std::move(counters), fields[i]);
+  if (exit_status != 0) counters = joined(std::move(counters), "(exit status " + std::to_string(exit_status) + ")");
+  if (counters.empty()) return;
+  details += (details.empty() ? "" : "; ") + std::string(role) + ": " + counters;
+}
+
+meshbus::Options node_options(const std::string& cluster, const char* role) {
+  meshbus::Options o;
+  o.cluster = cluster;
+  o.name = std::string("meshbus-perf-") + role + "-" + std::to_string(::getpid());
+  o.use_environment = false;  // defaults, loopback discovery: the same run everywhere
+  return o;
+}
+
+/// The counters of a meshbus node worth showing with --verbose, as key=value pairs.
+std::string node_counters(const meshbus::Stats& s) {
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "batches_sent=%llu batches_received=%llu acks_sent=%llu acks_received=%llu "
+                "send_stalls=%llu window_waits=%llu receive_pauses=%llu gaps=%llu nacks_sent=%llu "
+                "repairs_sent=%llu redeliveries=%llu duplicates_dropped=%llu events_lost=%llu",
+                static_cast<unsigned long long>(s.batches_sent),
+                static_cast<unsigned long long>(s.batches_received),
+                static_cast<unsigned long long>(s.acks_sent), static_cast<unsigned long long>(s.acks_received),
+                static_cast<unsigned long long>(s.send_stalls), static_cast<unsigned long long>(s.window_waits),
+                static_cast<unsigned long long>(s.receive_pauses), static_cast<unsigned long long>(s.gaps),
+                static_cast<unsigned long long>(s.nacks_sent), static_cast<unsigned long long>(s.repairs_sent),
+                static_cast<unsigned long long>(s.redeliveries),
+                static_cast<unsigned long long>(s.duplicates_dropped),
+                static_cast<unsigned long long>(s.events_lost));
+  return text;
+}
+
+/// One side of a row: an outcome, or why the run could not complete.
+template <typename outcome_type>
+struct side_result {
+  std::optional<outcome_type> outcome;
+  std::string error;
 };
 
-struct run_outcome {
+/// Builds the transport's driver half (which may fail: no socket, no Node) and runs it.
+template <typename outcome_type, typename make_driver, typename run_driver>
+side_result<outcome_type> run_transport(make_driver make, run_driver run) {
+  side_result<outcome_type> r;
+  try {
+    auto driver = make();
+    r.outcome = run(*driver);
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+/// A private cluster name for each meshbus run.
+std::string next_cluster() {
+  static unsigned run_number = 0;
+  return "perf-" + std::to_string(::getpid()) + "-" + std::to_string(run_number++);
+}
+
+// ---------------------------------------------------------------------------
+// throughput, publisher side: the transports, and the run around them
+
+struct throughput_outcome {
   std::uint64_t received = 0;
-  double seconds = 0;        ///< t_last - t0
-  double send_seconds = 0;   ///< t0 to the end of the send loop (meshbus: and flush())
+  double seconds = 0;        ///< t_end - t0: to the later of the last receipt and flush()'s return
+  double send_seconds = 0;   ///< t0 to the end of the send loop
+  double flush_seconds = 0;  ///< meshbus: the end of the send loop to flush()'s return
   double first_seconds = 0;  ///< t0 to the first event at the subscriber
   std::string details;       ///< transport counters, for --verbose
 
@@ -379,7 +552,7 @@ std::string marked_payload(std::size_t size, char marker) {
   return payload;
 }
 
-/// One transport's publishing half. run_measured() drives it around the shared
+/// One transport's publishing half. run_throughput() drives it around the shared
 /// process and pipe plumbing.
 class publisher {
  public:
@@ -389,10 +562,12 @@ class publisher {
   /// How the subscriber reaches us (appended to its arguments).
   virtual std::vector<std::string> subscriber_args() const = 0;
   /// From "the subscriber is set up" to "nothing sent from now on can miss it".
-  virtual void await_subscriber(subscriber_process& sub) = 0;
+  virtual void await_subscriber(child_process& sub) = 0;
   /// Sends spec.count measured events of spec.size bytes; throws run_error.
   virtual void publish_measured(const run_spec& spec) = 0;
-  /// Counters worth showing with --verbose.
+  /// After the send loop: waits for what the transport promises (meshbus: flush()).
+  virtual void finish() {}
+  /// Counters worth showing with --verbose, as "key=value ..." (may be empty).
   virtual std::string details() const { return {}; }
 };
 
@@ -410,7 +585,7 @@ class raw_publisher final : public publisher {
   const char* transport() const noexcept override { return "raw"; }
   std::vector<std::string> subscriber_args() const override { return {"--endpoint", endpoint_}; }
 
-  void await_subscriber(subscriber_process& sub) override {
+  void await_subscriber(child_process& sub) override {
     // Slow joiner: PUB drops what it sends before the subscription arrives, so send
     // marked warm-up messages until the subscriber says it got one.
     const auto warmup = marked_payload(size_, warmup_marker);
@@ -420,7 +595,7 @@ class raw_publisher final : public publisher {
       (void)socket_.send(msg, zmq::send_flags::dontwait);
       std::string line;
       switch (sub.poll_line(line, 1ms)) {
-        case line_reader::status::line: (void)subscriber_process::rest_of(line, "warm"); return;
+        case line_reader::status::line: (void)child_process::rest_of(line, "warm"); return;
         case line_reader::status::timeout:
           if (std::chrono::steady_clock::now() >= deadline) {
             throw run_error("the raw subscriber saw no warm-up message within 10 s");
@@ -448,23 +623,15 @@ class raw_publisher final : public publisher {
   std::string endpoint_;
 };
 
-meshbus::Options node_options(const std::string& cluster, const char* role) {
-  meshbus::Options o;
-  o.cluster = cluster;
-  o.name = std::string("meshbus-perf-") + role + "-" + std::to_string(::getpid());
-  o.use_environment = false;  // defaults, loopback discovery: the same run everywhere
-  return o;
-}
-
 class meshbus_publisher final : public publisher {
  public:
-  explicit meshbus_publisher(std::string cluster)
-      : cluster_(std::move(cluster)), node_(node_options(cluster_, "publisher")) {}
+  meshbus_publisher(std::string cluster, delivery_mode mode)
+      : cluster_(std::move(cluster)), mode_(mode), node_(node_options(cluster_, "publisher")) {}
 
   const char* transport() const noexcept override { return "meshbus"; }
   std::vector<std::string> subscriber_args() const override { return {"--cluster", cluster_}; }
 
-  void await_subscriber(subscriber_process&) override {
+  void await_subscriber(child_process&) override {
     if (!node_.wait_for_subscribers(data_topic, 1, setup_timeout)) {
       throw run_error(
           "the subscriber's subscription was not in effect within 10 s (beacon discovery on "
@@ -485,7 +652,13 @@ class meshbus_publisher final : public publisher {
         }
       }
     }
-    if (!node_.flush(60s)) throw run_error("flush() did not hand everything to ZeroMQ within 60 s");
+  }
+
+  void finish() override {
+    if (node_.flush(60s)) return;
+    throw run_error(mode_ == delivery_mode::best_effort
+                        ? "flush() did not hand everything to ZeroMQ within 60 s"
+                        : "flush(): the subscriber did not acknowledge everything within 60 s");
   }
 
   std::string details() const override {
@@ -493,73 +666,58 @@ class meshbus_publisher final : public publisher {
     const double per_batch =
         s.batches_sent != 0 ? static_cast<double>(s.events_published) / static_cast<double>(s.batches_sent)
                             : 0.0;
-    char text[256];
-    std::snprintf(text, sizeof text,
-                  "publisher: batches_sent=%llu events_per_batch=%.1f bytes_sent=%llu send_stalls=%llu "
-                  "would_block=%llu",
-                  static_cast<unsigned long long>(s.batches_sent), per_batch,
-                  static_cast<unsigned long long>(s.bytes_sent),
-                  static_cast<unsigned long long>(s.send_stalls),
+    char text[96];
+    std::snprintf(text, sizeof text, "events_per_batch=%.1f would_block=%llu ", per_batch,
                   static_cast<unsigned long long>(would_block_));
-    return text;
+    return text + node_counters(s);
   }
 
  private:
   std::string cluster_;
+  delivery_mode mode_;
   meshbus::Node node_;
   std::uint64_t would_block_ = 0;
 };
 
-std::int64_t parse_field(const std::vector<std::string_view>& fields, std::size_t index) {
-  std::uint64_t v = 0;
-  if (index >= fields.size() || !parse_uint(fields[index], v)) {
-    throw run_error("malformed result line from the subscriber");
-  }
-  return static_cast<std::int64_t>(v);
-}
+/// One measured throughput run: start the subscriber, let the transport connect,
+/// take t0, publish, collect the subscriber's result.
+throughput_outcome run_throughput(publisher& pub, const run_spec& spec) {
+  const auto sub = start_child(subscriber_command, pub.transport(), spec, pub.subscriber_args());
+  (void)sub->expect("ready", setup_timeout);
+  pub.await_subscriber(*sub);
 
-/// One measured run: start the subscriber, let the transport connect, take t0,
-/// publish, collect the subscriber's result.
-run_outcome run_measured(publisher& pub, const run_spec& spec) {
-  std::vector<std::string> args{"--transport", pub.transport(),
-                                "--size",      std::to_string(spec.size),
-                                "--count",     std::to_string(spec.count),
-                                "--mode",      to_string(spec.mode)};
-  for (auto& a : pub.subscriber_args()) args.push_back(std::move(a));
-  subscriber_process sub(args);
-  (void)sub.expect("ready", setup_timeout);
-  pub.await_subscriber(sub);
-
-  sub.send("go");
+  sub->send("go");
+  const auto cpu0 = process_cpu_ms();
   const auto t0 = monotonic_ns();
   pub.publish_measured(spec);
   const auto sent = monotonic_ns();
+  pub.finish();
+  const auto finished = monotonic_ns();
+  const auto cpu = cpu_field(cpu0);
 
-  const auto result = sub.expect("result", report_timeout);
+  // "result <received> <bad> <t_first_ns> <t_last_ns> [key=value...]"
+  const auto result = sub->expect("result", report_timeout);
   const auto fields = split(result, ' ');
-  run_outcome out;
+  throughput_outcome out;
   out.received = static_cast<std::uint64_t>(parse_field(fields, 0));
   const auto bad = parse_field(fields, 1);
   const auto t_first = parse_field(fields, 2);
   const auto t_last = parse_field(fields, 3);
-  const int status = sub.wait_exit(exit_timeout);
+  const int status = sub->wait_exit(exit_timeout);
   if (bad != 0) throw run_error(std::to_string(bad) + " events arrived with a wrong size or marker");
   if (out.received == 0) throw run_error("the subscriber received nothing");
   if (t_last <= t0) throw run_error("the subscriber's clock reading precedes t0");
-  out.seconds = seconds_between(t0, t_last);
+  out.seconds = seconds_between(t0, std::max(t_last, finished));
   out.send_seconds = seconds_between(t0, sent);
+  out.flush_seconds = seconds_between(sent, finished);
   out.first_seconds = seconds_between(t0, t_first);
-  out.details = pub.details();
-  for (std::size_t i = 4; i < fields.size(); ++i) {
-    out.details += (out.details.empty() ? "subscriber: " : i == 4 ? "; subscriber: " : " ");
-    out.details += fields[i];
-  }
-  if (status != 0) out.details += " (subscriber exit status " + std::to_string(status) + ")";
+  out.details = "publisher: " + joined(pub.details(), cpu);
+  append_child_details(out.details, fields, 4, "subscriber", status);
   return out;
 }
 
 // ---------------------------------------------------------------------------
-// subscriber side (the child process)
+// throughput, subscriber side (the child process)
 
 /// What the receiving thread counts; the watcher reads it. One writer per counter
 /// (the raw receive thread, or the meshbus handler thread), so no read-modify-write.
@@ -600,11 +758,7 @@ class receive_tally {
 /// are missing, t_last is when the watcher (checking every millisecond) last saw
 /// the count rise: at most about a millisecond late.
 std::string watch_until_done(const receive_tally& tally) {
-  line_reader control(0);
-  std::string line;
-  if (control.read(line, go_timeout) != line_reader::status::line || line != "go") {
-    throw std::runtime_error("no 'go' from the publisher");
-  }
+  if (!await_driver("go", go_timeout)) throw std::runtime_error("no 'go' from the publisher");
   auto seen = tally.received();
   auto last_progress = monotonic_ns();
   std::int64_t t_last = 0;
@@ -629,37 +783,31 @@ std::string watch_until_done(const receive_tally& tally) {
          " " + std::to_string(t_last);
 }
 
-std::string raw_subscribe(receive_tally& tally, const std::string& endpoint) {
-  zmq::context_t context(1);
-  zmq::socket_t socket(context, zmq::socket_type::sub);
-  socket.set(zmq::sockopt::rcvtimeo, 100);
-  socket.set(zmq::sockopt::linger, 0);
-  socket.set(zmq::sockopt::subscribe, "");
-  socket.connect(endpoint);
-  if (!write_line(1, "ready")) return {};
+/// What the child halves are given (see start_child()).
+struct child_config {
+  std::string transport;
+  std::string endpoint;  ///< raw: the driver's PUB socket
+  std::string cluster;   ///< meshbus
+  run_spec spec;
+};
 
+/// Runs `receive` (a loop until its stop flag is set) on its own thread while `watch`
+/// runs on this one; then stops and joins the thread, and returns what `watch`
+/// returned. A ZeroMQ error on the receiving thread becomes a runtime_error.
+template <typename receive_loop, typename watch_loop>
+auto with_receiver(receive_loop receive, watch_loop watch) {
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
   std::thread receiver([&] {
     try {
-      bool warm_reported = false;
-      zmq::message_t msg;
-      while (!stop.load(std::memory_order_relaxed)) {
-        if (!socket.recv(msg, zmq::recv_flags::none)) continue;  // receive timeout: check stop
-        const char marker = msg.size() != 0 ? *static_cast<const char*>(msg.data()) : '\0';
-        if (marker == warmup_marker) {
-          if (!warm_reported) warm_reported = write_line(1, "warm");
-          continue;
-        }
-        tally.record(msg.size(), marker);
-      }
+      receive(stop);
     } catch (const zmq::error_t&) {
       failed.store(true);
     }
   });
-  std::string result;
+  decltype(watch()) result{};
   try {
-    result = watch_until_done(tally);
+    result = watch();
   } catch (...) {
     stop.store(true);
     receiver.join();
@@ -667,65 +815,488 @@ std::string raw_subscribe(receive_tally& tally, const std::string& endpoint) {
   }
   stop.store(true);
   receiver.join();
-  if (failed.load()) throw std::runtime_error("zmq_msg_recv failed");
+  if (failed.load()) throw std::runtime_error("a ZeroMQ send or receive failed");
   return result;
 }
 
-std::string meshbus_subscribe(receive_tally& tally, const std::string& cluster) {
-  meshbus::Node node(node_options(cluster, "subscriber"));
-  (void)node.subscribe(data_topic, [&tally](const meshbus::Event& ev) {
-    const auto payload = ev.payload();
-    tally.record(payload.size(), payload.empty() ? '\0' : static_cast<char>(payload[0]));
-  });
+std::string raw_subscribe(const child_config& c) {
+  receive_tally tally(c.spec.count, c.spec.size);
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::sub);
+  socket.set(zmq::sockopt::rcvtimeo, 100);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::subscribe, "");
+  socket.connect(c.endpoint);
+  if (!write_line(1, "ready")) return {};
+  return with_receiver(
+      [&](const std::atomic<bool>& stop) {
+        bool warm_reported = false;
+        zmq::message_t msg;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (!socket.recv(msg, zmq::recv_flags::none)) continue;  // receive timeout: check stop
+          const char marker = msg.size() != 0 ? *static_cast<const char*>(msg.data()) : '\0';
+          if (marker == warmup_marker) {
+            if (!warm_reported) warm_reported = write_line(1, "warm");
+            continue;
+          }
+          tally.record(msg.size(), marker);
+        }
+      },
+      [&] { return watch_until_done(tally); });
+}
+
+std::string meshbus_subscribe(const child_config& c) {
+  receive_tally tally(c.spec.count, c.spec.size);
+  meshbus::Node node(node_options(c.cluster, "subscriber"));
+  (void)node.subscribe(
+      data_topic,
+      [&tally](const meshbus::Event& ev) {
+        const auto payload = ev.payload();
+        tally.record(payload.size(), payload.empty() ? '\0' : static_cast<char>(payload[0]));
+      },
+      subscribe_options(c.spec.mode));
   if (!write_line(1, "ready")) return {};
   auto result = watch_until_done(tally);
   const auto s = node.stats();
   node.stop();
-  return result + " batches_received=" + std::to_string(s.batches_received) +
-         " receive_pauses=" + std::to_string(s.receive_pauses) + " gaps=" + std::to_string(s.gaps) +
-         " events_lost=" + std::to_string(s.events_lost);
+  return result + " " + node_counters(s);
 }
 
-/// The hidden subcommand: `_subscriber --transport raw|meshbus --size S --count N
-/// --mode M (--endpoint E | --cluster C)`. Reports on stdout, see subscriber_process.
-int subscriber_main(const std::vector<std::string_view>& args) {
-  std::string transport, endpoint, cluster;
-  std::uint64_t size = 0;
-  std::uint64_t count = 0;
-  try {
-    for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
-      const auto name = args[i];
-      const auto value = args[i + 1];
-      bool ok = true;
-      if (name == "--transport") {
-        transport = value;
-      } else if (name == "--size") {
-        ok = parse_uint(value, size);
-      } else if (name == "--count") {
-        ok = parse_uint(value, count);
-      } else if (name == "--mode") {
-        ok = parse_mode(value).has_value();
-      } else if (name == "--endpoint") {
-        endpoint = value;
-      } else if (name == "--cluster") {
-        cluster = value;
-      } else {
-        ok = false;
+// ---------------------------------------------------------------------------
+// latency: the ping payload and the statistics
+
+/// A ping's payload: its sequence number, then the pinger's CLOCK_MONOTONIC send
+/// time, then zeros up to the size. Echoed unchanged.
+struct ping_header {
+  std::uint64_t index = 0;
+  std::int64_t sent_ns = 0;
+};
+constexpr std::size_t min_latency_size = sizeof(std::uint64_t) + sizeof(std::int64_t);
+/// Sent until the raw ZeroMQ pairs are connected both ways (slow joiner); not timed.
+constexpr std::uint64_t probe_index = ~std::uint64_t{0};
+
+/// Writes `index` and the current time into `payload` (at least min_latency_size
+/// bytes); returns the time written. The clock is read last.
+std::int64_t stamp_ping(void* payload, std::uint64_t index) noexcept {
+  auto* bytes = static_cast<unsigned char*>(payload);
+  std::memcpy(bytes, &index, sizeof index);
+  const auto now = monotonic_ns();
+  std::memcpy(bytes + sizeof index, &now, sizeof now);
+  return now;
+}
+
+std::optional<ping_header> read_ping(const void* payload, std::size_t size) noexcept {
+  if (size < min_latency_size) return std::nullopt;
+  ping_header h;
+  const auto* bytes = static_cast<const unsigned char*>(payload);
+  std::memcpy(&h.index, bytes, sizeof h.index);
+  std::memcpy(&h.sent_ns, bytes + sizeof h.index, sizeof h.sent_ns);
+  return h;
+}
+
+/// Percentiles of one set of latency samples, in nanoseconds (nearest rank).
+struct latency_summary {
+  std::uint64_t samples = 0;
+  std::int64_t p50 = 0;
+  std::int64_t p99 = 0;
+  std::int64_t p999 = 0;
+  std::int64_t max = 0;
+  std::int64_t mean = 0;
+
+  /// "samples p50 p99 p999 max mean", as a child reports it.
+  std::string to_fields() const {
+    return std::to_string(samples) + " " + std::to_string(p50) + " " + std::to_string(p99) + " " +
+           std::to_string(p999) + " " + std::to_string(max) + " " + std::to_string(mean);
+  }
+  static latency_summary from_fields(const std::vector<std::string_view>& fields, std::size_t first) {
+    latency_summary s;
+    s.samples = static_cast<std::uint64_t>(parse_field(fields, first));
+    s.p50 = parse_field(fields, first + 1);
+    s.p99 = parse_field(fields, first + 2);
+    s.p999 = parse_field(fields, first + 3);
+    s.max = parse_field(fields, first + 4);
+    s.mean = parse_field(fields, first + 5);
+    return s;
+  }
+};
+
+latency_summary summarize(std::vector<std::int64_t> ns) {
+  latency_summary s;
+  s.samples = ns.size();
+  if (ns.empty()) return s;
+  std::sort(ns.begin(), ns.end());
+  auto rank = [&](double p) {
+    const auto at = static_cast<std::size_t>(std::ceil(p * static_cast<double>(ns.size())));
+    return ns[std::clamp<std::size_t>(at, 1, ns.size()) - 1];
+  };
+  s.p50 = rank(0.50);
+  s.p99 = rank(0.99);
+  s.p999 = rank(0.999);
+  s.max = ns.back();
+  double total = 0;
+  for (const auto v : ns) total += static_cast<double>(v);
+  s.mean = std::llround(total / static_cast<double>(ns.size()));
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// latency, pinger side (this process)
+
+struct latency_outcome {
+  latency_summary one_way;     ///< measured by the echoer
+  latency_summary round_trip;  ///< measured here
+  std::string details;
+};
+
+/// One transport's pinging half. run_latency() drives it around the shared process
+/// and pipe plumbing.
+class pinger {
+ public:
+  virtual ~pinger() = default;
+  virtual const char* transport() const noexcept = 0;
+  /// How the echoer reaches us (appended to its arguments).
+  virtual std::vector<std::string> echoer_args() const = 0;
+  /// From the echoer's "ready <text>" to "both directions are connected".
+  virtual void connect(child_process& echoer, const std::string& ready_text) = 0;
+  /// spec.warmup + spec.count round trips, one at a time; returns the round-trip
+  /// times of the measured ones (spec.count, in order). Throws run_error.
+  virtual std::vector<std::int64_t> ping_pong(const run_spec& spec) = 0;
+  /// Counters worth showing with --verbose, as "key=value ...".
+  virtual std::string details() const { return {}; }
+};
+
+class raw_pinger final : public pinger {
+ public:
+  explicit raw_pinger(std::size_t size)
+      : ping_(context_, zmq::socket_type::pub), pong_(context_, zmq::socket_type::sub), size_(size) {
+    ping_.set(zmq::sockopt::linger, 0);
+    ping_.bind("tcp://127.0.0.1:*");
+    endpoint_ = ping_.get(zmq::sockopt::last_endpoint);
+    pong_.set(zmq::sockopt::linger, 0);
+    pong_.set(zmq::sockopt::rcvtimeo, static_cast<int>(milliseconds(echo_timeout).count()));
+    pong_.set(zmq::sockopt::subscribe, "");
+  }
+
+  const char* transport() const noexcept override { return "raw"; }
+  std::vector<std::string> echoer_args() const override { return {"--endpoint", endpoint_}; }
+
+  void connect(child_process&, const std::string& ready_text) override {
+    pong_.connect(ready_text);
+    // Slow joiner, both ways: probe until one comes back.
+    const auto deadline = std::chrono::steady_clock::now() + setup_timeout;
+    zmq::message_t reply;
+    for (;;) {
+      zmq::message_t probe(size_);
+      (void)stamp_ping(probe.data(), probe_index);
+      (void)ping_.send(probe, zmq::send_flags::dontwait);
+      zmq::pollitem_t item{pong_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, 1ms) > 0 && pong_.recv(reply, zmq::recv_flags::dontwait)) return;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw run_error("no raw ZeroMQ probe came back within 10 s");
       }
-      if (!ok) throw std::runtime_error("bad subscriber argument " + std::string(name));
     }
-    if (size == 0 || count == 0 || args.size() % 2 != 0) throw std::runtime_error("bad subscriber arguments");
-    receive_tally tally(count, size);
-    std::string result;
-    if (transport == "raw" && !endpoint.empty()) {
-      result = raw_subscribe(tally, endpoint);
-    } else if (transport == "meshbus" && !cluster.empty()) {
-      result = meshbus_subscribe(tally, cluster);
+  }
+
+  std::vector<std::int64_t> ping_pong(const run_spec& spec) override {
+    std::vector<std::int64_t> rtt_ns(spec.count);
+    zmq::message_t reply;
+    for (std::uint64_t i = 0; i < spec.warmup + spec.count; ++i) {
+      zmq::message_t ping(size_);
+      const auto sent = stamp_ping(ping.data(), i);
+      if (!ping_.send(ping, zmq::send_flags::none)) throw run_error("a raw ZeroMQ send failed");
+      for (;;) {  // late probes may still come back: wait for this ping's echo
+        if (!pong_.recv(reply, zmq::recv_flags::none)) {
+          throw run_error("no echo of raw ping " + std::to_string(i) + " within 10 s");
+        }
+        const auto h = read_ping(reply.data(), reply.size());
+        if (h && h->index == i) break;
+        ++stray_;
+      }
+      const auto now = monotonic_ns();
+      if (i >= spec.warmup) rtt_ns[i - spec.warmup] = now - sent;
+    }
+    return rtt_ns;
+  }
+
+  std::string details() const override { return "stray_echoes=" + std::to_string(stray_); }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t ping_;
+  zmq::socket_t pong_;
+  std::size_t size_;
+  std::string endpoint_;
+  std::uint64_t stray_ = 0;
+};
+
+class meshbus_pinger final : public pinger {
+ public:
+  meshbus_pinger(std::string cluster, delivery_mode mode, std::size_t size)
+      : cluster_(std::move(cluster)), size_(size), handler_buffer_(size, '\0'),
+        node_(node_options(cluster_, "pinger")) {
+    (void)node_.subscribe(pong_topic, [this](const meshbus::Event& ev) { on_pong(ev); },
+                          subscribe_options(mode));
+  }
+
+  const char* transport() const noexcept override { return "meshbus"; }
+  std::vector<std::string> echoer_args() const override { return {"--cluster", cluster_}; }
+
+  void connect(child_process&, const std::string&) override {
+    // The echoer said "ready" once our pong subscription was in effect at its node.
+    if (!node_.wait_for_subscribers(ping_topic, 1, setup_timeout)) {
+      throw run_error("the echoer's subscription was not in effect within 10 s");
+    }
+  }
+
+  std::vector<std::int64_t> ping_pong(const run_spec& spec) override {
+    // The handler sees these through the ping it answers (publish() and delivery
+    // both pass through locks).
+    warmup_ = spec.warmup;
+    end_ = spec.warmup + spec.count;
+    rtt_ns_.assign(spec.count, 0);
+    next_.store(0, std::memory_order_release);
+    std::string first(size_, '\0');
+    (void)stamp_ping(first.data(), 0);
+    if (!send(first)) throw run_error("publish() of the first ping returned would_block");
+
+    // The pong handler sends every further ping; watch it make progress.
+    std::unique_lock lock(mu_);
+    auto seen = next_.load(std::memory_order_acquire);
+    auto last_progress = std::chrono::steady_clock::now();
+    while (!finished_) {
+      cv_.wait_for(lock, 100ms);
+      const auto n = next_.load(std::memory_order_acquire);
+      if (n != seen) {
+        seen = n;
+        last_progress = std::chrono::steady_clock::now();
+      } else if (!finished_ && std::chrono::steady_clock::now() - last_progress >= echo_timeout) {
+        throw run_error("no echo of meshbus ping " + std::to_string(n) + " within 10 s");
+      }
+    }
+    if (!failure_.empty()) throw run_error(failure_);
+    return std::move(rtt_ns_);  // the handler touches it no more: every ping was answered
+  }
+
+  std::string details() const override {
+    return "stray_echoes=" + std::to_string(stray_.load()) + " " + node_counters(node_.stats());
+  }
+
+ private:
+  bool send(std::string& payload) {
+    return node_.publish(ping_topic, std::as_bytes(std::span(payload.data(), payload.size()))) ==
+           meshbus::PublishResult::ok;
+  }
+
+  // Handler thread: an echo came back; take the round trip and send the next ping.
+  void on_pong(const meshbus::Event& ev) {
+    const auto now = monotonic_ns();
+    const auto payload = ev.payload();
+    const auto h = read_ping(payload.data(), payload.size());
+    const auto expected = next_.load(std::memory_order_acquire);
+    if (!h || h->index != expected || expected >= end_) {
+      stray_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (expected >= warmup_) rtt_ns_[expected - warmup_] = now - h->sent_ns;
+    const auto next = expected + 1;
+    next_.store(next, std::memory_order_release);
+    if (next < end_) {
+      (void)stamp_ping(handler_buffer_.data(), next);
+      if (send(handler_buffer_)) return;
+      finish("publish() of a ping returned would_block");
+      return;
+    }
+    finish({});
+  }
+
+  void finish(std::string failure) {
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+      failure_ = std::move(failure);
+    }
+    cv_.notify_all();
+  }
+
+  std::string cluster_;
+  std::size_t size_;
+  std::string handler_buffer_;  ///< handler thread only
+  // Set before the first ping, read by the handler.
+  std::uint64_t warmup_ = 0;
+  std::uint64_t end_ = 0;
+  std::vector<std::int64_t> rtt_ns_;    ///< handler thread, until every ping was answered
+  std::atomic<std::uint64_t> next_{0};  ///< the ping whose echo is awaited
+  std::atomic<std::uint64_t> stray_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool finished_ = false;  ///< under mu_
+  std::string failure_;    ///< under mu_
+  // Last: destroyed (stopped, handler thread joined) before what its handler uses.
+  meshbus::Node node_;
+};
+
+/// One measured latency run: start the echoer, connect both ways, ping-pong, collect
+/// the echoer's one-way statistics.
+latency_outcome run_latency(pinger& p, const run_spec& spec) {
+  const auto echoer = start_child(echoer_command, p.transport(), spec, p.echoer_args());
+  p.connect(*echoer, echoer->expect("ready", setup_timeout));
+  const auto cpu0 = process_cpu_ms();
+  const auto t0 = monotonic_ns();
+  auto rtt = p.ping_pong(spec);
+  const auto cpu = cpu_field(cpu0) + " wall_ms=" + std::to_string((monotonic_ns() - t0) / 1'000'000);
+  echoer->send("done");
+
+  // "result <samples> <p50> <p99> <p999> <max> <mean> [key=value...]" (one-way, ns)
+  const auto result = echoer->expect("result", report_timeout);
+  const auto fields = split(result, ' ');
+  latency_outcome out;
+  out.one_way = latency_summary::from_fields(fields, 0);
+  const int status = echoer->wait_exit(exit_timeout);
+  if (out.one_way.samples != spec.count) {
+    throw run_error("the echoer timed " + std::to_string(out.one_way.samples) + " of " +
+                    std::to_string(spec.count) + " pings");
+  }
+  out.round_trip = summarize(std::move(rtt));
+  out.details = "pinger: " + joined(p.details(), cpu);
+  append_child_details(out.details, fields, 6, "echoer", status);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// latency, echoer side (the child process)
+
+/// One-way latencies of the measured pings, in the order of their sequence numbers.
+/// One writer (the echoing thread); read after it stopped (join, or Node::stop()).
+class one_way_log {
+ public:
+  explicit one_way_log(const run_spec& spec) : first_(spec.warmup), samples_(spec.count, -1) {}
+
+  /// Echoing thread: a ping arrived at `now_ns`.
+  void record(const void* payload, std::size_t size, std::int64_t now_ns) noexcept {
+    const auto h = read_ping(payload, size);
+    if (!h || h->index < first_ || h->index - first_ >= samples_.size()) return;  // probe or warm-up
+    samples_[h->index - first_] = now_ns - h->sent_ns;
+  }
+
+  /// "samples p50 p99 p999 max mean" over the pings that arrived.
+  std::string result() const {
+    std::vector<std::int64_t> timed;
+    timed.reserve(samples_.size());
+    for (const auto v : samples_) {
+      if (v >= 0) timed.push_back(v);
+    }
+    return summarize(std::move(timed)).to_fields();
+  }
+
+ private:
+  const std::uint64_t first_;
+  std::vector<std::int64_t> samples_;  ///< -1: not arrived
+};
+
+std::string raw_echo(const child_config& c) {
+  one_way_log log(c.spec);
+  zmq::context_t context(1);
+  zmq::socket_t ping(context, zmq::socket_type::sub);
+  zmq::socket_t pong(context, zmq::socket_type::pub);
+  ping.set(zmq::sockopt::rcvtimeo, 100);
+  ping.set(zmq::sockopt::linger, 0);
+  ping.set(zmq::sockopt::subscribe, "");
+  ping.connect(c.endpoint);
+  pong.set(zmq::sockopt::linger, 0);
+  pong.bind("tcp://127.0.0.1:*");
+  if (!write_line(1, "ready " + pong.get(zmq::sockopt::last_endpoint))) return {};
+  std::uint64_t echoed = 0;
+  const bool done = with_receiver(
+      [&](const std::atomic<bool>& stop) {
+        zmq::message_t msg;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (!ping.recv(msg, zmq::recv_flags::none)) continue;  // receive timeout: check stop
+          log.record(msg.data(), msg.size(), monotonic_ns());
+          if (!pong.send(msg, zmq::send_flags::none)) throw zmq::error_t();
+          ++echoed;
+        }
+      },
+      [] { return await_driver("done", report_timeout); });
+  if (!done) return {};
+  return log.result() + " echoed=" + std::to_string(echoed);
+}
+
+std::string meshbus_echo(const child_config& c) {
+  one_way_log log(c.spec);
+  meshbus::Node node(node_options(c.cluster, "echoer"));
+  std::atomic<std::uint64_t> refused{0};
+  (void)node.subscribe(
+      ping_topic,
+      [&](const meshbus::Event& ev) {
+        const auto payload = ev.payload();
+        log.record(payload.data(), payload.size(), monotonic_ns());
+        if (node.publish(pong_topic, payload) != meshbus::PublishResult::ok) refused.fetch_add(1);
+      },
+      subscribe_options(c.spec.mode));
+  // Ready once the pinger's pong subscription is in effect here: no echo can miss it.
+  if (!node.wait_for_subscribers(pong_topic, 1, setup_timeout)) {
+    throw std::runtime_error("the pinger's subscription was not in effect within 10 s");
+  }
+  if (!write_line(1, "ready")) return {};
+  if (!await_driver("done", report_timeout)) return {};
+  const auto s = node.stats();
+  node.stop();  // joins the handler thread: every record() happened before
+  return log.result() + " refused=" + std::to_string(refused.load()) + " " + node_counters(s);
+}
+
+// ---------------------------------------------------------------------------
+// the child process
+
+/// `--name value` pairs, as start_child() writes them.
+child_config parse_child_args(const std::vector<std::string_view>& args) {
+  child_config c;
+  std::uint64_t size = 0;
+  if (args.size() % 2 != 0) throw std::runtime_error("bad child arguments");
+  for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
+    const auto name = args[i];
+    const auto value = args[i + 1];
+    bool ok = true;
+    if (name == "--transport") {
+      c.transport = value;
+    } else if (name == "--size") {
+      ok = parse_uint(value, size);
+    } else if (name == "--count") {
+      ok = parse_uint(value, c.spec.count);
+    } else if (name == "--warmup") {
+      ok = parse_uint(value, c.spec.warmup);
+    } else if (name == "--mode") {
+      const auto m = parse_mode(value);
+      ok = m.has_value();
+      if (ok) c.spec.mode = *m;
+    } else if (name == "--endpoint") {
+      c.endpoint = value;
+    } else if (name == "--cluster") {
+      c.cluster = value;
     } else {
-      throw std::runtime_error("bad subscriber transport");
+      ok = false;
     }
-    if (result.empty()) return 1;  // the publisher is gone
-    write_line(1, "result " + result);
+    if (!ok) throw std::runtime_error("bad child argument " + std::string(name));
+  }
+  c.spec.size = static_cast<std::size_t>(size);
+  if (size == 0 || c.spec.count == 0) throw std::runtime_error("bad child arguments");
+  if (c.transport == "raw" ? c.endpoint.empty() : c.transport != "meshbus" || c.cluster.empty()) {
+    throw std::runtime_error("bad child transport");
+  }
+  return c;
+}
+
+/// The hidden subcommands: `_subscriber|_echoer --transport raw|meshbus --size S
+/// --count N --warmup W --mode M (--endpoint E | --cluster C)`. Reports on stdout,
+/// see child_process.
+int child_main(std::string_view command, const std::vector<std::string_view>& args) {
+  try {
+    const auto cpu0 = process_cpu_ms();  // set-up, the run and (meshbus) stop()
+    const auto c = parse_child_args(args);
+    const bool raw = c.transport == "raw";
+    const auto result = command == subscriber_command ? (raw ? raw_subscribe(c) : meshbus_subscribe(c))
+                                                      : (raw ? raw_echo(c) : meshbus_echo(c));
+    if (result.empty()) return 1;  // the driver is gone
+    write_line(1, "result " + joined(result, cpu_field(cpu0)));
     return 0;
   } catch (const std::exception& e) {
     write_line(1, std::string("error ") + e.what());
@@ -734,23 +1305,34 @@ int subscriber_main(const std::vector<std::string_view>& args) {
 }
 
 // ---------------------------------------------------------------------------
-// the throughput command: options, runs, output
+// the commands: options, runs, output
 
-struct throughput_options {
+enum class command_kind : std::uint8_t { throughput, latency };
+
+struct command_options {
+  command_kind kind = command_kind::throughput;
   std::vector<std::size_t> sizes;
   std::optional<std::uint64_t> count;
-  delivery_mode mode = delivery_mode::best_effort;
+  std::uint64_t warmup = default_latency_warmup;
+  delivery_mode mode = delivery_mode::reliable;
   bool json = false;
   bool verbose = false;
+
+  run_spec spec(std::size_t size) const {
+    if (kind == command_kind::latency) return {size, count.value_or(default_latency_count), warmup, mode};
+    return {size, count.value_or(std::clamp<std::uint64_t>(bytes_per_run / size, min_default_count,
+                                                           max_default_count)),
+            0, mode};
+  }
 };
 
-std::uint64_t default_count(std::size_t size) {
-  return std::clamp<std::uint64_t>(bytes_per_run / size, min_default_count, max_default_count);
-}
-
-/// Parses the throughput options; prints why and returns nullopt on a usage error.
-std::optional<throughput_options> parse_throughput(const std::vector<std::string_view>& args, bool& help) {
-  throughput_options o;
+/// Parses a command's options; prints why and returns nullopt on a usage error.
+std::optional<command_options> parse_options(command_kind kind, const std::vector<std::string_view>& args,
+                                             bool& help) {
+  command_options o;
+  o.kind = kind;
+  const bool latency = kind == command_kind::latency;
+  const std::size_t min_size = latency ? min_latency_size : 1;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view name = args[i];
     std::optional<std::string_view> value;
@@ -764,38 +1346,44 @@ std::optional<throughput_options> parse_throughput(const std::vector<std::string
       std::fprintf(stderr, "meshbus-perf: %.*s needs a value\n", static_cast<int>(name.size()), name.data());
       return std::nullopt;
     };
+    auto take_positive = [&](std::uint64_t& out, bool zero_ok) {
+      const auto v = take();
+      if (!v) return false;
+      if (parse_uint(*v, out) && (zero_ok || out != 0)) return true;
+      std::fprintf(stderr, "meshbus-perf: %.*s: '%.*s' is not a %s number\n", static_cast<int>(name.size()),
+                   name.data(), static_cast<int>(v->size()), v->data(), zero_ok ? "non-negative" : "positive");
+      return false;
+    };
     if (name == "--help" || name == "-h") {
       help = true;
       return std::nullopt;
     }
     if (name == "--json" || name == "--verbose") {
       (name == "--json" ? o.json : o.verbose) = true;
-      continue;
-    }
-    const auto v = take();
-    if (!v) return std::nullopt;
-    if (name == "--size") {
+    } else if (name == "--size") {
+      const auto v = take();
+      if (!v) return std::nullopt;
       for (const auto part : split(*v, ',')) {
         std::uint64_t s = 0;
-        if (!parse_uint(part, s) || s == 0 || s > max_size) {
-          std::fprintf(stderr, "meshbus-perf: --size: '%.*s' is not a size from 1 to %zu bytes\n",
-                       static_cast<int>(part.size()), part.data(), max_size);
+        if (!parse_uint(part, s) || s < min_size || s > max_size) {
+          std::fprintf(stderr, "meshbus-perf: --size: '%.*s' is not a size from %zu to %zu bytes\n",
+                       static_cast<int>(part.size()), part.data(), min_size, max_size);
           return std::nullopt;
         }
         o.sizes.push_back(static_cast<std::size_t>(s));
       }
     } else if (name == "--count") {
       std::uint64_t n = 0;
-      if (!parse_uint(*v, n) || n == 0) {
-        std::fprintf(stderr, "meshbus-perf: --count: '%.*s' is not a positive number\n",
-                     static_cast<int>(v->size()), v->data());
-        return std::nullopt;
-      }
+      if (!take_positive(n, false)) return std::nullopt;
       o.count = n;
+    } else if (name == "--warmup" && latency) {
+      if (!take_positive(o.warmup, true)) return std::nullopt;
     } else if (name == "--mode") {
+      const auto v = take();
+      if (!v) return std::nullopt;
       const auto m = parse_mode(*v);
       if (!m) {
-        std::fprintf(stderr, "meshbus-perf: --mode: '%.*s' is not supported yet (only best_effort)\n",
+        std::fprintf(stderr, "meshbus-perf: --mode: '%.*s' is not best_effort, reliable or acknowledged\n",
                      static_cast<int>(v->size()), v->data());
         return std::nullopt;
       }
@@ -807,29 +1395,10 @@ std::optional<throughput_options> parse_throughput(const std::vector<std::string
     }
   }
   if (o.sizes.empty()) {
-    std::fprintf(stderr, "meshbus-perf: throughput needs --size\n");
+    std::fprintf(stderr, "meshbus-perf: %s needs --size\n", latency ? "latency" : "throughput");
     return std::nullopt;
   }
   return o;
-}
-
-/// One side of a row: an outcome, or why the run could not complete.
-struct side_result {
-  std::optional<run_outcome> outcome;
-  std::string error;
-};
-
-/// Builds the transport's publisher (which may fail: no socket, no Node) and runs it.
-template <typename make_publisher>
-side_result run_transport(const run_spec& spec, make_publisher make) {
-  side_result r;
-  try {
-    auto pub = make();
-    r.outcome = run_measured(*pub, spec);
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  return r;
 }
 
 std::string with_commas(double value) {
@@ -857,26 +1426,54 @@ std::string json_string(std::string_view text) {
   return out + "\"";
 }
 
-/// `"<prefix>events_per_s":..,"<prefix>mb_per_s":..,"<prefix>lost":..,` or nulls and an error.
-std::string json_side(const char* prefix, const side_result& r, const run_spec& spec) {
-  const std::string p(prefix);
-  char text[512];
-  if (!r.outcome) {
-    return "\"" + p + "events_per_s\":null,\"" + p + "mb_per_s\":null,\"" + p + "lost\":null,\"" + p +
-           "error\":" + json_string(r.error) + ",";
-  }
-  const auto& o = *r.outcome;
-  const double eps = o.events_per_s();
-  std::snprintf(text, sizeof text,
-                "\"%sevents_per_s\":%.0f,\"%smb_per_s\":%.2f,\"%slost\":%llu,\"%sseconds\":%.6f,"
-                "\"%ssend_seconds\":%.6f,",
-                prefix, eps, prefix, eps * static_cast<double>(spec.size) / 1e6, prefix,
-                static_cast<unsigned long long>(spec.count - o.received), prefix, o.seconds, prefix,
-                o.send_seconds);
+/// `"<p>name":null,...` for each name, then `"<p>error":"..."`, for a failed side.
+std::string json_failed_side(const std::string& p, std::initializer_list<const char*> names,
+                             const std::string& error) {
+  std::string out;
+  for (const char* n : names) out += "\"" + p + n + "\":null,";
+  return out + "\"" + p + "error\":" + json_string(error) + ",";
+}
+
+/// "<measured>/<baseline>" as JSON, or null.
+std::string json_ratio(double measured, double baseline, bool both) {
+  if (!both || baseline <= 0) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3f", measured / baseline);
   return text;
 }
 
-void print_table_header(const throughput_options& o) {
+/// --verbose: one run's details, or why it failed, on stderr.
+void print_details(const char* what, std::size_t size, const char* transport, const std::string& error,
+                   const std::string& text) {
+  if (!error.empty()) {
+    std::fprintf(stderr, "[%s %s %zu B] failed: %s\n", what, transport, size, error.c_str());
+  } else {
+    std::fprintf(stderr, "[%s %s %zu B] %s\n", what, transport, size, text.c_str());
+  }
+}
+
+// --- throughput output
+
+using throughput_side = side_result<throughput_outcome>;
+
+/// `"<prefix>events_per_s":..,"<prefix>mb_per_s":..,"<prefix>lost":..,` or nulls and an error.
+std::string json_side(const char* prefix, const throughput_side& r, const run_spec& spec) {
+  if (!r.outcome) {
+    return json_failed_side(prefix, {"events_per_s", "mb_per_s", "lost"}, r.error);
+  }
+  const auto& o = *r.outcome;
+  const double eps = o.events_per_s();
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "\"%sevents_per_s\":%.0f,\"%smb_per_s\":%.2f,\"%slost\":%llu,\"%sseconds\":%.6f,"
+                "\"%ssend_seconds\":%.6f,\"%sflush_seconds\":%.6f,",
+                prefix, eps, prefix, eps * static_cast<double>(spec.size) / 1e6, prefix,
+                static_cast<unsigned long long>(spec.count - o.received), prefix, o.seconds, prefix,
+                o.send_seconds, prefix, o.flush_seconds);
+  return text;
+}
+
+void print_throughput_header(const command_options& o) {
   std::printf("# throughput, meshbus mode %s: publisher and subscriber in two processes over TCP loopback\n",
               to_string(o.mode));
   std::printf("# raw = ZeroMQ PUB/SUB, XPUB_NODROP + blocking send, one message per event\n");
@@ -885,25 +1482,17 @@ void print_table_header(const throughput_options& o) {
   std::fflush(stdout);
 }
 
-void print_row(const throughput_options& o, const run_spec& spec, const side_result& raw,
-               const side_result& mesh) {
+void print_throughput_row(const command_options& o, const run_spec& spec, const throughput_side& raw,
+                          const throughput_side& mesh) {
   const bool both = raw.outcome && mesh.outcome;
-  const double ratio = both && raw.outcome->events_per_s() > 0
-                           ? mesh.outcome->events_per_s() / raw.outcome->events_per_s()
-                           : 0.0;
+  const double mesh_eps = mesh.outcome ? mesh.outcome->events_per_s() : 0.0;
+  const double raw_eps = raw.outcome ? raw.outcome->events_per_s() : 0.0;
   if (o.json) {
-    std::string line = "{\"size\":" + std::to_string(spec.size) + ",\"count\":" + std::to_string(spec.count) +
-                       ",\"mode\":\"" + to_string(spec.mode) + "\"," + json_side("", mesh, spec) +
-                       json_side("baseline_", raw, spec);
-    char ratio_text[64];
-    if (both) {
-      std::snprintf(ratio_text, sizeof ratio_text, "\"ratio\":%.3f}", ratio);
-    } else {
-      std::snprintf(ratio_text, sizeof ratio_text, "\"ratio\":null}");
-    }
-    std::printf("%s%s\n", line.c_str(), ratio_text);
+    std::printf("{\"size\":%zu,\"count\":%llu,\"mode\":\"%s\",%s%s\"ratio\":%s}\n", spec.size,
+                static_cast<unsigned long long>(spec.count), to_string(spec.mode), json_side("", mesh, spec).c_str(),
+                json_side("baseline_", raw, spec).c_str(), json_ratio(mesh_eps, raw_eps, both).c_str());
   } else {
-    auto cells = [&](const side_result& r, std::string& eps, std::string& mbs, std::string& lost) {
+    auto cells = [&](const throughput_side& r, std::string& eps, std::string& mbs, std::string& lost) {
       if (!r.outcome) {
         eps = mbs = lost = "failed";
         return;
@@ -915,47 +1504,140 @@ void print_row(const throughput_options& o, const run_spec& spec, const side_res
       mbs = text;
       lost = with_commas(static_cast<double>(spec.count - r.outcome->received));
     };
-    std::string raw_eps, raw_mbs, raw_lost, mesh_eps, mesh_mbs, mesh_lost;
-    cells(raw, raw_eps, raw_mbs, raw_lost);
-    cells(mesh, mesh_eps, mesh_mbs, mesh_lost);
+    std::string raw_eps_text, raw_mbs, raw_lost, mesh_eps_text, mesh_mbs, mesh_lost;
+    cells(raw, raw_eps_text, raw_mbs, raw_lost);
+    cells(mesh, mesh_eps_text, mesh_mbs, mesh_lost);
     char ratio_text[32] = "-";
-    if (both) std::snprintf(ratio_text, sizeof ratio_text, "%.2f", ratio);
+    if (both && raw_eps > 0) std::snprintf(ratio_text, sizeof ratio_text, "%.2f", mesh_eps / raw_eps);
     std::printf("%8zu %10s %13s %9s %9s %13s %12s %12s %6s\n", spec.size,
-                with_commas(static_cast<double>(spec.count)).c_str(), raw_eps.c_str(), raw_mbs.c_str(),
-                raw_lost.c_str(), mesh_eps.c_str(), mesh_mbs.c_str(), mesh_lost.c_str(), ratio_text);
+                with_commas(static_cast<double>(spec.count)).c_str(), raw_eps_text.c_str(), raw_mbs.c_str(),
+                raw_lost.c_str(), mesh_eps_text.c_str(), mesh_mbs.c_str(), mesh_lost.c_str(), ratio_text);
     for (const auto* r : {&raw, &mesh}) {
-      if (!r->outcome)
-        std::printf("#   %s run failed: %s\n", r == &raw ? "raw" : "meshbus", r->error.c_str());
+      if (!r->outcome) std::printf("#   %s run failed: %s\n", r == &raw ? "raw" : "meshbus", r->error.c_str());
     }
   }
   std::fflush(stdout);
 }
 
-void print_details(const run_spec& spec, const char* transport, const side_result& r) {
-  if (!r.outcome) {
-    std::fprintf(stderr, "[%s %zu B] failed: %s\n", transport, spec.size, r.error.c_str());
-    return;
-  }
-  const auto& o = *r.outcome;
-  std::fprintf(stderr, "[%s %zu B] end-to-end %.3f s, send loop %.3f s, first event after %.3f ms%s%s\n",
-               transport, spec.size, o.seconds, o.send_seconds, o.first_seconds * 1e3,
-               o.details.empty() ? "" : "; ", o.details.c_str());
+std::string describe(const throughput_outcome& o) {
+  char text[160];
+  std::snprintf(text, sizeof text, "end-to-end %.3f s, send loop %.3f s, flush %.3f s, first event after %.3f ms",
+                o.seconds, o.send_seconds, o.flush_seconds, o.first_seconds * 1e3);
+  return o.details.empty() ? text : text + ("; " + o.details);
 }
 
-int throughput_main(const throughput_options& o) {
-  if (!o.json) print_table_header(o);
+int throughput_main(const command_options& o) {
+  if (!o.json) print_throughput_header(o);
   bool all_completed = true;
-  unsigned run_number = 0;
   for (const auto size : o.sizes) {
-    const run_spec spec{size, o.count.value_or(default_count(size)), o.mode};
-    const auto raw = run_transport(spec, [&] { return std::make_unique<raw_publisher>(size); });
-    const auto cluster = "perf-" + std::to_string(::getpid()) + "-" + std::to_string(run_number++);
-    const auto mesh = run_transport(spec, [&] { return std::make_unique<meshbus_publisher>(cluster); });
+    const auto spec = o.spec(size);
+    auto run = [&](publisher& pub) { return run_throughput(pub, spec); };
+    const auto raw = run_transport<throughput_outcome>([&] { return std::make_unique<raw_publisher>(size); }, run);
+    const auto mesh = run_transport<throughput_outcome>(
+        [&] { return std::make_unique<meshbus_publisher>(next_cluster(), o.mode); }, run);
     if (o.verbose) {
-      print_details(spec, "raw", raw);
-      print_details(spec, "meshbus", mesh);
+      print_details("throughput", size, "raw", raw.error, raw.outcome ? describe(*raw.outcome) : "");
+      print_details("throughput", size, "meshbus", mesh.error, mesh.outcome ? describe(*mesh.outcome) : "");
     }
-    print_row(o, spec, raw, mesh);
+    print_throughput_row(o, spec, raw, mesh);
+    all_completed = all_completed && raw.outcome && mesh.outcome;
+  }
+  return all_completed ? 0 : 1;
+}
+
+// --- latency output
+
+using latency_side = side_result<latency_outcome>;
+
+double to_us(std::int64_t ns) noexcept { return static_cast<double>(ns) / 1e3; }
+
+std::string json_side(const char* prefix, const latency_side& r) {
+  if (!r.outcome) {
+    return json_failed_side(prefix,
+                            {"p50_us", "p99_us", "p999_us", "max_us", "mean_us", "rtt_p50_us", "rtt_p99_us",
+                             "rtt_p999_us", "rtt_max_us", "rtt_mean_us"},
+                            r.error);
+  }
+  std::string out;
+  char text[256];
+  for (const auto& [kind, s] : {std::pair{"", r.outcome->one_way}, std::pair{"rtt_", r.outcome->round_trip}}) {
+    std::snprintf(text, sizeof text,
+                  "\"%s%sp50_us\":%.2f,\"%s%sp99_us\":%.2f,\"%s%sp999_us\":%.2f,\"%s%smax_us\":%.2f,"
+                  "\"%s%smean_us\":%.2f,",
+                  prefix, kind, to_us(s.p50), prefix, kind, to_us(s.p99), prefix, kind, to_us(s.p999), prefix,
+                  kind, to_us(s.max), prefix, kind, to_us(s.mean));
+    out += text;
+  }
+  return out;
+}
+
+void print_latency_header(const command_options& o) {
+  std::printf("# latency, meshbus mode %s: one event at a time, pinger and echoer in two processes over TCP "
+              "loopback\n",
+              to_string(o.mode));
+  std::printf("# microseconds; one-way = echoer's receipt - embedded send time; ratio = meshbus p50 / raw p50\n");
+  std::printf("%8s %8s %-10s %8s %8s %10s %8s %8s %8s %10s %8s %6s\n", "size", "count", "", "raw p50", "raw p99",
+              "raw p99.9", "raw max", "mesh p50", "mesh p99", "mesh p99.9", "mesh max", "ratio");
+  std::fflush(stdout);
+}
+
+void print_latency_row(const command_options& o, const run_spec& spec, const latency_side& raw,
+                       const latency_side& mesh) {
+  const bool both = raw.outcome && mesh.outcome;
+  if (o.json) {
+    const auto ratio = [&](auto pick) {
+      return json_ratio(both ? static_cast<double>(pick(*mesh.outcome).p50) : 0,
+                        both ? static_cast<double>(pick(*raw.outcome).p50) : 0, both);
+    };
+    std::printf("{\"size\":%zu,\"count\":%llu,\"warmup\":%llu,\"mode\":\"%s\",%s%s\"ratio_p50\":%s,"
+                "\"rtt_ratio_p50\":%s}\n",
+                spec.size, static_cast<unsigned long long>(spec.count),
+                static_cast<unsigned long long>(spec.warmup), to_string(spec.mode), json_side("", mesh).c_str(),
+                json_side("baseline_", raw).c_str(),
+                ratio([](const latency_outcome& x) { return x.one_way; }).c_str(),
+                ratio([](const latency_outcome& x) { return x.round_trip; }).c_str());
+  } else {
+    for (const bool round_trip : {false, true}) {
+      auto cells = [&](const latency_side& r) {
+        char text[64];
+        if (!r.outcome) return std::string("  failed   failed     failed   failed");
+        const auto& s = round_trip ? r.outcome->round_trip : r.outcome->one_way;
+        std::snprintf(text, sizeof text, "%8.1f %8.1f %10.1f %8.1f", to_us(s.p50), to_us(s.p99), to_us(s.p999),
+                      to_us(s.max));
+        return std::string(text);
+      };
+      char ratio_text[32] = "-";
+      if (both) {
+        const auto& m = round_trip ? mesh.outcome->round_trip : mesh.outcome->one_way;
+        const auto& b = round_trip ? raw.outcome->round_trip : raw.outcome->one_way;
+        if (b.p50 > 0) {
+          std::snprintf(ratio_text, sizeof ratio_text, "%.2f", static_cast<double>(m.p50) / static_cast<double>(b.p50));
+        }
+      }
+      std::printf("%8zu %8s %-10s %s %s %6s\n", spec.size, with_commas(static_cast<double>(spec.count)).c_str(),
+                  round_trip ? "round trip" : "one-way", cells(raw).c_str(), cells(mesh).c_str(), ratio_text);
+    }
+    for (const auto* r : {&raw, &mesh}) {
+      if (!r->outcome) std::printf("#   %s run failed: %s\n", r == &raw ? "raw" : "meshbus", r->error.c_str());
+    }
+  }
+  std::fflush(stdout);
+}
+
+int latency_main(const command_options& o) {
+  if (!o.json) print_latency_header(o);
+  bool all_completed = true;
+  for (const auto size : o.sizes) {
+    const auto spec = o.spec(size);
+    auto run = [&](pinger& p) { return run_latency(p, spec); };
+    const auto raw = run_transport<latency_outcome>([&] { return std::make_unique<raw_pinger>(size); }, run);
+    const auto mesh = run_transport<latency_outcome>(
+        [&] { return std::make_unique<meshbus_pinger>(next_cluster(), o.mode, size); }, run);
+    if (o.verbose) {
+      print_details("latency", size, "raw", raw.error, raw.outcome ? raw.outcome->details : "");
+      print_details("latency", size, "meshbus", mesh.error, mesh.outcome ? mesh.outcome->details : "");
+    }
+    print_latency_row(o, spec, raw, mesh);
     all_completed = all_completed && raw.outcome && mesh.outcome;
   }
   return all_completed ? 0 : 1;
@@ -964,7 +1646,7 @@ int throughput_main(const throughput_options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ::signal(SIGPIPE, SIG_IGN);  // a vanished subscriber shows up as a failed write
+  ::signal(SIGPIPE, SIG_IGN);  // a vanished child shows up as a failed write
   const std::vector<std::string_view> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::fputs(help_text, stderr);
@@ -976,18 +1658,15 @@ int main(int argc, char** argv) {
     std::fputs(help_text, stdout);
     return 0;
   }
-  if (command == subscriber_command) return subscriber_main(rest);
-  if (command == "latency") {
-    std::fprintf(stderr, "meshbus-perf latency: not implemented yet\n");
-    return 2;
-  }
-  if (command != "throughput") {
+  if (command == subscriber_command || command == echoer_command) return child_main(command, rest);
+  if (command != "throughput" && command != "latency") {
     std::fprintf(stderr, "meshbus-perf: unknown command '%.*s' (try --help)\n",
                  static_cast<int>(command.size()), command.data());
     return 2;
   }
+  const auto kind = command == "latency" ? command_kind::latency : command_kind::throughput;
   bool help = false;
-  const auto options = parse_throughput(rest, help);
+  const auto options = parse_options(kind, rest, help);
   if (help) {
     std::fputs(help_text, stdout);
     return 0;
@@ -996,5 +1675,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "meshbus-perf: see meshbus-perf --help\n");
     return 2;
   }
-  return throughput_main(*options);
+  return kind == command_kind::latency ? latency_main(*options) : throughput_main(*options);
 }
