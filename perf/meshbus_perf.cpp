@@ -90,12 +90,14 @@ constexpr std::uint64_t min_default_count = 20'000;
 constexpr std::uint64_t max_default_count = 5'000'000;
 constexpr std::uint64_t default_latency_count = 20'000;
 constexpr std::uint64_t default_latency_warmup = 1'000;
+constexpr unsigned max_handler_threads = 64;
 
 const char* const help_text = R"(meshbus-perf: meshbus side by side with raw ZeroMQ, over TCP loopback
 
 Usage:
-  meshbus-perf throughput --size S[,S...] [--count N] [--mode M] [--json] [--verbose]
-  meshbus-perf latency    --size S[,S...] [--count N] [--warmup W] [--mode M] [--json] [--verbose]
+  meshbus-perf throughput --size S[,S...] [--count N] [--mode M] [--handler-threads T] [--json] [--verbose]
+  meshbus-perf latency    --size S[,S...] [--count N] [--warmup W] [--mode M] [--handler-threads T]
+                          [--json] [--verbose]
   meshbus-perf --help
 
 Both commands run this process and a second one (started from this program) over
@@ -112,6 +114,10 @@ and print one row (throughput) or two rows (latency) per size.
   --mode M         meshbus delivery: best_effort, reliable (the default, as in the
                    library) or acknowledged; both processes subscribe with it. Raw
                    ZeroMQ is the same in every mode.
+  --handler-threads T
+                   meshbus Options::handler_threads of both processes (default 1, as
+                   in the library); 0 runs handlers on the node's I/O thread, which
+                   saves a thread hand-off per event (see Options::handler_threads)
   --json           one JSON object per size and line instead of the table
   --verbose        per-run details on stderr: time in the send loop and in flush(),
                    CPU time of both processes (cpu_ms), meshbus batch, ack and
@@ -238,6 +244,7 @@ struct run_spec {
   std::uint64_t count = 0;   ///< throughput: events; latency: measured round trips
   std::uint64_t warmup = 0;  ///< latency: untimed round trips first
   delivery_mode mode = delivery_mode::reliable;
+  unsigned handler_threads = 1;  ///< meshbus Options::handler_threads of both nodes
 };
 
 // ---------------------------------------------------------------------------
@@ -453,7 +460,8 @@ std::unique_ptr<child_process> start_child(std::string_view command, const char*
                                 "--size",      std::to_string(spec.size),
                                 "--count",     std::to_string(spec.count),
                                 "--warmup",    std::to_string(spec.warmup),
-                                "--mode",      to_string(spec.mode)};
+                                "--mode",      to_string(spec.mode),
+                                "--handler-threads", std::to_string(spec.handler_threads)};
   for (auto& a : extra) args.push_back(std::move(a));
   return std::make_unique<child_process>(command, args);
 }
@@ -478,9 +486,10 @@ void append_child_details(std::string& details, const std::vector<std::string_vi
   details += (details.empty() ? "" : "; ") + std::string(role) + ": " + counters;
 }
 
-meshbus::Options node_options(const std::string& cluster, const char* role) {
+meshbus::Options node_options(const std::string& cluster, const char* role, unsigned handler_threads) {
   meshbus::Options o;
   o.cluster = cluster;
+  o.handler_threads = handler_threads;
   o.name = std::string("meshbus-perf-") + role + "-" + std::to_string(::getpid());
   o.use_environment = false;  // defaults, loopback discovery: the same run everywhere
   return o;
@@ -625,8 +634,9 @@ class raw_publisher final : public publisher {
 
 class meshbus_publisher final : public publisher {
  public:
-  meshbus_publisher(std::string cluster, delivery_mode mode)
-      : cluster_(std::move(cluster)), mode_(mode), node_(node_options(cluster_, "publisher")) {}
+  meshbus_publisher(std::string cluster, const run_spec& spec)
+      : cluster_(std::move(cluster)), mode_(spec.mode),
+        node_(node_options(cluster_, "publisher", spec.handler_threads)) {}
 
   const char* transport() const noexcept override { return "meshbus"; }
   std::vector<std::string> subscriber_args() const override { return {"--cluster", cluster_}; }
@@ -847,7 +857,7 @@ std::string raw_subscribe(const child_config& c) {
 
 std::string meshbus_subscribe(const child_config& c) {
   receive_tally tally(c.spec.count, c.spec.size);
-  meshbus::Node node(node_options(c.cluster, "subscriber"));
+  meshbus::Node node(node_options(c.cluster, "subscriber", c.spec.handler_threads));
   (void)node.subscribe(
       data_topic,
       [&tally](const meshbus::Event& ev) {
@@ -1031,11 +1041,11 @@ class raw_pinger final : public pinger {
 
 class meshbus_pinger final : public pinger {
  public:
-  meshbus_pinger(std::string cluster, delivery_mode mode, std::size_t size)
-      : cluster_(std::move(cluster)), size_(size), handler_buffer_(size, '\0'),
-        node_(node_options(cluster_, "pinger")) {
+  meshbus_pinger(std::string cluster, const run_spec& spec)
+      : cluster_(std::move(cluster)), size_(spec.size), handler_buffer_(spec.size, '\0'),
+        node_(node_options(cluster_, "pinger", spec.handler_threads)) {
     (void)node_.subscribe(pong_topic, [this](const meshbus::Event& ev) { on_pong(ev); },
-                          subscribe_options(mode));
+                          subscribe_options(spec.mode));
   }
 
   const char* transport() const noexcept override { return "meshbus"; }
@@ -1223,7 +1233,7 @@ std::string raw_echo(const child_config& c) {
 
 std::string meshbus_echo(const child_config& c) {
   one_way_log log(c.spec);
-  meshbus::Node node(node_options(c.cluster, "echoer"));
+  meshbus::Node node(node_options(c.cluster, "echoer", c.spec.handler_threads));
   std::atomic<std::uint64_t> refused{0};
   (void)node.subscribe(
       ping_topic,
@@ -1268,6 +1278,10 @@ child_config parse_child_args(const std::vector<std::string_view>& args) {
       const auto m = parse_mode(value);
       ok = m.has_value();
       if (ok) c.spec.mode = *m;
+    } else if (name == "--handler-threads") {
+      std::uint64_t n = 0;
+      ok = parse_uint(value, n) && n <= max_handler_threads;
+      c.spec.handler_threads = static_cast<unsigned>(n);
     } else if (name == "--endpoint") {
       c.endpoint = value;
     } else if (name == "--cluster") {
@@ -1315,14 +1329,17 @@ struct command_options {
   std::optional<std::uint64_t> count;
   std::uint64_t warmup = default_latency_warmup;
   delivery_mode mode = delivery_mode::reliable;
+  unsigned handler_threads = 1;
   bool json = false;
   bool verbose = false;
 
   run_spec spec(std::size_t size) const {
-    if (kind == command_kind::latency) return {size, count.value_or(default_latency_count), warmup, mode};
+    if (kind == command_kind::latency) {
+      return {size, count.value_or(default_latency_count), warmup, mode, handler_threads};
+    }
     return {size, count.value_or(std::clamp<std::uint64_t>(bytes_per_run / size, min_default_count,
                                                            max_default_count)),
-            0, mode};
+            0, mode, handler_threads};
   }
 };
 
@@ -1388,6 +1405,14 @@ std::optional<command_options> parse_options(command_kind kind, const std::vecto
         return std::nullopt;
       }
       o.mode = *m;
+    } else if (name == "--handler-threads") {
+      std::uint64_t n = 0;
+      if (!take_positive(n, true)) return std::nullopt;
+      if (n > max_handler_threads) {
+        std::fprintf(stderr, "meshbus-perf: --handler-threads: at most %u\n", max_handler_threads);
+        return std::nullopt;
+      }
+      o.handler_threads = static_cast<unsigned>(n);
     } else {
       std::fprintf(stderr, "meshbus-perf: unknown option '%.*s'\n", static_cast<int>(name.size()),
                    name.data());
@@ -1474,8 +1499,9 @@ std::string json_side(const char* prefix, const throughput_side& r, const run_sp
 }
 
 void print_throughput_header(const command_options& o) {
-  std::printf("# throughput, meshbus mode %s: publisher and subscriber in two processes over TCP loopback\n",
-              to_string(o.mode));
+  std::printf("# throughput, meshbus mode %s, handler threads %u: publisher and subscriber in two processes over "
+              "TCP loopback\n",
+              to_string(o.mode), o.handler_threads);
   std::printf("# raw = ZeroMQ PUB/SUB, XPUB_NODROP + blocking send, one message per event\n");
   std::printf("%8s %10s %13s %9s %9s %13s %12s %12s %6s\n", "size", "count", "raw ev/s", "raw MB/s",
               "raw lost", "meshbus ev/s", "meshbus MB/s", "meshbus lost", "ratio");
@@ -1488,8 +1514,9 @@ void print_throughput_row(const command_options& o, const run_spec& spec, const 
   const double mesh_eps = mesh.outcome ? mesh.outcome->events_per_s() : 0.0;
   const double raw_eps = raw.outcome ? raw.outcome->events_per_s() : 0.0;
   if (o.json) {
-    std::printf("{\"size\":%zu,\"count\":%llu,\"mode\":\"%s\",%s%s\"ratio\":%s}\n", spec.size,
-                static_cast<unsigned long long>(spec.count), to_string(spec.mode), json_side("", mesh, spec).c_str(),
+    std::printf("{\"size\":%zu,\"count\":%llu,\"mode\":\"%s\",\"handler_threads\":%u,%s%s\"ratio\":%s}\n",
+                spec.size, static_cast<unsigned long long>(spec.count), to_string(spec.mode), spec.handler_threads,
+                json_side("", mesh, spec).c_str(),
                 json_side("baseline_", raw, spec).c_str(), json_ratio(mesh_eps, raw_eps, both).c_str());
   } else {
     auto cells = [&](const throughput_side& r, std::string& eps, std::string& mbs, std::string& lost) {
@@ -1534,7 +1561,7 @@ int throughput_main(const command_options& o) {
     auto run = [&](publisher& pub) { return run_throughput(pub, spec); };
     const auto raw = run_transport<throughput_outcome>([&] { return std::make_unique<raw_publisher>(size); }, run);
     const auto mesh = run_transport<throughput_outcome>(
-        [&] { return std::make_unique<meshbus_publisher>(next_cluster(), o.mode); }, run);
+        [&] { return std::make_unique<meshbus_publisher>(next_cluster(), spec); }, run);
     if (o.verbose) {
       print_details("throughput", size, "raw", raw.error, raw.outcome ? describe(*raw.outcome) : "");
       print_details("throughput", size, "meshbus", mesh.error, mesh.outcome ? describe(*mesh.outcome) : "");
@@ -1572,9 +1599,9 @@ std::string json_side(const char* prefix, const latency_side& r) {
 }
 
 void print_latency_header(const command_options& o) {
-  std::printf("# latency, meshbus mode %s: one event at a time, pinger and echoer in two processes over TCP "
-              "loopback\n",
-              to_string(o.mode));
+  std::printf("# latency, meshbus mode %s, handler threads %u: one event at a time, pinger and echoer in two "
+              "processes over TCP loopback\n",
+              to_string(o.mode), o.handler_threads);
   std::printf("# microseconds; one-way = echoer's receipt - embedded send time; ratio = meshbus p50 / raw p50\n");
   std::printf("%8s %8s %-10s %8s %8s %10s %8s %8s %8s %10s %8s %6s\n", "size", "count", "", "raw p50", "raw p99",
               "raw p99.9", "raw max", "mesh p50", "mesh p99", "mesh p99.9", "mesh max", "ratio");
@@ -1589,10 +1616,10 @@ void print_latency_row(const command_options& o, const run_spec& spec, const lat
       return json_ratio(both ? static_cast<double>(pick(*mesh.outcome).p50) : 0,
                         both ? static_cast<double>(pick(*raw.outcome).p50) : 0, both);
     };
-    std::printf("{\"size\":%zu,\"count\":%llu,\"warmup\":%llu,\"mode\":\"%s\",%s%s\"ratio_p50\":%s,"
-                "\"rtt_ratio_p50\":%s}\n",
+    std::printf("{\"size\":%zu,\"count\":%llu,\"warmup\":%llu,\"mode\":\"%s\",\"handler_threads\":%u,%s%s"
+                "\"ratio_p50\":%s,\"rtt_ratio_p50\":%s}\n",
                 spec.size, static_cast<unsigned long long>(spec.count),
-                static_cast<unsigned long long>(spec.warmup), to_string(spec.mode), json_side("", mesh).c_str(),
+                static_cast<unsigned long long>(spec.warmup), to_string(spec.mode), spec.handler_threads, json_side("", mesh).c_str(),
                 json_side("baseline_", raw).c_str(),
                 ratio([](const latency_outcome& x) { return x.one_way; }).c_str(),
                 ratio([](const latency_outcome& x) { return x.round_trip; }).c_str());
@@ -1632,7 +1659,7 @@ int latency_main(const command_options& o) {
     auto run = [&](pinger& p) { return run_latency(p, spec); };
     const auto raw = run_transport<latency_outcome>([&] { return std::make_unique<raw_pinger>(size); }, run);
     const auto mesh = run_transport<latency_outcome>(
-        [&] { return std::make_unique<meshbus_pinger>(next_cluster(), o.mode, size); }, run);
+        [&] { return std::make_unique<meshbus_pinger>(next_cluster(), spec); }, run);
     if (o.verbose) {
       print_details("latency", size, "raw", raw.error, raw.outcome ? raw.outcome->details : "");
       print_details("latency", size, "meshbus", mesh.error, mesh.outcome ? mesh.outcome->details : "");

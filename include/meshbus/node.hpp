@@ -7,15 +7,19 @@
 /// * In background mode (the default) the Node owns one I/O thread, which owns every
 ///   socket, and Options::handler_threads handler threads. publish() never blocks on
 ///   a slow peer: it only waits for space in the send queue (see SendPolicy).
-/// * Handlers run on a handler thread, never on the I/O thread and never on the
-///   thread that called publish(). Events of one stream (publisher, epoch, topic)
-///   reach handlers one at a time, in sequence order. Different streams may be
-///   handled in parallel when handler_threads > 1.
+/// * Handlers run on a handler thread, never on the thread that called publish().
+///   Events of one stream (publisher, epoch, topic) reach handlers one at a time,
+///   in sequence order. Different streams may be handled in parallel when
+///   handler_threads > 1. With handler_threads = 0 handlers run on the I/O thread
+///   itself (lowest latency; a slow handler then holds up the node's I/O).
 /// * A handler may call any member of its own Node, stop() included, but must not
 ///   destroy it. Calls that wait (a blocking publish(), flush(), wait_for_*()) hold up
 ///   that handler thread meanwhile; the I/O thread never waits for handlers, so they
-///   cannot deadlock it. A handler that throws is counted (Stats::handler_errors),
-///   reported once to Options::on_error and the log, and the Node goes on.
+///   cannot deadlock it (an inline handler's wait turns the loop itself, handling no
+///   other event meanwhile). From an inline handler, stop() only asks for the stop,
+///   which completes after the handler returns. A handler that throws is counted
+///   (Stats::handler_errors), reported once to Options::on_error and the log, and the
+///   Node goes on.
 /// * With background_thread = false nothing runs by itself: poll_once() runs one
 ///   round of the I/O loop and then the handlers, on the caller's thread.
 #pragma once

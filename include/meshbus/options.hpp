@@ -60,7 +60,10 @@ struct Options {
   /// runs until the caller calls Node::poll_once(), which also runs the handlers.
   bool background_thread = true;
   /// Handler threads (background mode). Streams are spread over them by hash;
-  /// one stream always runs on one thread, in order.
+  /// one stream always runs on one thread, in order. 0: handlers run on the I/O
+  /// thread itself — the lowest latency (no hand-over between threads; what a
+  /// handler publishes goes out in the same round), but a slow handler holds up all
+  /// I/O of the node meanwhile.
   unsigned handler_threads = 1;
   /// Deliver this node's own events to its own matching subscriptions.
   bool local_delivery = true;

@@ -22,6 +22,9 @@
 namespace meshbus::detail {
 namespace {
 
+/// The node whose I/O loop this thread runs (background mode), if any.
+thread_local const node_impl* loop_owner = nullptr;
+
 // NACK retries, acks, redeliveries and heartbeats are looked at this often.
 constexpr auto reliability_tick_interval = std::chrono::milliseconds(2);
 
@@ -48,6 +51,7 @@ node_impl::node_impl(const Options& given)
     st.address = std::move(s);
     seeds_.push_back(std::move(st));
   }
+  inline_handlers_ = !opts_.background_thread || opts_.handler_threads == 0;
   id_ = opts_.node_id ? *opts_.node_id : random_node_id();
   id_bytes_ = id_.bytes;
   epoch_ = unix_ns() / 1000;  // microseconds: a restart always gets a larger epoch
@@ -85,7 +89,7 @@ node_impl::node_impl(const Options& given)
   outbox_ = std::make_unique<outbox>(id_bytes_, epoch_, lim, [this] { wake(); });
 
   dispatcher_ = std::make_unique<dispatcher>(
-      opts_.background_thread ? opts_.handler_threads : 0, opts_.receive_queue_bytes, counters_,
+      inline_handlers_ ? 0 : opts_.handler_threads, opts_.receive_queue_bytes, counters_,
       [this](std::string_view topic, std::string_view what) {
         report(fault::handler_exception,
                fmt::format("a handler threw{}{}: {}", topic.empty() ? "" : " for topic ", topic, what));
@@ -270,7 +274,7 @@ PublishResult node_impl::publish_checked(std::string_view topic, wire::byte_view
     bump(counters_.window_waits);
     const auto deadline = clock::now() + wait;
     auto open = [&] { return !window_full_.load(std::memory_order_acquire) || stop_requested_.load(); };
-    if (opts_.background_thread) {
+    if (!drives_loop_here()) {
       std::unique_lock lock(flow_mu_);
       flow_cv_.wait_until(lock, deadline, open);
     } else {
@@ -282,8 +286,10 @@ PublishResult node_impl::publish_checked(std::string_view topic, wire::byte_view
     }
   }
   // Without a background thread nobody else drains the outbox: make room here.
-  auto result = outbox_->push(topic, payload, fp, opts_.background_thread ? wait : std::chrono::milliseconds(0));
-  if (result == outbox::push_result::full && !opts_.background_thread && wait.count() > 0) {
+  // On the thread that drives the loop, nobody else drains the outbox: make room here.
+  const bool here = drives_loop_here();
+  auto result = outbox_->push(topic, payload, fp, here ? std::chrono::milliseconds(0) : wait);
+  if (result == outbox::push_result::full && here && wait.count() > 0) {
     const auto deadline = clock::now() + wait;
     while (result == outbox::push_result::full && clock::now() < deadline) {
       loop_once(std::chrono::milliseconds(1));
@@ -375,7 +381,7 @@ bool node_impl::wait_for_subscribers(std::string_view topic, std::size_t count,
 }
 
 bool node_impl::wait_for_view(const std::function<bool()>& satisfied, clock::time_point deadline) {
-  if (!opts_.background_thread) {
+  if (drives_loop_here()) {
     // Nobody else runs the loop: run it here while waiting.
     for (;;) {
       {
@@ -383,7 +389,7 @@ bool node_impl::wait_for_view(const std::function<bool()>& satisfied, clock::tim
         if (satisfied()) return true;
       }
       if (clock::now() >= deadline) return false;
-      poll_once(std::chrono::milliseconds(5));
+      loop_once(std::chrono::milliseconds(5));
     }
   }
   std::unique_lock lock(view_mu_);
@@ -400,10 +406,10 @@ bool node_impl::flush(std::chrono::milliseconds timeout) {
   const auto deadline = clock::now() + timeout;
   // Everything handed to ZeroMQ, then acknowledged by every tracked subscriber.
   auto done = [&] { return outbox_->bytes() == 0 && all_acknowledged_.load(std::memory_order_acquire); };
-  if (!opts_.background_thread) {
+  if (drives_loop_here()) {
     while (!done()) {
       if (clock::now() >= deadline) return false;
-      poll_once(std::chrono::milliseconds(1));
+      loop_once(std::chrono::milliseconds(1));
     }
     return true;
   }
@@ -418,12 +424,16 @@ std::size_t node_impl::poll_once(std::chrono::milliseconds timeout) {
                 "poll_once() is for nodes created with Options::background_thread = false");
   }
   if (stopped_.load(std::memory_order_acquire)) return dispatcher_->run_inline();
-  auto n = loop_once(timeout);
-  n += dispatcher_->run_inline();
-  return n;
+  return loop_once(timeout);
 }
 
 void node_impl::stop() {
+  if (opts_.background_thread && drives_loop_here()) {
+    // From a handler running on the I/O thread: the loop stops after this round; the
+    // rest (joining, the final cleanup) happens in the destructor or a later stop().
+    stop_requested_.store(true, std::memory_order_release);
+    return;
+  }
   std::lock_guard lock(stop_mu_);
   if (stopped_.load(std::memory_order_acquire)) return;
   stop_requested_.store(true, std::memory_order_release);
@@ -527,6 +537,7 @@ std::vector<PeerInfo> node_impl::peers() const {
 }
 
 void node_impl::run() {
+  loop_owner = this;
   while (!stop_requested_.load(std::memory_order_acquire)) loop_once(std::chrono::milliseconds(1000));
   shutdown_io();
 }
@@ -535,7 +546,19 @@ clock::time_point node_impl::next_timer() const {
   return std::min({next_beacon_, next_tick_, next_interval_, next_reliability_tick_});
 }
 
+bool node_impl::drives_loop_here() const noexcept {
+  return !opts_.background_thread || loop_owner == this;
+}
+
 std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
+  // Handlers that run on this thread may wait (publish on a full queue, flush...),
+  // turning the loop from inside a handler: such nested rounds do I/O only, so that
+  // no handler overtakes the one that is waiting and streams stay in order.
+  ++loop_depth_;
+  struct depth_guard {
+    int& depth;
+    ~depth_guard() { --depth; }
+  } guard{loop_depth_};
   auto now = clock::now();
   run_timers(now);
   run_commands();
@@ -579,6 +602,7 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   if ((items[3].revents & ZMQ_POLLIN) != 0) n += process_xpub();
   if ((items[4].revents & ZMQ_POLLIN) != 0) n += process_beacons(now);
   run_commands();
+  if (inline_handlers_ && loop_depth_ == 1) n += dispatcher_->run_inline();
   pump_outbox(now);
   return n;
 }
@@ -592,7 +616,6 @@ void node_impl::shutdown_io() {
   const auto deadline = clock::now() + opts_.linger;
   while (clock::now() < deadline) {
     loop_once(std::chrono::milliseconds(1));
-    if (!opts_.background_thread) dispatcher_->run_inline();
     const bool handlers_idle = dispatcher_->queued_bytes() == 0;
     if (pending_.empty() && outbox_->empty() && outbound_->all_acknowledged() && handlers_idle) break;
   }

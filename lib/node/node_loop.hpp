@@ -179,6 +179,9 @@ class node_impl final : private inbound_sink, private outbound_sink {
   // loop
   void run();
   std::size_t loop_once(std::chrono::milliseconds max_wait);
+  /// True on the thread that turns the loop (the I/O thread, or the poll_once()
+  /// caller): a wait there has to turn the loop itself.
+  bool drives_loop_here() const noexcept;
   void wake() noexcept;
   bool wait_for_view(const std::function<bool()>& satisfied, clock::time_point deadline);
   void post_command(std::function<void()> cmd);
@@ -349,6 +352,8 @@ class node_impl final : private inbound_sink, private outbound_sink {
 
   std::unique_ptr<dispatcher> dispatcher_;
   std::thread io_thread_;
+  bool inline_handlers_ = false;  ///< handlers run on the thread that turns the loop
+  int loop_depth_ = 0;            ///< loop_once() nesting on the loop's thread
 };
 
 }  // namespace meshbus::detail

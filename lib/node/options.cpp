@@ -92,8 +92,6 @@ resolved_options resolve_options(const Options& given) {
           fmt::format("Options::peer_expiry ({} ms) must be longer than suspect_after_missed x "
                       "beacon_interval ({} ms)",
                       o.peer_expiry.count(), (o.beacon_interval * o.suspect_after_missed).count()));
-  require(!o.background_thread || o.handler_threads >= 1,
-          "Options::handler_threads must be at least 1 with a background thread");
   require(o.handler_threads <= 256, "Options::handler_threads must be at most 256");
   require(o.max_message_bytes >= 4096,
           "Options::max_message_bytes must be at least 4096 bytes");

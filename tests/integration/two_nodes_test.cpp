@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "tests/support/node_helpers.hpp"
@@ -357,4 +358,55 @@ TEST_CASE("handlers may publish, and a handler may stop its own node", "[integra
   REQUIRE(a.publish("chain.stop", "now") == PublishResult::ok);
   REQUIRE(eventually([&] { return stopped_inside.load(); }, 10s));
   CHECK_THROWS_AS(a.publish("chain.in", "x"), error);
+}
+
+TEST_CASE("with handler_threads = 0 handlers run on the I/O thread, in order, and may publish and wait",
+          "[integration]") {
+  const auto cluster = unique_cluster("inline");
+  auto oa = fast_options(cluster, "a");
+  oa.handler_threads = 0;
+  oa.send_queue_bytes = 64 << 10;  // small: a handler's publish will have to wait for room
+  Node a(oa);
+  Node b(fast_options(cluster, "b"));
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  std::uint64_t last = 0;
+  int bad = 0;
+  a.subscribe("in.x", [&](const Event& e) {
+    {
+      std::lock_guard lock(mu);
+      threads.insert(std::this_thread::get_id());
+      if (e.sequence() != last + 1) ++bad;
+      last = e.sequence();
+    }
+    // Echo a large event: the small send queue fills, so publish() must turn the loop.
+    const std::string big(8000, 'e');
+    REQUIRE(a.publish("in.echo", big) == PublishResult::ok);
+  });
+  event_log echoes;
+  b.subscribe("in.echo", echoes.handler());
+  REQUIRE(b.wait_for_subscribers("in.x", 1, 10s));
+  REQUIRE(a.wait_for_subscribers("in.echo", 1, 10s));
+  for (int i = 0; i < 500; ++i) REQUIRE(b.publish("in.x", "ping") == PublishResult::ok);
+  REQUIRE(echoes.wait_for(500, 20s));
+  std::lock_guard lock(mu);
+  CHECK(bad == 0);
+  CHECK(threads.size() == 1);
+  CHECK(threads.count(std::this_thread::get_id()) == 0);
+}
+
+TEST_CASE("an inline handler can stop its node", "[integration]") {
+  auto o = fast_options(unique_cluster("inline-stop"), "a");
+  o.handler_threads = 0;
+  Node a(o);
+  std::atomic<bool> asked{false};
+  a.subscribe("s.now", [&](const Event&) {
+    a.stop();  // only asks; completes after this handler returns
+    asked = true;
+  });
+  REQUIRE(a.publish("s.now", "x") == PublishResult::ok);
+  REQUIRE(eventually([&] { return asked.load(); }, 5s));
+  CHECK_THROWS_AS(a.publish("s.now", "again"), error);
+  a.stop();  // from this thread: completes
+  CHECK(a.stopped());
 }
