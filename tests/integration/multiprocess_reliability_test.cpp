@@ -97,7 +97,9 @@ TEST_CASE("kill -9 of a publisher: subscribers see its new epoch and a loss noti
   REQUIRE(first.wait(10s).has_value());
   // The same node restarts without durable state: a new epoch.
   child_process second(program(MESHBUS_TEST_STREAM_PUB, cluster, {"--node-id", id, "--count", "1000"}));
-  REQUIRE(second.wait(60s) == 0);
+  const auto second_code = second.wait(90s);
+  INFO("second publisher: " << second.out() << second.err() << "\nsubscriber so far: " << sub.err());
+  REQUIRE(second_code == 0);
   // Wait for the second epoch's stream to be complete too (two "epoch-complete" lines).
   CHECK(sub.wait_output([](const std::string& out) {
     const auto at = out.find("epoch-complete");

@@ -273,7 +273,7 @@ TEST_CASE("saga time-outs follow a hand-driven clock and run the compensations n
   CHECK(saga.stats().timed_out == 1);
 }
 
-TEST_CASE("a saga step that throws is rolled back and its event retried; stray events are counted",
+TEST_CASE("a saga step that throws is rolled back and its event retried, and stray events are counted",
           "[integration][saga]") {
   const auto cluster = unique_cluster("saga-retry");
   Node node(fast_options(cluster, "n"));
