@@ -115,12 +115,21 @@ struct SubscribeOptions {
   unsigned max_deliver = 5;
   /// acknowledged: the wait before the first retry; it doubles for each further one.
   std::chrono::milliseconds retry_backoff{50};
-  /// A service group (competing consumers): every node subscribing with the same
-  /// group name and pattern shares the work, each batch of events going to one live
-  /// member only (the least loaded). Group subscriptions are always acknowledged:
-  /// when a member leaves, what it had not acknowledged goes to the others. Events
-  /// of one stream may then be handled by several members in parallel. One
-  /// subscription per group per node. Empty: an ordinary subscription.
+  /// A service group (competing consumers): the nodes subscribing with the same
+  /// group name share the work, each batch of events going to one live member only
+  /// (the least loaded). A node may subscribe several patterns in one group (say
+  /// "shop.payment.charge" and "shop.payment.refund", each with its own handler): a
+  /// batch goes to the group when any of its patterns matches, and on the member it
+  /// goes to, to each of its subscriptions of the group whose pattern matches. The same
+  /// pattern twice in one group on one node throws error(invalid_argument); an
+  /// ordinary subscription of the same pattern is independent of the group's.
+  /// Members are meant to subscribe the same set of patterns: the set most of the
+  /// group's nodes subscribe is the group's, and a node with another set gets no work
+  /// (reported as fault group_conflict) until its set is the group's again
+  /// (docs/protocol.md §7). Group subscriptions are always acknowledged: when a member
+  /// leaves, or stops being one, what it had not acknowledged and cannot finish goes
+  /// to the others. Events of one stream may then be handled by several members in
+  /// parallel. Empty: an ordinary subscription.
   std::string group;
 };
 

@@ -120,7 +120,11 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
     f.headers_raw = std::as_bytes(std::span(ef.headers_raw.data(), ef.headers_raw.size()));
     f.header_count = ef.header_count;
     for (const auto& sub : *d.subscriptions) {
-      if (!sub->active.load(std::memory_order_acquire)) continue;
+      if (!sub->active.load(std::memory_order_acquire)) {
+        if (!d.abandon_if_inactive) continue;
+        if (d.on_done) d.on_done(delivery_outcome::abandoned);
+        return false;
+      }
       const bool acknowledged = sub->options.delivery == Delivery::acknowledged;
       if (acknowledged && !f.explicit_id.empty()) {
         std::lock_guard lock(sub->dedupe_mu);
@@ -179,10 +183,9 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
       bump(counters_.dead_letters);
       if (on_dead_letter_) on_dead_letter_(ev, *sub, failure, tried);
     }
-    if (d.processed && d.ack_unit == 0) d.processed->store(f.sequence, std::memory_order_release);
+    if (d.processed) d.processed->store(f.sequence, std::memory_order_release);
   }
-  if (d.processed && d.ack_unit != 0) d.processed->store(d.ack_unit, std::memory_order_release);
-  if (d.on_done) d.on_done(all_handled);
+  if (d.on_done) d.on_done(all_handled ? delivery_outcome::handled : delivery_outcome::dead_lettered);
   return false;
 }
 

@@ -11,7 +11,8 @@
 // tried again after a backoff (the stream waits meanwhile, other streams do not), up
 // to max_deliver times, then handed to the dead-letter sink; an explicit event id
 // already handled is skipped; and the last sequence fully handled is published for
-// the I/O thread's acks.
+// the I/O thread's acks (group work says instead, by on_done, when a batch is finished
+// or given up because its subscription went away).
 //
 // Bounded by bytes: when the queued bytes reach the limit the I/O thread stops
 // reading (overflow policy: back-pressure, counted as receive_pauses), which in turn
@@ -55,6 +56,13 @@ class handling {
   const Event* previous_;
 };
 
+/// How a delivery ended, for its `on_done`.
+enum class delivery_outcome : std::uint8_t {
+  handled,        ///< every event handled
+  dead_lettered,  ///< every event handled or dead-lettered, at least one dead-lettered
+  abandoned,      ///< `abandon_if_inactive` and the subscription went away first
+};
+
 /// A received (or locally published) batch, ready for handlers.
 struct delivery {
   zmq::message_t frame;
@@ -72,11 +80,13 @@ struct delivery {
   std::uint64_t stream_id = 0;
   /// acknowledged: where the last fully handled sequence goes (for acks).
   std::shared_ptr<std::atomic<std::uint64_t>> processed;
-  /// Group work: `processed` gets this once the whole batch is handled, instead of
-  /// each event's sequence.
-  std::uint64_t ack_unit = 0;
-  /// Called once the batch is done: true when no event had to be dead-lettered.
-  std::function<void(bool)> on_done;
+  /// Group work (one subscription per delivery): when the subscription is no longer
+  /// active, the rest of the batch is not skipped but given up as `abandoned`, so that
+  /// it can go to someone else.
+  bool abandon_if_inactive = false;
+  /// Called once the batch is done (on the handler thread); not called when the
+  /// dispatcher stops with the batch unfinished.
+  std::function<void(delivery_outcome)> on_done;
 };
 
 class dispatcher {

@@ -7,6 +7,15 @@
 // into dispatcher deliveries, NACKs, cumulative acks (one value per stream: the
 // least any reliable or acknowledged subscription holds or has processed) and loss
 // notices, through the sink. I/O thread only.
+//
+// Group work (docs/protocol.md §7) is kept apart: the assignments of one (publisher,
+// group) are one stream, "$group.<group>", with one window on assignment numbers and
+// one ack value; each assignment is handed to every subscription of the group on this
+// node whose pattern matches its topic, and is acknowledged once all of them handled
+// (or dead-lettered) every event of its batch. An assignment that no subscription
+// here can take any more (unsubscribed meanwhile) is asked for again by NACK until
+// the publisher says it went to another member (LOSS), or a subscription for it
+// returns.
 #pragma once
 
 #include <chrono>
@@ -60,6 +69,8 @@ struct held_frame {
   std::uint32_t event_count = 0;
 };
 
+struct group_progress;  // inbound.cpp: group work in progress, shared with handler threads
+
 class inbound_streams {
  public:
   inbound_streams(inbound_config cfg, subscription_registry& subs, inbound_sink& sink, node_counters& counters)
@@ -73,7 +84,8 @@ class inbound_streams {
   void on_assignment(const wire::node_id_bytes& publisher, std::uint64_t epoch, const std::string& group,
                      std::uint64_t seq, zmq::message_t&& frame, const wire::batch_header& h,
                      std::string_view topic, clock::time_point now);
-  /// The publisher says [from, to] of a topic is no longer in its history.
+  /// The publisher says [from, to] of a topic is no longer in its history (or, for
+  /// "$group.<name>", that those assignments are not this node's any more).
   void on_loss(const wire::node_id_bytes& publisher, const wire::loss_msg& m, clock::time_point now);
   /// The publisher holds our subscriptions of `generation`; its positions then.
   void on_ready(const wire::node_id_bytes& publisher, std::uint64_t epoch, const wire::ready_msg& m,
@@ -100,17 +112,40 @@ class inbound_streams {
     std::shared_ptr<const match_list> only_this;           ///< for deliveries
     std::uint64_t id = 0;                                   ///< dispatcher stream id
   };
+  struct ack_state {
+    std::uint64_t acked = 0;            ///< last ack value sent
+    clock::time_point first_unacked{};  ///< when the ack value first went past `acked`
+    clock::time_point last_ack_sent{};
+  };
   struct stream {
     std::string topic;
     std::vector<sub_stream> subs;
     std::uint64_t match_generation = UINT64_MAX;
-    std::uint64_t acked = 0;  ///< last ack value sent
-    clock::time_point first_unacked{};  ///< when the ack value first went past `acked`
-    clock::time_point last_ack_sent{};
+    ack_state ack;
+  };
+  /// One subscription of a group on this node: a lane of its own in the dispatcher.
+  struct group_lane {
+    std::shared_ptr<subscription_entry> sub;
+    std::shared_ptr<const match_list> only_this;
+    std::uint64_t id = 0;  ///< dispatcher stream id
+  };
+  struct group_stream {
+    std::string name;  ///< "$group.<group>": the topic of its acks, NACKs and LOSSes
+    std::string group;
+    window w;  ///< on assignment numbers, from 1
+    std::shared_ptr<group_progress> progress;
+    std::vector<group_lane> lanes;
+    std::uint64_t lanes_generation = UINT64_MAX;
+    ack_state ack;
+    // Assignments no subscription here can take: NACKed, with backoff, until withdrawn.
+    bool refusing = false;
+    clock::time_point refusal_due{};
+    clock::duration refusal_backoff{};
   };
   struct publisher_state {
     std::uint64_t epoch = 0;
     std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams;
+    std::map<std::string, group_stream, std::less<>> groups;
     // The last READY: its generation and positions (topic -> last sequence).
     std::uint64_t ready_generation = 0;
     bool ready = false;
@@ -119,7 +154,15 @@ class inbound_streams {
 
   publisher_state* publisher_for(const wire::node_id_bytes& id, std::uint64_t epoch, clock::time_point now);
   stream* stream_for(publisher_state& p, const wire::node_id_bytes& id, std::string_view topic, bool create);
-  stream* group_stream_for(publisher_state& p, const std::string& group);
+  group_stream& group_stream_for(publisher_state& p, const std::string& group);
+  void sync_lanes(group_stream& g);
+  /// Carries out a group window's actions: opens and hands out delivered assignments.
+  void apply_group(const wire::node_id_bytes& publisher, std::uint64_t epoch, group_stream& g,
+                   LossNotice::Reason reason);
+  /// Hands assignments that are waiting for a subscription to one, and NACKs those
+  /// that no subscription here can take.
+  void settle_group(const wire::node_id_bytes& publisher, std::uint64_t epoch, group_stream& g,
+                    clock::time_point now);
   void sync_subscriptions(publisher_state& p, stream& s);
   std::uint64_t start_for(const publisher_state& p, const subscription_entry& sub, std::string_view topic) const;
   void apply(const wire::node_id_bytes& publisher, std::uint64_t epoch, stream& s, sub_stream& ss,
@@ -129,6 +172,9 @@ class inbound_streams {
   /// processed; nullopt when none of them needs acks.
   std::optional<std::uint64_t> ack_value(const stream& s) const;
   void send_acks(clock::time_point now, bool force = false);
+  /// Adds `topic`'s ack to `m` when it is due.
+  void maybe_ack(ack_state& a, std::optional<std::uint64_t> value, const std::string& topic,
+                 clock::time_point now, bool force, wire::ack_msg& m);
 
   inbound_config cfg_;
   subscription_registry& subs_;

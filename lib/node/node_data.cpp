@@ -243,6 +243,11 @@ void node_impl::handle_data(zmq::message_t&& msg, const wire::node_id_bytes* rep
 void node_impl::reliability_tick(clock::time_point now) {
   expire_requests(now);
   inbound_->tick(now);
+  if (!own_nacks_.empty()) {
+    std::vector<wire::nack_msg> nacks;
+    nacks.swap(own_nacks_);
+    for (const auto& m : nacks) outbound_->on_nack(id_bytes_, m, now);
+  }
   outbound_->tick(now);
   send_heartbeats(now);
   update_flow_state();
@@ -253,10 +258,11 @@ void node_impl::reliability_tick(clock::time_point now) {
 
 void node_impl::deliver(std::size_t hash, delivery&& d) { dispatcher_->post(hash, std::move(d)); }
 
-// Acks and NACKs to this node itself (its own group work) go straight back in.
+// Acks, NACKs and LOSSes to this node itself (its own group work) go straight back
+// in; NACKs at the next tick, since their answers go back into the subscriber side.
 void node_impl::send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) {
   if (publisher == id_bytes_) {
-    outbound_->on_nack(id_bytes_, m);
+    own_nacks_.push_back(m);
   } else {
     send_control(publisher, m);
   }
@@ -285,12 +291,22 @@ void node_impl::send_assignment(const wire::node_id_bytes& to, const std::string
 }
 
 void node_impl::group_conflict(const wire::node_id_bytes& member, const std::string& group,
-                               const std::string& pattern, const std::string& group_pattern) {
+                               const std::string& patterns, const std::string& group_patterns) {
   bump(counters_.malformed_messages);
+  logger().info(
+      "node {}: node {} subscribes group '{}' with {}, the group (most of its nodes) with {}: it gets no "
+      "work from this node",
+      id_.short_string(), short_id(member), group, patterns, group_patterns);
   report(fault::group_conflict,
-         fmt::format("node {} subscribes group '{}' with pattern '{}', but the group's pattern is '{}': it gets no "
-                     "work from this node until it uses the same pattern",
-                     short_id(member), group, pattern, group_pattern));
+         fmt::format(
+             "node {} subscribes group '{}' with patterns {}, but the group's are {}: it gets no work from "
+             "this node until it subscribes the same set",
+             short_id(member), group, patterns, group_patterns));
+}
+
+void node_impl::group_changed(const std::string& group, const std::string& before, const std::string& now) {
+  logger().info("node {}: service group '{}' now subscribes {} (before: {})", id_.short_string(), group, now,
+                before == "[]" ? "nothing" : before);
 }
 
 // An assignment (the data frame a publisher gave us as group work), from a peer or
@@ -322,7 +338,13 @@ void node_impl::send_repair(const wire::node_id_bytes& to, zmq::message_t&& fram
   }
 }
 
-void node_impl::send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) { send_control(to, m); }
+void node_impl::send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) {
+  if (to == id_bytes_) {
+    inbound_->on_loss(id_bytes_, m, clock::now());
+  } else {
+    send_control(to, m);
+  }
+}
 
 void node_impl::lost(std::size_t stream_hash, const LossNotice& notice) {
   report(fault::sequence_gap,
@@ -463,7 +485,7 @@ bool node_impl::replay_dead_letter(std::uint64_t id) {
   d.events_offset = marks.count_at + 4;
   d.stream_id = (std::uint64_t{1} << 63) | id;  // its own ordering: nothing waits behind it
   // Done either way: handled, or dead-lettered again as a new entry that replaces it.
-  d.on_done = [this, id](bool) { dead_letters_.remove(id); };
+  d.on_done = [this, id](delivery_outcome) { dead_letters_.remove(id); };
   {
     // The replayed event must not be taken for a duplicate of itself.
     std::lock_guard lock(sub->dedupe_mu);

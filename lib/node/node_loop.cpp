@@ -321,11 +321,6 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
     if (auto gerr = wire::topic_error(effective.group); !gerr.empty()) {
       throw error(errc::invalid_argument, "SubscribeOptions::group names follow topic syntax: " + gerr);
     }
-    if (subs_.group(effective.group)) {
-      throw error(errc::invalid_argument, fmt::format("this node already has a subscription in group '{}'; one "
-                                                      "per group per node",
-                                                      effective.group));
-    }
     effective.delivery = Delivery::acknowledged;  // a group hands unacknowledged work on
   }
   if (effective.delivery == Delivery::acknowledged && effective.max_deliver == 0) {
@@ -334,6 +329,13 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
   // A group member gets its work by assignment (ROUTER), not from the PUB socket.
   auto prefix = effective.group.empty() ? std::optional<std::string>(p.zmq_prefix()) : std::nullopt;
   auto entry = subs_.add(std::move(p), std::move(handler), effective);
+  if (!entry) {
+    throw error(
+        errc::invalid_argument,
+        fmt::format("this node already subscribes '{}' in group '{}': a group's subscriptions on one node "
+                    "must have different patterns (handle both kinds in one handler, or unsubscribe first)",
+                    text, effective.group));
+  }
   post_command([this, prefix = std::move(prefix), entry] {
     if (prefix) transport_->subscribe(*prefix);
     subscriptions_changed();

@@ -235,8 +235,9 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) override;
   void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
                        zmq::message_t&& frame) override;
-  void group_conflict(const wire::node_id_bytes& member, const std::string& group, const std::string& pattern,
-                      const std::string& group_pattern) override;
+  void group_conflict(const wire::node_id_bytes& member, const std::string& group,
+                      const std::string& patterns, const std::string& group_patterns) override;
+  void group_changed(const std::string& group, const std::string& before, const std::string& now) override;
   void handle_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m, zmq::message_t&& frame);
 
   // peers
@@ -335,6 +336,9 @@ class node_impl final : private inbound_sink, private outbound_sink {
     wire::node_id_bytes id{};
   };
   std::vector<draining_sub> draining_;
+  /// NACKs of this node's own group work, for its publisher side: carried out after
+  /// the subscriber side's round, never inside it (answers go back into it).
+  std::vector<wire::nack_msg> own_nacks_;
   std::vector<outbox_batch> drained_;
   bool stalled_ = false;
   bool lossy_episode_ = false;

@@ -154,11 +154,31 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
   }
   if (std::holds_alternative<wire::goodbye_msg>(msg)) {
     if (auto t = table_.goodbye(from, now)) apply_transition(*t, now);
+    // It comes after the peer's last acks on this connection: the group work it did
+    // not acknowledge can go to the others now.
+    if (sessions_.count(from) == 0) {
+      outbound_->release_group_work(from, now);
+      update_flow_state();
+    }
     return;
   }
   // The rest needs an established session.
   auto it = sessions_.find(from);
   if (it == sessions_.end()) {
+    // Except the last group acks of a peer that said goodbye: its goodbye beacon may
+    // overtake them, and what they acknowledge must not be handed on.
+    const auto* ack = std::get_if<wire::ack_msg>(&msg);
+    const bool leaving =
+        std::any_of(draining_.begin(), draining_.end(), [&](const draining_sub& d) { return d.id == from; });
+    if (ack != nullptr && leaving) {
+      wire::ack_msg group_acks{ack->epoch, {}};
+      for (const auto& a : ack->acks) {
+        if (a.first.rfind(group_stream_prefix, 0) == 0) group_acks.acks.push_back(a);
+      }
+      outbound_->on_ack(from, group_acks, now);
+      update_flow_state();
+      return;
+    }
     bump(counters_.unknown_senders);
     return;
   }
@@ -177,7 +197,7 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
     s.confirmed_generation = std::max(s.confirmed_generation, ready->generation);
     inbound_->on_ready(from, s.epoch, *ready, now);
   } else if (auto* nack = std::get_if<wire::nack_msg>(&msg)) {
-    outbound_->on_nack(from, *nack);
+    outbound_->on_nack(from, *nack, now);
   } else if (auto* ack = std::get_if<wire::ack_msg>(&msg)) {
     outbound_->on_ack(from, *ack, now);
     update_flow_state();
@@ -323,6 +343,8 @@ void node_impl::apply_transition(const discovery::peer_transition& t, clock::tim
 
 node_impl::peer_session& node_impl::open_session(const discovery::peer_transition& t,
                                                  clock::time_point now) {
+  // Group work an earlier session still held after its goodbye goes to the others.
+  outbound_->release_group_work(t.id, now);
   auto& s = sessions_[t.id];
   s = peer_session{};
   s.id = t.id;
@@ -353,7 +375,9 @@ void node_impl::close_session(const wire::node_id_bytes& id, bool draining) {
     logger().info("node {}: peer {} '{}' left", id_.short_string(), short_id(id), it->second.name);
   }
   if (stalled_) peer_left_during_stall_ = true;
-  outbound_->forget_subscriber(id, clock::now());  // its window no longer holds anyone up; its group work moves
+  // Its window no longer holds anyone up. Its group work moves to the others now, or,
+  // after a goodbye, once its last acks are in (release_group_work).
+  outbound_->forget_subscriber(id, clock::now(), draining);
   set_peer_services(it->second, {});
   fail_requests(&id, errc::peer_gone, "the instance left before it replied");
   update_flow_state();
@@ -377,7 +401,11 @@ void node_impl::retire_drained(clock::time_point now) {
       continue;
     }
     transport_->release_sub(it->endpoint);  // a no-op if a new peer took it over
-    if (sessions_.count(it->id) == 0) inbound_->on_publisher_gone(it->id, now);
+    if (sessions_.count(it->id) == 0) {
+      inbound_->on_publisher_gone(it->id, now);
+      outbound_->release_group_work(it->id, now);  // its GOODBYE never came
+      update_flow_state();
+    }
     it = draining_.erase(it);
   }
 }

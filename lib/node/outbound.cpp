@@ -1,11 +1,27 @@
 // Publisher side of reliability; see outbound.hpp.
 #include "lib/node/outbound.hpp"
 
+#include <algorithm>
+
 namespace meshbus::detail {
 namespace {
 // Batches resent for one NACK or one redelivery at most; the rest is asked for again.
 constexpr std::size_t repair_budget = 1024;
+
+std::string describe(const std::vector<std::string>& texts) {
+  std::string out = "[";
+  for (const auto& t : texts) {
+    if (out.size() > 1) out += ", ";
+    out += t;
+  }
+  return out + "]";
+}
 }  // namespace
+
+bool outbound_streams::group_info::matches(std::string_view topic) const {
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const wire::pattern& p) { return p.matches(topic); });
+}
 
 void outbound_streams::track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic,
                                    clock::time_point now) {
@@ -28,13 +44,13 @@ void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std
     it->second = generation_;
     for (const auto& [id, s] : subscribers_) track_topic(id, s, topic, now);
   }
-  // Every group whose pattern matches gets the batch, for one of its members.
+  // Every group one of whose patterns matches gets the batch, for one of its members.
   group_sends_.clear();
   for (const auto& [name, g] : group_info_) {
-    if (g.members.empty() || !g.pattern.matches(topic)) continue;
+    if (g.members.empty() || !g.matches(topic)) continue;
     zmq::message_t copy;
     copy.copy(frame);
-    groups_.assign(name, count, std::move(copy), now, group_sends_);
+    groups_.assign(name, topic, count, std::move(copy), now, group_sends_);
   }
   send_all(group_sends_);
   const auto bytes = frame.size();
@@ -69,42 +85,122 @@ void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::
     track_topic(id, s, topic, now);
     generation = generation_;
   }
-  // Service groups: join the ones it subscribes now, leave the others.
-  std::set<std::string> now_in;
+  // Service groups: the set of patterns it subscribes in each group.
+  std::map<std::string, std::vector<std::string>> wants;
   for (const auto& spec : patterns) {
     if (spec.group.empty()) continue;
     wire::pattern p;
     std::string err;
-    if (!wire::pattern::compile(spec.pattern, p, err)) continue;
-    auto [g, created] = group_info_.try_emplace(spec.group, group_info{p, {}});
-    if (!created && g->second.members.empty()) g->second.pattern = p;  // an empty group takes the newcomer's
-    if (g->second.pattern.text() != spec.pattern) {
-      sink_.group_conflict(id, spec.group, spec.pattern, g->second.pattern.text());
+    if (wire::pattern::compile(spec.pattern, p, err)) wants[spec.group].push_back(spec.pattern);
+  }
+  std::set<std::string> groups;
+  for (auto& [name, texts] : wants) {
+    std::sort(texts.begin(), texts.end());
+    texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+    groups.insert(name);
+  }
+  for (const auto& name : s.groups) groups.insert(name);
+  for (const auto& name : groups) {
+    auto& g = group_info_[name];
+    if (auto w = wants.find(name); w != wants.end()) {
+      g.wanted[id] = std::move(w->second);
+    } else {
+      g.wanted.erase(id);
+    }
+    reconcile(name, g, now);
+  }
+  s.groups.clear();
+  for (const auto& [name, texts] : wants) s.groups.insert(name);
+}
+
+// Chooses the group's set and its members again after a node's set changed.
+void outbound_streams::reconcile(const std::string& name, group_info& g, clock::time_point now) {
+  // The set most of the group's nodes subscribe; a tie keeps the current set, or else
+  // goes to the set of the lowest node id (the map's order), so publishers agree.
+  bool changed = false;
+  if (!g.wanted.empty()) {
+    std::map<std::vector<std::string>, std::size_t> votes;
+    for (const auto& [id, texts] : g.wanted) ++votes[texts];
+    const std::vector<std::string>* best = nullptr;
+    std::size_t best_votes = 0;
+    if (auto current = votes.find(g.texts); current != votes.end()) {
+      best = &current->first;
+      best_votes = current->second;
+    }
+    for (const auto& [id, texts] : g.wanted) {
+      if (votes[texts] > best_votes) {
+        best = &votes.find(texts)->first;
+        best_votes = votes[texts];
+      }
+    }
+    if (best != nullptr && *best != g.texts) {
+      sink_.group_changed(name, describe(g.texts), describe(*best));
+      changed = true;
+      g.texts = *best;
+      g.patterns.clear();
+      for (const auto& text : g.texts) {
+        wire::pattern p;
+        std::string err;
+        if (wire::pattern::compile(text, p, err)) g.patterns.push_back(std::move(p));
+      }
+    }
+  }
+  // Members: exactly the nodes that subscribe the group's set. One that no longer
+  // does keeps what it holds until it acknowledges it or asks for it again.
+  for (auto it = g.members.begin(); it != g.members.end();) {
+    auto w = g.wanted.find(*it);
+    if (w != g.wanted.end() && w->second == g.texts) {
+      ++it;
       continue;
     }
-    now_in.insert(spec.group);
-    if (g->second.members.insert(id).second) {
+    groups_.retire(name, *it);
+    it = g.members.erase(it);
+  }
+  if (changed) {
+    // Work outside the new set is no longer the group's: no member could handle it.
+    groups_.set_scope(name, [patterns = g.patterns](std::string_view topic) {
+      return std::any_of(patterns.begin(), patterns.end(),
+                         [&](const wire::pattern& p) { return p.matches(topic); });
+    });
+  }
+  for (const auto& [id, texts] : g.wanted) {
+    if (texts != g.texts) {
+      auto [r, added] = g.refused.try_emplace(id);
+      if (added || r->second != texts) {
+        r->second = texts;
+        sink_.group_conflict(id, name, describe(texts), describe(g.texts));
+      }
+      continue;
+    }
+    g.refused.erase(id);
+    if (g.members.insert(id).second) {
       group_sends_.clear();
-      groups_.join(spec.group, id, now, group_sends_);
+      groups_.join(name, id, now, group_sends_);
       send_all(group_sends_);
     }
   }
-  for (const auto& name : s.groups) {
-    if (now_in.count(name) != 0) continue;
-    group_info_[name].members.erase(id);
-    group_sends_.clear();
-    groups_.leave(name, id, now, group_sends_);
-    send_all(group_sends_);
+  for (auto it = g.refused.begin(); it != g.refused.end();) {
+    it = g.wanted.count(it->first) != 0 ? std::next(it) : g.refused.erase(it);
   }
-  s.groups = std::move(now_in);
 }
 
-void outbound_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now) {
+void outbound_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
+                                         bool keep_group_work) {
   subscribers_.erase(id);
   tracker_.forget(id);
   ++generation_;
-  // Its unfinished group work goes to the other members.
-  for (auto& [name, g] : group_info_) g.members.erase(id);
+  // Its groups choose their set without it; it takes no new work.
+  for (auto& [name, g] : group_info_) {
+    if (g.wanted.erase(id) == 0 && g.members.count(id) == 0) continue;
+    if (g.members.erase(id) != 0) groups_.retire(name, id);
+    g.refused.erase(id);
+    reconcile(name, g, now);
+  }
+  if (!keep_group_work) release_group_work(id, now);
+}
+
+void outbound_streams::release_group_work(const wire::node_id_bytes& id, clock::time_point now) {
+  if (subscribers_.count(id) != 0) return;  // known again (a new session): nothing of the old to hand on
   group_sends_.clear();
   groups_.leave("", id, now, group_sends_);
   send_all(group_sends_);
@@ -128,16 +224,28 @@ void outbound_streams::resend(const wire::node_id_bytes& to, std::string_view to
   }
 }
 
-void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m) {
+void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m,
+                               clock::time_point now) {
   bump(counters_.nacks_received);
   if (m.epoch != epoch_) {
     bump(counters_.bad_nacks);  // meant for an earlier life of this node
     return;
   }
-  if (m.topic.rfind(group_stream_prefix, 0) == 0) {  // group work: resend the member's own assignments
+  if (m.topic.rfind(group_stream_prefix, 0) == 0) {
+    // Group work: a member's own assignments again, or, for a member that no longer
+    // serves the group as it did, to the others; LOSS for the numbers it does not hold.
     const auto group = m.topic.substr(group_stream_prefix.size());
-    for (const auto& [first, last] : m.ranges) groups_.resend(from, group, first, last, group_sends_);
+    std::vector<reliability::seq_range> gone;
+    bool ok = true;
+    group_sends_.clear();
+    for (const auto& [first, last] : m.ranges)
+      ok = groups_.nack(from, group, first, last, now, group_sends_, gone) && ok;
+    if (!ok) bump(counters_.bad_nacks);
     send_all(group_sends_);
+    for (const auto& r : gone) {
+      bump(counters_.losses_sent);
+      sink_.send_loss(from, wire::loss_msg{epoch_, m.topic, r.from, r.to});
+    }
     return;
   }
   std::size_t budget = repair_budget;

@@ -5,7 +5,10 @@
 // reliable or acknowledged patterns match, from the moment it became ready. NACKs
 // are answered from history to that subscriber alone (repairs), or with a loss
 // message for what history no longer holds; acknowledged subscribers without
-// progress get their unacknowledged events again. I/O thread only.
+// progress get their unacknowledged events again. Service groups: each batch on a
+// topic one of a group's patterns matches goes to one member (the group assigner);
+// a group's NACKs resend or hand on that member's assignments, and LOSS tells it
+// which numbers it no longer holds. I/O thread only.
 #pragma once
 
 #include <chrono>
@@ -41,9 +44,12 @@ class outbound_sink {
   /// Sends `frame` to a group member as its `seq`-th batch of `group`.
   virtual void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
                                zmq::message_t&& frame) = 0;
-  /// A member subscribed a group with another pattern than the group's: refused.
+  /// A node subscribes a group with another set of patterns than the group's (both
+  /// given as text, e.g. "[a.*, b.c]"): it gets no work from this node.
   virtual void group_conflict(const wire::node_id_bytes& member, const std::string& group,
-                              const std::string& pattern, const std::string& group_pattern) = 0;
+                              const std::string& patterns, const std::string& group_patterns) = 0;
+  /// A group's set of patterns changed (it had `before`, empty text for none).
+  virtual void group_changed(const std::string& group, const std::string& before, const std::string& now) = 0;
 };
 
 /// Acks and NACKs of group work name the group as "$group.<name>".
@@ -61,8 +67,14 @@ class outbound_streams {
   /// A subscriber's patterns or readiness changed.
   void set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
                       clock::time_point now);
-  void forget_subscriber(const wire::node_id_bytes& id, clock::time_point now);
-  void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m);
+  /// A subscriber is gone: it is no longer tracked and gets no new group work. Its
+  /// unacknowledged group work goes to the other members now, or, with
+  /// `keep_group_work` (it said goodbye, and its last acks may still be on the way),
+  /// when release_group_work() is called.
+  void forget_subscriber(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work = false);
+  /// What a forgotten subscriber still holds of group work goes to the other members.
+  void release_group_work(const wire::node_id_bytes& id, clock::time_point now);
+  void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m, clock::time_point now);
   void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
   /// Redeliveries that are due.
   void tick(clock::time_point now);
@@ -75,6 +87,7 @@ class outbound_streams {
   }
   std::uint64_t reassigned() const noexcept { return groups_.reassigned(); }
   std::size_t group_backlog() const { return groups_.backlog(); }
+  std::uint64_t group_out_of_scope() const noexcept { return groups_.out_of_scope(); }
   std::size_t history_events() const noexcept { return history_.events(); }
   std::size_t history_bytes() const noexcept { return history_.bytes(); }
   /// The last sequence of every topic sent, for READY.
@@ -86,10 +99,19 @@ class outbound_streams {
     std::set<std::string> groups;
     bool ready = false;
   };
+  /// A service group as this publisher sees it (docs/protocol.md §7): the set of
+  /// patterns it subscribes is the set most of its nodes subscribe (a tie keeps the
+  /// current one); nodes that subscribe exactly that set are its members, the others
+  /// get no work from here.
   struct group_info {
-    wire::pattern pattern;  ///< what every member subscribes
-    std::set<wire::node_id_bytes> members;
+    std::vector<std::string> texts;       ///< the group's set, sorted; empty until a node subscribes
+    std::vector<wire::pattern> patterns;  ///< the same, compiled
+    std::map<wire::node_id_bytes, std::vector<std::string>> wanted;   ///< each subscribing node's set
+    std::set<wire::node_id_bytes> members;                            ///< active: wanted == texts
+    std::map<wire::node_id_bytes, std::vector<std::string>> refused;  ///< conflicts reported
+    bool matches(std::string_view topic) const;
   };
+  void reconcile(const std::string& name, group_info& g, clock::time_point now);
   void send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends);
   void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
   void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,

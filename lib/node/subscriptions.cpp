@@ -13,6 +13,11 @@ std::shared_ptr<subscription_entry> subscription_registry::add(wire::pattern p, 
   e->handler = std::move(h);
   e->options = o;
   std::lock_guard lock(mu_);
+  if (!o.group.empty() && std::any_of(entries_.begin(), entries_.end(), [&](const auto& other) {
+        return other->options.group == o.group && other->pattern.text() == e->pattern.text();
+      })) {
+    return nullptr;
+  }
   e->id = next_id_++;
   entries_.push_back(e);
   generation_.fetch_add(1, std::memory_order_acq_rel);
@@ -48,10 +53,14 @@ std::vector<std::shared_ptr<subscription_entry>> subscription_registry::entries(
   return entries_;
 }
 
-std::shared_ptr<subscription_entry> subscription_registry::group(std::string_view name) const {
+std::vector<std::shared_ptr<subscription_entry>> subscription_registry::in_group(
+    std::string_view name) const {
   std::lock_guard lock(mu_);
-  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e->options.group == name; });
-  return it == entries_.end() ? nullptr : *it;
+  std::vector<std::shared_ptr<subscription_entry>> out;
+  for (const auto& e : entries_) {
+    if (e->options.group == name) out.push_back(e);
+  }
+  return out;
 }
 
 std::shared_ptr<subscription_entry> subscription_registry::find(std::uint64_t id) const {

@@ -52,7 +52,9 @@ using match_list = std::vector<std::shared_ptr<subscription_entry>>;
 
 class subscription_registry {
  public:
-  /// Adds a compiled pattern; returns the entry. Any thread.
+  /// Adds a compiled pattern; returns the entry. Any thread. Returns null, adding
+  /// nothing, when `o.group` is set and the group already has a subscription of the
+  /// same pattern here (a group's subscriptions differ by pattern).
   std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h, const SubscribeOptions& o);
   /// Removes by id; returns the entry (inactive now) or null. Any thread.
   std::shared_ptr<subscription_entry> remove(std::uint64_t id);
@@ -62,8 +64,8 @@ class subscription_registry {
   /// Every active entry (a copy of the list).
   std::vector<std::shared_ptr<subscription_entry>> entries() const;
   std::shared_ptr<subscription_entry> find(std::uint64_t id) const;
-  /// The subscription of a service group on this node, if any.
-  std::shared_ptr<subscription_entry> group(std::string_view name) const;
+  /// The active subscriptions of a service group on this node (several patterns).
+  std::vector<std::shared_ptr<subscription_entry>> in_group(std::string_view name) const;
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
   bool empty() const;
 

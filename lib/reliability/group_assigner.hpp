@@ -1,22 +1,33 @@
 // Competing consumers on the publisher side: which member of a service group gets
-// each batch, and what happens to a member's work when it leaves. No I/O, no clock.
+// each batch, and what happens to a member's work when it leaves or stops fitting the
+// group. No I/O, no clock.
 //
-// A batch for a group goes to the live member with the least unacknowledged work
+// A batch for a group goes to the active member with the least unacknowledged work
 // (round robin among equals), with that member's next assignment sequence number
-// (per member and group, from 1). Members acknowledge cumulatively what their
-// handlers finished. A member that leaves hands its unacknowledged batches to the
-// others, in their original order; with no member left they wait in a bounded
-// backlog (overflow policy: drop the oldest, counted) until one joins. A member that
-// makes no progress gets its unacknowledged batches again after a timeout that
-// doubles per attempt.
+// (per member and group, from 1, never reused while the member is known: a member
+// that stops and starts serving a group again goes on from where it was). Members
+// acknowledge cumulatively what their handlers finished.
+//
+// A member is *active* (it takes new work) or *draining* (`retire`: it takes none, and
+// keeps what it holds until it acknowledges it or asks for it again, which hands it to
+// the others). A member that is gone (`leave`) hands all its unacknowledged batches to
+// the others at once, in their original order. With no active member, handed-on
+// batches wait in a bounded backlog (overflow policy: drop the oldest, counted) until
+// one joins. A group's *scope* (which topics are its work) is set by the caller; a
+// batch outside it is dropped (counted) rather than given to a member that cannot
+// handle it. A member that makes no progress gets its batches again after a timeout
+// that doubles per attempt; a draining one, after two attempts, loses them to the
+// others.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/reliability/receive_window.hpp"
@@ -29,6 +40,8 @@ struct group_config {
   std::size_t max_backlog = 1u << 16;  ///< batches waiting for a member
   clock::duration redelivery_timeout = std::chrono::milliseconds(1000);
   clock::duration redelivery_max = std::chrono::milliseconds(30000);
+  /// Redeliveries a draining member gets before its work goes to the others.
+  unsigned draining_attempts = 2;
 };
 
 template <class Payload>
@@ -41,14 +54,24 @@ class group_assigner {
     std::uint64_t seq = 0;  ///< the member's assignment sequence
     const Payload* payload = nullptr;
   };
+  /// Which topics are a group's work.
+  using scope_fn = std::function<bool(std::string_view topic)>;
 
   explicit group_assigner(group_config cfg) : cfg_(cfg) {}
 
-  /// `member` serves `group` from now on. Waiting work goes to it at once.
+  /// `member` takes new work of `group` from now on (a draining member becomes active
+  /// again). Waiting work goes to the group's members at once.
   void join(const std::string& group, const wire::node_id_bytes& member, clock::time_point now, std::vector<send>& out) {
     auto& g = groups_[group];
     auto [it, added] = g.members.try_emplace(member);
-    if (added) it->second.last_progress = now;
+    if (added) {
+      it->second.last_progress = now;
+      if (auto r = g.retired.find(member); r != g.retired.end()) {
+        it->second.next_seq = r->second;  // its numbering goes on: the member's window expects that
+        g.retired.erase(r);
+      }
+    }
+    it->second.draining = false;
     while (!g.backlog.empty()) {
       auto b = std::move(g.backlog.front());
       g.backlog.pop_front();
@@ -56,18 +79,32 @@ class group_assigner {
     }
   }
 
-  /// `member` no longer serves `group` (or any group, with an empty name): its
-  /// unacknowledged work is handed to the others. Returns how many batches moved.
+  /// `member` takes no new work of `group`. What it holds stays with it until it
+  /// acknowledges it, or asks for it again (`nack`), which hands it to the others.
+  void retire(const std::string& group, const wire::node_id_bytes& member) {
+    auto g = groups_.find(group);
+    if (g == groups_.end()) return;
+    auto it = g->second.members.find(member);
+    if (it == g->second.members.end()) return;
+    if (it->second.unacked.empty()) {
+      forget_member(g->second, it);
+    } else {
+      it->second.draining = true;
+    }
+  }
+
+  /// `member` is gone from `group` (or from every group, with an empty name): its
+  /// unacknowledged work goes to the others now, and its numbering is forgotten.
+  /// Returns how many batches moved.
   std::size_t leave(const std::string& group, const wire::node_id_bytes& member, clock::time_point now,
                     std::vector<send>& out) {
     std::size_t moved = 0;
     for (auto& [name, g] : groups_) {
       if (!group.empty() && name != group) continue;
+      g.retired.erase(member);
       auto it = g.members.find(member);
       if (it == g.members.end()) continue;
-      auto work = std::move(it->second.unacked);
-      unacked_events_ -= std::min(unacked_events_, it->second.unacked_events);
-      if (it->second.unacked_events >= cfg_.window) --over_window_;
+      auto work = take_all(it->second);
       g.members.erase(it);
       for (auto& a : work) {
         place(name, g, std::move(a.b), now, out);
@@ -78,29 +115,70 @@ class group_assigner {
     return moved;
   }
 
+  /// Sets which topics are `group`'s work: waiting batches, and those of active
+  /// members, that are outside it are dropped (counted). Draining members keep theirs:
+  /// they subscribed what the group had when they got them.
+  void set_scope(const std::string& group, scope_fn accepts) {
+    auto& g = groups_[group];
+    g.accepts = std::move(accepts);
+    if (!g.accepts) return;
+    const auto before = g.backlog.size();
+    g.backlog.erase(std::remove_if(g.backlog.begin(), g.backlog.end(),
+                                   [&](const batch& b) { return !g.accepts(b.topic); }),
+                    g.backlog.end());
+    out_of_scope_ += before - g.backlog.size();
+    for (auto& [id, m] : g.members) {
+      if (m.draining) continue;
+      for (auto a = m.unacked.begin(); a != m.unacked.end();) {
+        if (g.accepts(a->b.topic)) {
+          ++a;
+          continue;
+        }
+        adjust(m, -static_cast<std::int64_t>(a->b.count));
+        a = m.unacked.erase(a);
+        ++out_of_scope_;
+      }
+    }
+  }
+
+  /// True when `group` has an active member.
   bool has_members(const std::string& group) const {
     auto it = groups_.find(group);
-    return it != groups_.end() && !it->second.members.empty();
+    if (it == groups_.end()) return false;
+    return std::any_of(it->second.members.begin(), it->second.members.end(),
+                       [](const auto& m) { return !m.second.draining; });
   }
-  std::vector<std::string> groups() const {
-    std::vector<std::string> out;
-    for (const auto& [name, g] : groups_) out.push_back(name);
-    return out;
+  bool is_active(const std::string& group, const wire::node_id_bytes& member) const {
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return false;
+    auto m = it->second.members.find(member);
+    return m != it->second.members.end() && !m->second.draining;
+  }
+  bool is_draining(const std::string& group, const wire::node_id_bytes& member) const {
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return false;
+    auto m = it->second.members.find(member);
+    return m != it->second.members.end() && m->second.draining;
   }
 
-  /// A batch of `count` events for `group`: to a member now, or into the backlog.
-  void assign(const std::string& group, std::uint32_t count, Payload&& payload, clock::time_point now,
-              std::vector<send>& out) {
-    place(group, groups_[group], batch{count, std::move(payload)}, now, out);
+  /// A batch of `count` events on `topic` for `group`: to a member now, or into the backlog.
+  void assign(const std::string& group, std::string_view topic, std::uint32_t count, Payload&& payload,
+              clock::time_point now, std::vector<send>& out) {
+    place(group, groups_[group], batch{count, std::string(topic), std::move(payload)}, now, out);
   }
 
-  /// Cumulative: `member` finished every assignment of `group` up to `seq`.
-  /// False when the member or group is unknown, or `seq` was never assigned.
+  /// Cumulative: `member` finished every assignment of `group` up to `seq`. False
+  /// when the member never served the group or `seq` was never assigned to it (an
+  /// ack from a member that no longer holds anything is accepted and changes nothing).
   bool ack(const wire::node_id_bytes& member, const std::string& group, std::uint64_t seq, clock::time_point now) {
     auto g = groups_.find(group);
     if (g == groups_.end()) return false;
     auto it = g->second.members.find(member);
-    if (it == g->second.members.end() || seq >= it->second.next_seq) return false;
+    if (it == g->second.members.end()) {
+      auto r = g->second.retired.find(member);
+      return r != g->second.retired.end() && seq < r->second;
+    }
+    if (seq >= it->second.next_seq) return false;
     auto& m = it->second;
     bool progress = false;
     while (!m.unacked.empty() && m.unacked.front().seq <= seq) {
@@ -112,31 +190,90 @@ class group_assigner {
       m.last_progress = now;
       m.attempts = 0;
     }
+    if (m.draining && m.unacked.empty()) forget_member(g->second, it);
     return true;
   }
 
-  /// Assignments of `member` in [from, to] that are still unacknowledged, to send again.
-  void resend(const wire::node_id_bytes& member, const std::string& group, std::uint64_t from, std::uint64_t to,
-              std::vector<send>& out) const {
+  /// `member` asks for its assignments [from, to] of `group` again. An active member
+  /// gets those it still holds again; a draining member's go to the others. The
+  /// numbers in the range that the member does not hold (any more) are added to
+  /// `gone`, so that it stops waiting for them. False when the member never served the
+  /// group or the range goes beyond what was assigned to it.
+  bool nack(const wire::node_id_bytes& member, const std::string& group, std::uint64_t from, std::uint64_t to,
+            clock::time_point now, std::vector<send>& out, std::vector<seq_range>& gone) {
     auto g = groups_.find(group);
-    if (g == groups_.end()) return;
+    if (g == groups_.end() || from == 0 || from > to) return false;
     auto it = g->second.members.find(member);
-    if (it == g->second.members.end()) return;
-    for (const auto& a : it->second.unacked) {
-      if (a.seq >= from && a.seq <= to) out.push_back({member, group, a.seq, &a.b.payload});
+    std::uint64_t next = 0;
+    if (it != g->second.members.end()) {
+      next = it->second.next_seq;
+    } else if (auto r = g->second.retired.find(member); r != g->second.retired.end()) {
+      next = r->second;
+    } else {
+      return false;
     }
+    const bool beyond = to >= next;
+    to = std::min(to, next - 1);
+    if (from > to) return !beyond;
+    if (it == g->second.members.end()) {
+      gone.push_back({from, to});
+      return !beyond;
+    }
+    auto& m = it->second;
+    if (!m.draining) {
+      std::uint64_t cursor = from;
+      for (const auto& a : m.unacked) {
+        if (a.seq < from) continue;
+        if (a.seq > to) break;
+        if (a.seq > cursor) gone.push_back({cursor, a.seq - 1});
+        cursor = a.seq + 1;
+        out.push_back({member, group, a.seq, &a.b.payload});
+      }
+      if (cursor <= to) gone.push_back({cursor, to});
+      return !beyond;
+    }
+    // Draining: hand what it holds in the range to the others.
+    std::vector<batch> moved;
+    for (auto a = m.unacked.begin(); a != m.unacked.end();) {
+      if (a->seq < from || a->seq > to) {
+        ++a;
+        continue;
+      }
+      adjust(m, -static_cast<std::int64_t>(a->b.count));
+      moved.push_back(std::move(a->b));
+      a = m.unacked.erase(a);
+    }
+    gone.push_back({from, to});
+    if (m.unacked.empty()) forget_member(g->second, it);
+    for (auto& b : moved) place(group, g->second, std::move(b), now, out);
+    reassigned_ += moved.size();
+    return !beyond;
   }
 
-  /// Members without progress for their timeout get their unacknowledged work again.
+  /// Members without progress for their timeout get their unacknowledged work again;
+  /// draining members that already had `draining_attempts` lose it to the others.
   void due(clock::time_point now, std::vector<send>& out) {
     for (auto& [name, g] : groups_) {
-      for (auto& [id, m] : g.members) {
-        if (m.unacked.empty() || now - m.last_progress < timeout_after(m.attempts)) continue;
+      std::vector<batch> moved;
+      for (auto it = g.members.begin(); it != g.members.end();) {
+        auto& m = it->second;
+        if (m.unacked.empty() || now - m.last_progress < timeout_after(m.attempts)) {
+          ++it;
+          continue;
+        }
+        if (m.draining && m.attempts >= cfg_.draining_attempts) {
+          for (auto& a : take_all(m)) moved.push_back(std::move(a.b));
+          it = forget_member(g, it);
+          continue;
+        }
         ++m.attempts;
         m.last_progress = now;
         ++redelivered_;
-        for (const auto& a : m.unacked) out.push_back({id, name, a.seq, &a.b.payload});
+        for (const auto& a : m.unacked) out.push_back({it->first, name, a.seq, &a.b.payload});
+        ++it;
       }
+      reassigned_ += moved.size();
+      for (auto& b : moved) place(name, g, std::move(b), now, out);
     }
   }
 
@@ -151,6 +288,8 @@ class group_assigner {
   std::uint64_t reassigned() const noexcept { return reassigned_; }
   std::uint64_t redelivered() const noexcept { return redelivered_; }
   std::uint64_t backlog_dropped() const noexcept { return backlog_dropped_; }
+  /// Batches dropped because their topic was no longer the group's work.
+  std::uint64_t out_of_scope() const noexcept { return out_of_scope_; }
   std::uint64_t unacknowledged(const wire::node_id_bytes& member) const {
     std::uint64_t n = 0;
     for (const auto& [name, g] : groups_) {
@@ -162,6 +301,7 @@ class group_assigner {
  private:
   struct batch {
     std::uint32_t count = 0;
+    std::string topic;
     Payload payload;
   };
   struct assignment {
@@ -169,17 +309,34 @@ class group_assigner {
     batch b;
   };
   struct member_state {
-    std::deque<assignment> unacked;
+    std::deque<assignment> unacked;  ///< in sequence order
     std::uint64_t next_seq = 1;
     std::uint64_t unacked_events = 0;
     clock::time_point last_progress{};
     unsigned attempts = 0;
+    bool draining = false;
   };
   struct group_state {
     std::map<wire::node_id_bytes, member_state> members;
+    /// Members that hold nothing and take nothing: where their numbering goes on.
+    std::map<wire::node_id_bytes, std::uint64_t> retired;
     std::deque<batch> backlog;
+    scope_fn accepts;
     std::size_t turn = 0;
   };
+  using member_iterator = typename std::map<wire::node_id_bytes, member_state>::iterator;
+
+  std::deque<assignment> take_all(member_state& m) {
+    auto work = std::move(m.unacked);
+    m.unacked.clear();
+    adjust(m, -static_cast<std::int64_t>(m.unacked_events));
+    return work;
+  }
+
+  member_iterator forget_member(group_state& g, member_iterator it) {
+    g.retired[it->first] = it->second.next_seq;
+    return g.members.erase(it);
+  }
 
   void adjust(member_state& m, std::int64_t delta) {
     const bool was_over = m.unacked_events >= cfg_.window;
@@ -197,22 +354,30 @@ class group_assigner {
   }
 
   void place(const std::string& name, group_state& g, batch&& b, clock::time_point now, std::vector<send>& out) {
-    if (g.members.empty()) {
+    if (g.accepts && !g.accepts(b.topic)) {
+      ++out_of_scope_;
+      return;
+    }
+    // The least loaded active member; the scan starts one further each time, so
+    // equals take turns.
+    auto pick = g.members.end();
+    const std::size_t n = g.members.size();
+    if (n != 0) {
+      const std::size_t start = g.turn++ % n;
+      auto it = std::next(g.members.begin(), static_cast<std::ptrdiff_t>(start));
+      for (std::size_t k = 0; k < n; ++k, ++it) {
+        if (it == g.members.end()) it = g.members.begin();
+        if (it->second.draining) continue;
+        if (pick == g.members.end() || it->second.unacked_events < pick->second.unacked_events) pick = it;
+      }
+    }
+    if (pick == g.members.end()) {
       if (g.backlog.size() >= cfg_.max_backlog) {
         g.backlog.pop_front();
         ++backlog_dropped_;
       }
       g.backlog.push_back(std::move(b));
       return;
-    }
-    // The least loaded member; the scan starts one further each time, so equals take turns.
-    const std::size_t n = g.members.size();
-    const std::size_t start = g.turn++ % n;
-    auto pick = g.members.end();
-    auto it = std::next(g.members.begin(), static_cast<std::ptrdiff_t>(start));
-    for (std::size_t k = 0; k < n; ++k, ++it) {
-      if (it == g.members.end()) it = g.members.begin();
-      if (pick == g.members.end() || it->second.unacked_events < pick->second.unacked_events) pick = it;
     }
     auto& m = pick->second;
     if (m.unacked.empty()) m.last_progress = now;
@@ -235,6 +400,7 @@ class group_assigner {
   std::uint64_t reassigned_ = 0;
   std::uint64_t redelivered_ = 0;
   std::uint64_t backlog_dropped_ = 0;
+  std::uint64_t out_of_scope_ = 0;
 };
 
 }  // namespace meshbus::reliability
