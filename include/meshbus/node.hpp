@@ -378,6 +378,11 @@ class Node {
   std::uint16_t beacon_port() const noexcept;
 
  private:
+  // Completes on the I/O thread, for the typed future form: a future's get() may be
+  // called on a handler thread, which must not be the one that completes it.
+  void request_on_io_thread(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
+                            const RequestOptions& options);
+
   std::unique_ptr<detail::node_impl> impl_;
 };
 

@@ -19,7 +19,7 @@ struct Stats {
   std::uint64_t sent_past_gone = 0;       ///< data messages sent while a departed peer's full
                                           ///< queue refused them; that peer does not get them
   std::uint64_t heartbeats_sent = 0;
-  std::uint64_t control_send_failures = 0;  ///< control messages refused by a full peer queue
+  std::uint64_t control_send_failures = 0;  ///< control messages refused: a full peer queue, or no connection to the peer
                                             ///< (their timers send them again)
   std::uint64_t window_waits = 0;           ///< publish() waited: a subscriber's window was full
   std::uint64_t nacks_received = 0;

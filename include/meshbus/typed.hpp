@@ -321,7 +321,9 @@ std::future<Rep> Node::request(std::string_view service, const Req& request, std
   auto promise = std::make_shared<std::promise<Rep>>();
   auto result = promise->get_future();
   try {
-    request_async(
+    // Completed on the I/O thread (only the decode runs there), so get() on a handler
+    // thread - a query from inside a handler - does not wait for itself.
+    request_on_io_thread(
         service, std::as_bytes(std::span(bytes.data(), bytes.size())),
         [promise](std::optional<Reply> reply, std::exception_ptr failed) {
           if (failed) {

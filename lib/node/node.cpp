@@ -50,6 +50,12 @@ void Node::request_async(std::string_view service, std::span<const std::byte> pa
                        wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
                        std::move(done), options);
 }
+void Node::request_on_io_thread(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
+                                const RequestOptions& options) {
+  impl_->request_on_io_thread(
+      service, wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
+      std::move(done), options);
+}
 Service Node::serve(std::string_view service, RequestHandler handler) {
   return impl_->serve(service, std::move(handler));
 }

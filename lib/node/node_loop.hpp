@@ -104,6 +104,8 @@ class node_impl final : private inbound_sink, private outbound_sink {
   std::future<Reply> request(std::string_view service, wire::byte_view payload, const RequestOptions& options);
   void request_async(std::string_view service, wire::byte_view payload, ReplyCallback done,
                      const RequestOptions& options);
+  void request_on_io_thread(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                            const RequestOptions& options);
   Service serve(std::string_view service, RequestHandler handler);
   void unserve(Service service);
   std::vector<NodeId> instances(std::string_view service) const;

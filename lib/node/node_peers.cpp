@@ -446,10 +446,18 @@ void node_impl::send_hello(peer_session& s, clock::time_point now) {
 void node_impl::send_control(const wire::node_id_bytes& id, const wire::control_msg& m) {
   const auto bytes = wire::encode_control(m);
   zmq::message_t msg(bytes.data(), bytes.size());
-  if (transport_->send_to(id, msg) != transport::send_status::ok) {
-    bump(counters_.control_send_failures);
-    report(fault::control_send_failure,
-           fmt::format("a control message to peer {} was refused (its queue is full)", short_id(id)));
+  switch (transport_->send_to(id, msg)) {
+    case transport::send_status::ok: break;
+    case transport::send_status::would_block:
+      bump(counters_.control_send_failures);
+      report(fault::control_send_failure,
+             fmt::format("a control message to peer {} was refused (its queue is full)", short_id(id)));
+      break;
+    case transport::send_status::no_route:
+      // The peer's connection is already gone (it left, or has not connected yet):
+      // counted, but nothing to warn about - what matters is resent once it is back.
+      bump(counters_.control_send_failures);
+      break;
   }
 }
 

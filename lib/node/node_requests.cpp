@@ -59,6 +59,12 @@ void node_impl::request_async(std::string_view service, wire::byte_view payload,
   start_request(service, payload, options, std::move(done), true);
 }
 
+void node_impl::request_on_io_thread(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                                     const RequestOptions& options) {
+  if (!done) throw error(errc::invalid_argument, "request() needs a completion");
+  start_request(service, payload, options, std::move(done), false);
+}
+
 void node_impl::start_request(std::string_view service, wire::byte_view payload, const RequestOptions& options,
                               completion done, bool on_handler_thread) {
   if (stopped_.load(std::memory_order_acquire) || stop_requested_.load(std::memory_order_acquire)) {
@@ -97,8 +103,10 @@ void node_impl::start_request(std::string_view service, wire::byte_view payload,
     }
   }
   if (target == id_) {
-    // Served here: no network, but the same path through a handler thread.
-    dispatcher_->post(requester_hash(id_bytes_), [this, m = std::move(m), finish]() mutable {
+    // Served here: no network, but the same path through a handler thread - or, from
+    // inside a handler, on this very thread: a handler that waits for its own node's
+    // reply would otherwise wait for a thread it occupies itself.
+    auto serve_here = [this, m = std::move(m), finish]() mutable {
       auto reply = run_service(id_bytes_, m);
       if (auto failed = failure_of(reply, m.service, "this node")) {
         finish(std::nullopt, failed);
@@ -107,7 +115,12 @@ void node_impl::start_request(std::string_view service, wire::byte_view payload,
         r.responder = id_;
         finish(std::move(r), nullptr);
       }
-    });
+    };
+    if (current_event != nullptr) {
+      serve_here();
+    } else {
+      dispatcher_->post(requester_hash(id_bytes_), std::move(serve_here));
+    }
     return;
   }
   const auto deadline = clock::now() + options.timeout;

@@ -200,3 +200,28 @@ TEST_CASE("a request from a handler belongs to the handled event's flow", "[inte
   std::lock_guard lock(mu);
   CHECK(seen == root + "|" + root);
 }
+
+TEST_CASE("a handler can wait for a typed query, to another node or to its own", "[integration][request][typed]") {
+  const auto cluster = unique_cluster("reqwait");
+  auto options = fast_options(cluster, "shop");
+  options.handler_threads = 1;  // the one thread that runs the handler must not be needed for the reply
+  Node shop(options);
+  Node inventory(fast_options(cluster, "inventory"));
+  inventory.on_query<StockQuery, StockLevel>([](const StockQuery& q) { return StockLevel{q.sku, 7}; });
+  shop.on_query<ReserveStock, Reserved>([](const ReserveStock& c) { return Reserved{true, c.quantity}; });
+  REQUIRE(eventually([&] { return shop.instances("inventory.stock").size() == 1; }, 10s));
+  std::promise<std::string> done;
+  shop.subscribe("shop.check", [&](const Event&) {
+    try {
+      const auto remote = shop.query<StockQuery, StockLevel>(StockQuery{"pear"}, 5s).get();
+      const auto local = shop.request<ReserveStock, Reserved>("inventory.reserve", ReserveStock{"pear", 2}, 5s).get();
+      done.set_value(remote.sku + " " + std::to_string(remote.available) + " " + std::to_string(local.left));
+    } catch (const std::exception& e) {
+      done.set_value(std::string("failed: ") + e.what());
+    }
+  });
+  REQUIRE(shop.publish("shop.check", "go") == PublishResult::ok);
+  auto result = done.get_future();
+  REQUIRE(result.wait_for(20s) == std::future_status::ready);
+  CHECK(result.get() == "pear 7 2");
+}
