@@ -1,6 +1,6 @@
 // Tagged, optionally colored output lines; see console.hpp. A tag's color follows from
 // the process name, so a process keeps its color whoever prints its lines.
-#include "console.hpp"
+#include "common/console.hpp"
 
 #include <unistd.h>
 
@@ -9,21 +9,18 @@
 
 #include <fmt/format.h>
 
-#include "config.hpp"
-
-namespace sensors_demo {
+namespace meshbus_examples {
 namespace {
 
-constexpr std::size_t tag_width = 12;  // "[dashboard] " and room for "[s10]"
+constexpr std::size_t tag_width = 13;  // "[payments-1] " and room for "[s10]"
 
 const char* color_of(std::string_view name) {
-  if (name == "launcher") return "\x1b[1m";    // bold
-  if (name == "dashboard") return "\x1b[36m";  // cyan
-  if (name == "alerting") return "\x1b[35m";   // magenta
-  static constexpr const char* sensor_colors[] = {"\x1b[32m", "\x1b[33m", "\x1b[34m",
-                                                  "\x1b[92m", "\x1b[93m", "\x1b[94m"};
-  const auto index = static_cast<std::size_t>(sensor_index(name).value_or(1) - 1);
-  return sensor_colors[index % std::size(sensor_colors)];
+  if (name == "launcher") return "\x1b[1m";  // bold
+  static constexpr const char* colors[] = {"\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[35m",
+                                           "\x1b[36m", "\x1b[92m", "\x1b[93m", "\x1b[94m"};
+  std::size_t h = 0;
+  for (const char c : name) h = h * 31 + static_cast<unsigned char>(c);
+  return colors[h % std::size(colors)];
 }
 
 }  // namespace
@@ -62,4 +59,4 @@ std::string highlight(std::string_view text, bool color) {
   return color ? fmt::format("\x1b[1;31m{}\x1b[0m", text) : std::string(text);
 }
 
-}  // namespace sensors_demo
+}  // namespace meshbus_examples

@@ -1,12 +1,13 @@
 // Tagged output: every line a demo process prints starts with a fixed-width name tag
-// ("[dashboard] "), colored only when the launcher's stdout is a terminal. Safe from any
+// ("[dashboard] "), colored only when the launcher's stdout is a terminal (the color
+// follows from the name). Safe from any
 // thread: each line leaves in one write(2), so concurrent lines never interleave.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-namespace sensors_demo {
+namespace meshbus_examples {
 
 class console {
  public:
@@ -37,4 +38,4 @@ bool write_all(int fd, std::string_view text) noexcept;
 /// ANSI bold red around `text` when `color`, else `text` unchanged.
 std::string highlight(std::string_view text, bool color);
 
-}  // namespace sensors_demo
+}  // namespace meshbus_examples

@@ -6,11 +6,15 @@
 #include <charconv>
 #include <cmath>
 #include <functional>
-#include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "common/command_line.hpp"
+
 namespace sensors_demo {
+
+using meshbus_examples::parse_number;
+using meshbus_examples::usage_error;
 
 using namespace std::chrono_literals;
 
@@ -40,22 +44,6 @@ constexpr std::string_view usage =
     "  --rate HZ      readings per second and topic, 0.1-1000 (default 25)\n"
     "  --quiet        print only the final summary\n"
     "  --help         this text\n";
-
-// Thrown for a bad command line; what() says what is wrong.
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-template <typename T>
-T parse_number(std::string_view option, std::string_view text, T low, T high) {
-  T value{};
-  const auto* end = text.data() + text.size();
-  const auto [p, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc{} || p != end || value < low || value > high) {
-    throw usage_error(fmt::format("{} needs a number from {} to {}, not '{}'", option, low, high, text));
-  }
-  return value;
-}
 
 role parse_role(std::string_view text) {
   for (const auto r : {role::sensor, role::dashboard, role::alerting}) {
@@ -94,21 +82,11 @@ void apply_option(demo_config& cfg, std::string_view option, const std::function
 
 std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string_view arg = argv[i];
-      if (arg == "--help" || arg == "-h") {
-        fmt::print("{}", usage);
-        return 0;
-      }
-      // "--option value" or "--option=value"
-      const auto eq = arg.find('=');
-      const auto option = arg.substr(0, eq);
-      auto value = [&]() -> std::string_view {
-        if (eq != std::string_view::npos) return arg.substr(eq + 1);
-        if (i + 1 >= argc) throw usage_error(fmt::format("{} needs a value", option));
-        return argv[++i];
-      };
-      apply_option(cfg, option, value);
+    const bool run = meshbus_examples::for_each_option(
+        argc, argv, [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); });
+    if (!run) {
+      fmt::print("{}", usage);
+      return 0;
     }
     if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
       throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
