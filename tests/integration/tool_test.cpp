@@ -392,3 +392,25 @@ TEST_CASE("the demo runs five processes that end with every event delivered", "[
   REQUIRE(code == 0);
   CHECK_THAT(demo.out(), Catch::Contains("OK: every event arrived once and in order"));
 }
+
+TEST_CASE("the order-flow demo: six processes, a killed payments instance, every order final and compensated right",
+          "[multiprocess][demo][saga]") {
+  // 30 orders take every path (see examples/orders/checkout.cpp): shipped; declined
+  // (stock released); out of stock; undeliverable (refund, then release).
+  child_process demo({MESHBUS_ORDERS, "--orders", "30", "--rate", "20"});
+  const auto code = demo.wait(150s);
+  INFO("stdout: " << demo.out() << "\nstderr: " << demo.err());
+  REQUIRE(code == 0);
+  const auto& out = demo.out();
+  CHECK_THAT(out, Catch::Contains("OK: every order reached a final state, compensations match what was done, "
+                                  "stock adds up"));
+  CHECK_THAT(out, Catch::Contains("killing payments-2"));
+  CHECK_THAT(out, Catch::Contains("(upcast from v1)"));
+  CHECK_THAT(out, Catch::Contains("saga compensated: payment declined"));
+  CHECK_THAT(out, Catch::Contains("saga compensated: out of stock"));
+  CHECK_THAT(out, Catch::Contains("saga compensated: shipment failed: no carrier delivers to Atlantis; undone: "
+                                  "refund payment, release stock"));
+  CHECK_THAT(out, Catch::Contains("saga completed: shipped"));
+  CHECK_THAT(out, Catch::Contains("30 orders: "));
+  CHECK_THAT(out, Catch::Contains("0 timed out, 0 still running"));
+}

@@ -1,0 +1,187 @@
+// The demo's command line, timing, node options and the event helpers; see demo.hpp
+// and events.hpp.
+#include "demo.hpp"
+
+#include <signal.h>
+
+#include <cmath>
+#include <functional>
+
+#include <fmt/format.h>
+
+#include "common/command_line.hpp"
+#include "events.hpp"
+
+namespace orders_demo {
+
+using namespace std::chrono_literals;
+using meshbus_examples::parse_number;
+using meshbus_examples::usage_error;
+
+const char* to_string(role r) noexcept {
+  switch (r) {
+    case role::launcher: return "launcher";
+    case role::orders: return "orders";
+    case role::checkout: return "checkout";
+    case role::payments: return "payments";
+    case role::inventory: return "inventory";
+    case role::shipping: return "shipping";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr std::string_view usage =
+    "Usage: meshbus-orders [--orders N] [--rate HZ] [--kill-after N] [--quiet] [--help]\n"
+    "\n"
+    "The meshbus order-flow demo: checkout, orders, inventory, shipping and two payment\n"
+    "instances run as six processes that find each other by UDP beacon on loopback (no\n"
+    "broker). Checkout places orders (every fourth through a legacy storefront that still\n"
+    "sends version 1 events); a saga in the orders service reserves stock by\n"
+    "request/reply, has the payments service group charge the card, ships, and\n"
+    "compensates (refund, release stock) when a payment is declined or a shipment fails.\n"
+    "Shipping asks the orders service for the address by a query. Midway, the launcher\n"
+    "kills payments-2 with SIGKILL; its work goes to payments-1. Every line shows the\n"
+    "flow's correlation id; the summary checks that every order reached a final state\n"
+    "and that stock adds up. Exit code 0 when all checks pass, 1 otherwise.\n"
+    "\n"
+    "Options:\n"
+    "  --orders N       orders to place, 1-2000 (default 30)\n"
+    "  --rate HZ        orders per second, 0.5-500 (default 10)\n"
+    "  --kill-after N   kill payments-2 after it handled N payments, 0 = never (default 3)\n"
+    "  --quiet          print only the final summary\n"
+    "  --help           this text\n";
+
+role parse_role(std::string_view text) {
+  for (const auto r : {role::orders, role::checkout, role::payments, role::inventory, role::shipping}) {
+    if (text == to_string(r)) return r;
+  }
+  throw usage_error(fmt::format("unknown --role '{}'", text));
+}
+
+// Applies one option. The hidden ones (--role, --name, --cluster, --color) are how the
+// launcher tells a re-executed copy of itself what to be.
+void apply_option(demo_config& cfg, std::string_view option, const std::function<std::string_view()>& value) {
+  if (option == "--orders") {
+    cfg.orders = parse_number(option, value(), 1, 2000);
+  } else if (option == "--rate") {
+    cfg.rate_hz = parse_number(option, value(), 0.5, 500.0);
+  } else if (option == "--kill-after") {
+    cfg.kill_after = parse_number(option, value(), 0, 100000);
+  } else if (option == "--quiet") {
+    cfg.quiet = true;
+  } else if (option == "--role") {
+    cfg.process_role = parse_role(value());
+  } else if (option == "--name") {
+    cfg.name = value();
+  } else if (option == "--cluster") {
+    cfg.cluster = value();
+  } else if (option == "--color") {
+    cfg.color = true;
+  } else {
+    throw usage_error(fmt::format("unknown option '{}'", option));
+  }
+}
+
+}  // namespace
+
+std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
+  try {
+    const bool run = meshbus_examples::for_each_option(
+        argc, argv, [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); });
+    if (!run) {
+      fmt::print("{}", usage);
+      return 0;
+    }
+    if (cfg.process_role != role::launcher && cfg.cluster.empty()) {
+      throw usage_error("service processes are started by the launcher; run meshbus-orders without --role");
+    }
+  } catch (const usage_error& e) {
+    fmt::print(stderr, "meshbus-orders: {} (see meshbus-orders --help)\n", e.what());
+    return 2;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> role_arguments(const demo_config& cfg, role r, const std::string& name) {
+  std::vector<std::string> args{"--role",    to_string(r),
+                                "--name",    name,
+                                "--cluster", cfg.cluster,
+                                "--orders",  std::to_string(cfg.orders),
+                                "--rate",    fmt::format("{}", cfg.rate_hz)};
+  if (cfg.quiet) args.emplace_back("--quiet");
+  if (cfg.color) args.emplace_back("--color");
+  return args;
+}
+
+meshbus::Options node_options(const demo_config& cfg) {
+  meshbus::Options o;
+  o.name = cfg.name;
+  o.cluster = cfg.cluster;
+  o.beacon_interval = 250ms;
+  o.peer_expiry = 2000ms;
+  return o;
+}
+
+std::chrono::milliseconds placing_time(const demo_config& cfg) {
+  return std::chrono::milliseconds(static_cast<long>(std::ceil(1000.0 * cfg.orders / cfg.rate_hz)));
+}
+
+std::chrono::milliseconds settle_deadline(const demo_config& cfg) {
+  // Discovery, placing, and the last order's saga running into its time-out at worst.
+  return 15s + placing_time(cfg) + saga_timeout + 5s;
+}
+
+std::chrono::milliseconds launcher_deadline(const demo_config& cfg) {
+  return settle_deadline(cfg) + 20s;
+}
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void wait_for_stop() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+}
+
+std::string flow_line(std::string_view correlation_id, std::string_view order_id, std::string_view text) {
+  return fmt::format("{:<14} {:<6} {}", correlation_id, order_id, text);
+}
+
+// --- events.hpp ----------------------------------------------------------------------
+
+void register_order_upcaster() {
+  meshbus::register_upcaster<OrderPlacedV1, OrderPlaced>([](const OrderPlacedV1& v1) {
+    OrderPlaced v2;
+    v2.order_id = v1.order_id;
+    v2.customer = v1.customer;
+    v2.total_cents = std::llround(v1.total * 100.0);
+    v2.currency = "EUR";  // the legacy storefront only ever sold in euros
+    v2.items = v1.items;
+    v2.country = v1.country;
+    return v2;
+  });
+}
+
+std::string money(std::int64_t cents, std::string_view currency) {
+  return fmt::format("{}.{:02} {}", cents / 100, cents % 100, currency);
+}
+
+std::string describe(const std::vector<LineItem>& items) {
+  std::string text;
+  for (const auto& i : items) text += fmt::format("{}{} x{}", text.empty() ? "" : ", ", i.sku, i.quantity);
+  return text;
+}
+
+}  // namespace orders_demo
