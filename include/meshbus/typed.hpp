@@ -32,6 +32,7 @@
 #endif
 #include <msgpack.hpp>
 
+#include <atomic>
 #include <functional>
 #include <future>
 #include <map>
@@ -95,7 +96,9 @@ struct type_registry {
   using upcaster = std::function<std::string(std::span<const std::byte>)>;
   std::mutex mu;
   std::map<std::pair<std::string, std::uint32_t>, std::pair<std::uint32_t, upcaster>> upcasters;
-  std::map<std::string, std::vector<std::function<std::string(const void*)>>> validators;
+  /// By (name, version): a validator takes the struct of exactly that version.
+  std::map<std::pair<std::string, std::uint32_t>, std::vector<std::function<std::string(const void*)>>> validators;
+  std::atomic<bool> any_validator{false};  ///< lets decodes skip the lock while there are none
 
   static type_registry& instance() {
     static type_registry registry;
@@ -124,78 +127,133 @@ struct is_optional : std::false_type {};
 template <class V>
 struct is_optional<std::optional<V>> : std::true_type {};
 
-/// Walks a struct's MSGPACK_DEFINE_MAP fields (by posing as a msgpack packer: the
-/// macro hands it each field name and then each field, with its static type) and
-/// checks the received map against them: every non-optional field present, and
-/// every value convertible to the field's type. The first problem, naming the field,
-/// ends up in `error`.
-class field_checker {
+/// Reads a received map into a struct through its MSGPACK_DEFINE_MAP fields (by
+/// posing as a msgpack packer: the macro hands it each field name and then each
+/// field, with its static type): every non-optional field must be present and every
+/// value must convert to the field's type. The first problem, naming the field, ends
+/// up in `error`. Fields are converted in place, once each: `target` is the struct
+/// being filled, so writing through the references the macro hands out is writing
+/// to a non-const object.
+class field_reader {
  public:
-  explicit field_checker(const msgpack::object& map) {
-    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-      const auto& kv = map.via.map.ptr[i];
-      if (kv.key.type == msgpack::type::STR) {
-        fields_.emplace(std::string(kv.key.via.str.ptr, kv.key.via.str.size), &kv.val);
-      }
-    }
-  }
-  field_checker& pack_map(std::uint32_t) { return *this; }
+  explicit field_reader(const msgpack::object& map) : map_(map) {}
+  field_reader& pack_map(std::uint32_t) { return *this; }
   template <class V>
-  field_checker& pack(const V& value) {
+  field_reader& pack(const V& field) {
     if (expect_name_) {
-      if constexpr (std::is_convertible_v<const V&, std::string_view>) name_ = std::string_view(value);
+      if constexpr (std::is_convertible_v<const V&, std::string_view>) name_ = std::string_view(field);
       expect_name_ = false;
       return *this;
     }
     expect_name_ = true;
     if (!error_.empty()) return *this;
-    const auto it = fields_.find(name_);
-    if (it == fields_.end()) {
-      if (!is_optional<V>::value) error_ = "field '" + name_ + "' is missing";
+    const msgpack::object* value = find(name_);
+    if (value == nullptr) {
+      if (!is_optional<V>::value) error_ = "field '" + std::string(name_) + "' is missing";
       return *this;
     }
     try {
-      V probe{};
-      it->second->convert(probe);
+      value->convert(const_cast<V&>(field));
     } catch (const std::exception&) {
-      error_ = "field '" + name_ + "' has the wrong type (" + kind_of(*it->second) + ")";
+      error_ = "field '" + std::string(name_) + "' has the wrong type (" + kind_of(*value) + ")";
     }
     return *this;
   }
   const std::string& error() const noexcept { return error_; }
 
  private:
-  std::map<std::string, const msgpack::object*> fields_;
-  std::string name_;
+  // The sender packed the same macro, so keys usually come in field order: look at
+  // the position after the last match first, then around.
+  const msgpack::object* find(std::string_view name) {
+    const auto n = map_.via.map.size;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      const auto at = (next_ + k) % n;
+      const auto& kv = map_.via.map.ptr[at];
+      if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == name) {
+        next_ = at + 1;
+        return &kv.val;
+      }
+    }
+    return nullptr;
+  }
+
+  const msgpack::object& map_;
+  std::uint32_t next_ = 0;
+  std::string_view name_;
   std::string error_;
   bool expect_name_ = true;
+};
+
+/// The unpacking zone of this thread, reused from event to event (cleared after
+/// each, keeping its first chunk), so a decode does not allocate one. Decodes nest
+/// (an upcaster decodes the older version inside a decode): the inner ones get a
+/// zone of their own.
+class decode_zone {
+ public:
+  decode_zone() {
+    if (depth_++ > 0) own_.emplace(1024);
+  }
+  ~decode_zone() {
+    --depth_;
+    if (!own_) shared().clear();
+  }
+  decode_zone(const decode_zone&) = delete;
+  decode_zone& operator=(const decode_zone&) = delete;
+  msgpack::zone& get() noexcept { return own_ ? *own_ : shared(); }
+
+ private:
+  static msgpack::zone& shared() {
+    thread_local msgpack::zone zone(4096);
+    return zone;
+  }
+  static inline thread_local int depth_ = 0;
+  std::optional<msgpack::zone> own_;
 };
 
 /// Decodes bytes that are exactly version T::event_version of T.
 template <TypedEvent T>
 T decode_current(std::span<const std::byte> bytes) {
-  msgpack::object_handle handle;
+  decode_zone zone;
+  msgpack::object obj;
   try {
-    handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr, nullptr,
-                             typed_decode_limit());
+    obj = msgpack::unpack(zone.get(), reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr, nullptr,
+                          typed_decode_limit());
   } catch (const std::exception& e) {
     throw poison_event(std::string(T::event_name) + " does not decode as MessagePack: " + e.what());
   }
-  const auto& obj = handle.get();
   if (obj.type != msgpack::type::MAP) {
     throw poison_event(std::string(T::event_name) + " is not a map of fields but " + kind_of(obj));
   }
   T value{};
-  field_checker checker(obj);
-  value.msgpack_pack(checker);
-  if (!checker.error().empty()) throw poison_event(std::string(T::event_name) + ": " + checker.error());
-  try {
-    obj.convert(value);
-  } catch (const std::exception& e) {
-    throw poison_event(std::string(T::event_name) + " does not decode: " + e.what());
-  }
+  field_reader reader(obj);
+  value.msgpack_pack(reader);
+  if (!reader.error().empty()) throw poison_event(std::string(T::event_name) + ": " + reader.error());
   return value;
 }
+
+/// The encoding buffer of this thread, reused from event to event; taken out while in
+/// use, so a nested publish (from inside a callback) gets a fresh one.
+class encode_buffer {
+ public:
+  encode_buffer() : buffer_(std::move(shared())) { buffer_.clear(); }
+  ~encode_buffer() {
+    if (buffer_.size() <= keep_bytes) shared() = std::move(buffer_);
+  }
+  encode_buffer(const encode_buffer&) = delete;
+  encode_buffer& operator=(const encode_buffer&) = delete;
+  msgpack::sbuffer& get() noexcept { return buffer_; }
+  std::span<const std::byte> bytes() const noexcept {
+    return std::as_bytes(std::span(buffer_.data(), buffer_.size()));
+  }
+
+ private:
+  static constexpr std::size_t keep_bytes = 64 * 1024;  // larger ones are not kept
+  static msgpack::sbuffer& shared() {
+    thread_local msgpack::sbuffer buffer(256);
+    return buffer;
+  }
+  msgpack::sbuffer buffer_;
+};
 
 }  // namespace detail
 
@@ -232,12 +290,12 @@ T decode_event(std::span<const std::byte> bytes, std::string_view type_name, std
     version = next;
   }
   T value = detail::decode_current<T>(bytes);
+  if (!registry.any_validator.load(std::memory_order_acquire)) return value;
   std::vector<std::function<std::string(const void*)>> validators;
   {
     std::lock_guard lock(registry.mu);
-    if (const auto it = registry.validators.find(std::string(T::event_name)); it != registry.validators.end()) {
-      validators = it->second;
-    }
+    const auto it = registry.validators.find({std::string(T::event_name), T::event_version});
+    if (it != registry.validators.end()) validators = it->second;
   }
   for (const auto& validate : validators) {
     if (auto why = validate(&value); !why.empty()) {
@@ -266,8 +324,9 @@ template <TypedEvent T>
 void register_validator(std::function<std::string(const T&)> validate) {
   auto& registry = detail::type_registry::instance();
   std::lock_guard lock(registry.mu);
-  registry.validators[std::string(T::event_name)].push_back(
+  registry.validators[{std::string(T::event_name), T::event_version}].push_back(
       [validate = std::move(validate)](const void* value) { return validate(*static_cast<const T*>(value)); });
+  registry.any_validator.store(true, std::memory_order_release);
 }
 
 // --- Node's typed members ----------------------------------------------------
@@ -279,12 +338,13 @@ PublishResult Node::publish(const T& event, const PublishOptions& options) {
 
 template <TypedEvent T>
 PublishResult Node::publish(std::string_view topic, const T& event, const PublishOptions& options) {
-  const auto bytes = encode_event(event);
+  detail::encode_buffer buffer;
+  msgpack::pack(buffer.get(), event);
   PublishOptions typed = options;
   typed.type_name = T::event_name;
   typed.type_version = T::event_version;
   if (typed.content_type.empty()) typed.content_type = "application/msgpack";
-  return publish(topic, std::as_bytes(std::span(bytes.data(), bytes.size())), typed);
+  return publish(topic, buffer.bytes(), typed);
 }
 
 template <TypedEvent T, class F>

@@ -159,3 +159,48 @@ TEST_CASE("validators decide what is valid", "[unit][typed]") {
   CHECK_THROWS_WITH(meshbus::decode_event<Other>(as_span<Other>(bad), "test.other", 1),
                     Catch::Contains("test.other is invalid: x must not be negative"));
 }
+
+namespace {
+struct ReadingV1 {
+  static constexpr std::string_view event_name = "test.reading";
+  static constexpr std::uint32_t event_version = 1;
+  int celsius = 0;
+  MSGPACK_DEFINE_MAP(celsius)
+};
+struct Reading {
+  static constexpr std::string_view event_name = "test.reading";
+  static constexpr std::uint32_t event_version = 2;
+  std::string unit;
+  double value = 0;
+  MSGPACK_DEFINE_MAP(unit, value)
+};
+}  // namespace
+
+TEST_CASE("a validator belongs to one version of a type", "[unit][typed]") {
+  // A validator of version 1 must never be handed a version 2 struct (nor the reverse).
+  meshbus::register_validator<ReadingV1>([](const ReadingV1& r) { return r.celsius < 100 ? "" : "too hot"; });
+  meshbus::register_validator<Reading>([](const Reading& r) { return r.unit.empty() ? "no unit" : ""; });
+  meshbus::register_upcaster<ReadingV1, Reading>([](const ReadingV1& r) { return Reading{"C", double(r.celsius)}; });
+  const auto v2 = meshbus::encode_event(Reading{"F", 451});
+  CHECK(meshbus::decode_event<Reading>(as_span<Reading>(v2), "test.reading", 2).value == 451);
+  const auto v1 = meshbus::encode_event(ReadingV1{20});
+  const auto up = meshbus::decode_event<Reading>(as_span<Reading>(v1), "test.reading", 1);
+  CHECK((up.unit == "C" && up.value == 20));
+  CHECK_THROWS_WITH(meshbus::decode_event<Reading>(as_span<Reading>(meshbus::encode_event(Reading{"", 1})),
+                                                   "test.reading", 2),
+                    Catch::Contains("test.reading is invalid: no unit"));
+}
+
+TEST_CASE("decoding reuses its buffers without mixing up nested decodes", "[unit][typed]") {
+  // Upcasting decodes the older version inside the decode of the current one; many
+  // decodes in a row share one zone. Both must give each event its own values.
+  register_chain_once();
+  for (int i = 0; i < 1000; ++i) {
+    const auto v1 = meshbus::encode_event(OrderPlacedV1{"o-" + std::to_string(i), i});
+    const auto current = meshbus::decode_event<OrderPlaced>(as_span<OrderPlaced>(v1), "test.order.placed", 1);
+    REQUIRE(current.id == "o-" + std::to_string(i));
+    const auto direct = meshbus::encode_event(OrderPlaced{"d-" + std::to_string(i), 1.5, "EUR", {"Oslo", "0150"}, {}, {"a", "b"}});
+    const auto same = meshbus::decode_event<OrderPlaced>(as_span<OrderPlaced>(direct), "test.order.placed", 3);
+    REQUIRE((same.id == "d-" + std::to_string(i) && same.ship_to.city == "Oslo" && same.items.size() == 2));
+  }
+}
