@@ -150,6 +150,16 @@ void node_impl::post_command(std::function<void()> cmd) {
   wake();
 }
 
+void node_impl::run_on_loop(std::function<void()> cmd) {
+  // On the I/O thread (an inline handler, a completion): now, saving the wake-up
+  // and a poll round; a request or a reply goes out without waiting for the loop.
+  if (loop_owner == this) {
+    cmd();
+    return;
+  }
+  post_command(std::move(cmd));
+}
+
 void node_impl::run_commands() {
   std::vector<std::function<void()>> cmds;
   {

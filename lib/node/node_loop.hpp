@@ -187,6 +187,8 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void wake() noexcept;
   bool wait_for_view(const std::function<bool()>& satisfied, clock::time_point deadline);
   void post_command(std::function<void()> cmd);
+  /// Runs `cmd` at once when called on the I/O thread, else posts it.
+  void run_on_loop(std::function<void()> cmd);
   void run_commands();
   void shutdown_io();
 

@@ -124,7 +124,7 @@ void node_impl::start_request(std::string_view service, wire::byte_view payload,
     return;
   }
   const auto deadline = clock::now() + options.timeout;
-  post_command([this, peer = target.bytes, m = std::move(m), finish, deadline]() mutable {
+  run_on_loop([this, peer = target.bytes, m = std::move(m), finish, deadline]() mutable {
     const auto id = next_request_id_++;
     m.id = id;
     if (sessions_.count(peer) == 0) {
@@ -245,7 +245,7 @@ wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, con
 void node_impl::handle_request(const wire::node_id_bytes& from, wire::request_msg&& m) {
   dispatcher_->post(requester_hash(from), [this, from, m = std::move(m)] {
     auto reply = run_service(from, m);
-    post_command([this, from, reply = std::move(reply)] { send_control(from, reply); });
+    run_on_loop([this, from, reply = std::move(reply)] { send_control(from, reply); });
   });
 }
 
