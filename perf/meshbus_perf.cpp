@@ -1,6 +1,6 @@
 // meshbus-perf: meshbus side by side with raw ZeroMQ, in two processes on TCP loopback.
 // This process drives the run; the other half is this program re-executed through
-// /proc/self/exe with a hidden subcommand (_subscriber or _echoer); the two talk
+// /proc/self/exe with a hidden subcommand (_subscriber, _echoer or _replier); the two talk
 // through the child's stdin and stdout pipes, its stderr is ours. For every size the
 // raw ZeroMQ run goes first, then meshbus, each with a fresh child process.
 //
@@ -25,6 +25,16 @@
 // trip when the echo arrives and only then sends the next ping (raw ZeroMQ: blocking
 // receive on the main thread; meshbus: the pong handler publishes the next ping).
 // Untimed warm-up round trips go first. Reported: p50, p99, p99.9 and max of both.
+//
+// throughput --mode typed: meshbus publishes a typed event (perf_sample, a MessagePack
+// map) whose encoding is the payload size, and the subscriber takes it with
+// subscribe<T>(): encoding and decoding are inside the measured time. Raw ZeroMQ sends
+// plain bytes of the same size, as in the other modes.
+//
+// latency --mode request: request/reply, one request in flight at a time, timed here
+// only (the child, the replier, takes no times: there is no one-way figure). Raw
+// ZeroMQ: a DEALER here, a ROUTER there that sends each request back to its sender;
+// meshbus: request("perf.echo").get() here, serve("perf.echo") there.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -60,6 +70,7 @@
 #include <zmq.hpp>
 
 #include "meshbus/meshbus.hpp"
+#include "meshbus/typed.hpp"
 
 namespace {
 
@@ -69,20 +80,22 @@ using std::chrono::milliseconds;
 constexpr std::string_view data_topic = "perf.data";
 constexpr std::string_view ping_topic = "perf.ping";
 constexpr std::string_view pong_topic = "perf.pong";
-// Hidden subcommands: the child halves of throughput and latency.
+constexpr std::string_view echo_service = "perf.echo";  // latency --mode request
+// Hidden subcommands: the child halves of throughput, latency and latency --mode request.
 constexpr std::string_view subscriber_command = "_subscriber";
 constexpr std::string_view echoer_command = "_echoer";
+constexpr std::string_view replier_command = "_replier";
 
 // throughput: first byte of every event: measured, or a raw ZeroMQ warm-up (slow joiner).
 constexpr char measured_marker = 'M';
 constexpr char warmup_marker = 'W';
 
 constexpr auto idle_timeout = 3s;      // subscriber: nothing new for this long ends a run
-constexpr auto setup_timeout = 10s;    // child start-up, warm-up, wait_for_subscribers
+constexpr auto setup_timeout = 10s;    // child start-up, warm-up, wait_for_subscribers, instances()
 constexpr auto go_timeout = 120s;      // subscriber waiting for the publisher's "go"
 constexpr auto report_timeout = 600s;  // driver waiting for the child's result
 constexpr auto exit_timeout = 10s;     // child exit after its result (meshbus stop() lingers)
-constexpr auto echo_timeout = 10s;     // latency: no echo for this long fails the run
+constexpr auto echo_timeout = 10s;     // latency: no echo (reply) for this long fails the run
 
 constexpr std::size_t max_size = std::size_t{8} << 20;
 constexpr std::uint64_t bytes_per_run = 200'000'000;
@@ -97,31 +110,44 @@ const char* const help_text = R"(meshbus-perf: meshbus side by side with raw Zer
 Usage:
   meshbus-perf throughput --size S[,S...] [--count N] [--mode M] [--handler-threads T] [--json] [--verbose]
   meshbus-perf latency    --size S[,S...] [--count N] [--warmup W] [--mode M] [--handler-threads T]
-                          [--json] [--verbose]
+                          [--request-api future|callback] [--json] [--verbose]
   meshbus-perf --help
 
 Both commands run this process and a second one (started from this program) over
-TCP loopback, first with raw ZeroMQ PUB/SUB and then with meshbus, for each size,
-and print one row (throughput) or two rows (latency) per size.
+TCP loopback, first with raw ZeroMQ (PUB/SUB; DEALER/ROUTER for latency --mode
+request) and then with meshbus, for each size, and print one row (throughput, and
+latency --mode request) or two rows (latency) per size.
 
   --size S[,S...]  payload sizes in bytes, one or a comma-separated list, e.g.
                    16,64,256,1024,4096,16384,65536 (throughput: 1 to 8388608;
-                   latency: 16 to 8388608, the payload carries a time and a number)
+                   throughput --mode typed: 46 to 8388608, 46 being the encoded
+                   event's fixed fields and marker; latency: 16 to 8388608, the
+                   payload carries a time and a number)
   --count N        throughput: events per run (default: about 200 MB of payload per
                    run, at least 20,000 and at most 5,000,000 events);
                    latency: measured round trips per run (default 20,000)
   --warmup W       latency: untimed round trips before the measured ones (default 1,000)
-  --mode M         meshbus delivery: best_effort, reliable (the default, as in the
-                   library) or acknowledged; both processes subscribe with it. Raw
-                   ZeroMQ is the same in every mode.
+  --mode M         throughput and latency: best_effort, reliable (the default, as in
+                   the library) or acknowledged, the meshbus delivery both processes
+                   subscribe with;
+                   throughput only: typed, a typed event with reliable delivery
+                   (see "throughput --mode typed");
+                   latency only: request, request/reply instead of events (see
+                   "latency --mode request").
+                   Raw ZeroMQ is the same in every mode but request.
   --handler-threads T
                    meshbus Options::handler_threads of both processes (default 1, as
-                   in the library); 0 runs handlers on the node's I/O thread, which
-                   saves a thread hand-off per event (see Options::handler_threads)
+                   in the library); 0 runs handlers (and request handlers) on the
+                   node's I/O thread, which saves a thread hand-off per event (see
+                   Options::handler_threads)
+  --request-api A  latency --mode request: how meshbus's requester waits: future
+                   (the default; request(...).get() on the measuring thread) or
+                   callback (request_async(...), whose completion sends the next
+                   request, as the latency mode's pong handler does)
   --json           one JSON object per size and line instead of the table
   --verbose        per-run details on stderr: time in the send loop and in flush(),
-                   CPU time of both processes (cpu_ms), meshbus batch, ack and
-                   stall counters of both processes
+                   CPU time of both processes (cpu_ms), meshbus batch, ack, stall
+                   and request counters of both processes
 
 throughput: a publisher (this process) sends count events to a subscriber.
 t0 = CLOCK_MONOTONIC just before the first measured send; t_last = the same clock
@@ -136,6 +162,21 @@ Raw ZeroMQ: PUB with ZMQ_XPUB_NODROP=1 and blocking sends, so it waits for queue
 space instead of dropping; default high-water marks; one message per event; warm-up
 messages go first until the subscriber has seen one (slow joiner), not counted.
 
+throughput --mode typed: meshbus publishes a typed event instead of bytes:
+"perf.sample" version 1 on "perf.data", the struct {sequence: uint64, sent_ns:
+int64, padding: string} with MSGPACK_DEFINE_MAP, published with publish(event),
+which encodes it (a MessagePack map with the field names as keys), and received
+with subscribe<T>(), which decodes it (checks every field, converts into the struct)
+before the handler; both are in the measured time; delivery reliable. sent_ns is
+the publisher's clock at publish(); padding is the marker byte and then zeros, as
+long as makes the encoded event size bytes; MB/s counts those bytes, not the type
+name, version and content type the envelope carries with every typed event. MessagePack packs integers in the fewest bytes,
+so sequence numbers start at 2^32 and, like the clock, always take 9 bytes. Where
+the string header grows (77, 302, 65583 and 65584 bytes cannot be encoded) the
+nearest size is used (ties: the smaller): the size column and JSON "size" are the
+encoded size that was sent, JSON "requested_size" is S (the table says so when they
+differ). Raw ZeroMQ sends plain bytes of that size, as in the other modes.
+
 latency: one event at a time. This process sends a ping (its CLOCK_MONOTONIC send
 time in the payload) on "perf.ping"; the echoer (the second process) records its
 clock minus that time on receipt (one-way) and sends the payload back on
@@ -146,40 +187,70 @@ pinger's on its main thread, the echoer's on a thread that also sends the echo.
 meshbus: the echoer's ping handler publishes the pong; the pinger's pong handler
 takes the round trip and publishes the next ping.
 
+latency --mode request: one request at a time, from this process's main thread.
+It writes a sequence number and its CLOCK_MONOTONIC time into the payload and sends
+it as a request; the replier (the second process) answers with a copy of it; round
+trip = the same clock once the reply is back (raw ZeroMQ: return of the receive;
+meshbus: return of future.get()) minus the time in the payload; then the next
+request goes. Only round trips are timed: there is no one-way row, and the JSON
+fields p50_us, p99_us, ..., baseline_p50_us, ... and ratio_p50 hold the round trip,
+as the rtt_ ones do. p50/p99/p99.9/max as for latency; ratio = meshbus p50 / raw
+p50. Raw ZeroMQ: a DEALER here, connected to a ROUTER there that sends every request
+back to its sender, on a thread doing blocking receives; this process receives
+blocking. meshbus: the replier serves "perf.echo" with serve(), its handler
+returning Reply{a copy of the payload}; this process waits until
+instances("perf.echo") lists it, then calls request("perf.echo", payload).get()
+(RequestOptions::timeout 10 s) for each request; with --request-api callback it
+calls request_async() instead, and the completion (on a handler thread, or on the
+I/O thread with --handler-threads 0) takes the time and sends the next request
+while this thread waits for the last one. JSON adds "request_api".
+
 meshbus in both: one Node per process in a private cluster (perf-<pid>-<n>),
 loopback discovery, default Options (send_policy block) without MESHBUS_*
 variables (MESHBUS_LOG still applies).
 
 Exit status: 0 when every run completed (throughput losses are reported, not
 failures), 1 when a run could not complete (setup failure, timeout, nothing
-received, an echo that never came), 2 on a usage error.
+received, an echo or reply that never came), 2 on a usage error.
 )";
 
-/// The delivery guarantee asked of meshbus; both processes receive the mode.
-enum class delivery_mode : std::uint8_t { best_effort, reliable, acknowledged };
+/// What meshbus is asked to do; both processes receive the mode. best_effort, reliable
+/// and acknowledged: events of bytes, subscribed with that delivery (throughput and
+/// latency); typed: typed events, reliable (throughput); request: request/reply
+/// (latency).
+enum class run_mode : std::uint8_t { best_effort, reliable, acknowledged, typed, request };
 
-const char* to_string(delivery_mode m) noexcept {
+constexpr run_mode all_modes[] = {run_mode::best_effort, run_mode::reliable, run_mode::acknowledged,
+                                  run_mode::typed, run_mode::request};
+
+const char* to_string(run_mode m) noexcept {
   switch (m) {
-    case delivery_mode::best_effort: return "best_effort";
-    case delivery_mode::reliable: return "reliable";
-    case delivery_mode::acknowledged: return "acknowledged";
+    case run_mode::best_effort: return "best_effort";
+    case run_mode::reliable: return "reliable";
+    case run_mode::acknowledged: return "acknowledged";
+    case run_mode::typed: return "typed";
+    case run_mode::request: return "request";
   }
   return "?";
 }
 
-std::optional<delivery_mode> parse_mode(std::string_view text) {
-  for (const auto m : {delivery_mode::best_effort, delivery_mode::reliable, delivery_mode::acknowledged}) {
+std::optional<run_mode> parse_mode(std::string_view text) {
+  for (const auto m : all_modes) {
     if (text == to_string(m)) return m;
   }
   return std::nullopt;
 }
 
-meshbus::SubscribeOptions subscribe_options(delivery_mode m) {
+/// The delivery of the mode's subscriptions (typed: the library default, reliable;
+/// request subscribes to nothing).
+meshbus::SubscribeOptions subscribe_options(run_mode m) {
   meshbus::SubscribeOptions o;
   switch (m) {
-    case delivery_mode::best_effort: o.delivery = meshbus::Delivery::best_effort; break;
-    case delivery_mode::reliable: o.delivery = meshbus::Delivery::reliable; break;
-    case delivery_mode::acknowledged: o.delivery = meshbus::Delivery::acknowledged; break;
+    case run_mode::best_effort: o.delivery = meshbus::Delivery::best_effort; break;
+    case run_mode::reliable:
+    case run_mode::typed:
+    case run_mode::request: o.delivery = meshbus::Delivery::reliable; break;
+    case run_mode::acknowledged: o.delivery = meshbus::Delivery::acknowledged; break;
   }
   return o;
 }
@@ -239,12 +310,20 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 }
 
 /// What one measured run is asked to do; the child process gets all of it.
+/// latency --mode request: how meshbus's requester waits for a reply.
+enum class request_api : std::uint8_t {
+  future,    ///< request(...).get() on the measuring thread
+  callback,  ///< request_async(...): the completion sends the next request
+};
+
 struct run_spec {
-  std::size_t size = 0;
+  std::size_t size = 0;      ///< payload bytes (typed: of the encoded event)
   std::uint64_t count = 0;   ///< throughput: events; latency: measured round trips
   std::uint64_t warmup = 0;  ///< latency: untimed round trips first
-  delivery_mode mode = delivery_mode::reliable;
+  run_mode mode = run_mode::reliable;
   unsigned handler_threads = 1;  ///< meshbus Options::handler_threads of both nodes
+  request_api api = request_api::future;  ///< latency --mode request; driver only
+  std::size_t requested_size = 0;  ///< --size (typed: `size` is the nearest encodable); driver only
 };
 
 // ---------------------------------------------------------------------------
@@ -498,19 +577,30 @@ meshbus::Options node_options(const std::string& cluster, const char* role, unsi
 /// The counters of a meshbus node worth showing with --verbose, as key=value pairs.
 std::string node_counters(const meshbus::Stats& s) {
   char text[512];
-  std::snprintf(text, sizeof text,
-                "batches_sent=%llu batches_received=%llu acks_sent=%llu acks_received=%llu "
-                "send_stalls=%llu window_waits=%llu receive_pauses=%llu gaps=%llu nacks_sent=%llu "
-                "repairs_sent=%llu redeliveries=%llu duplicates_dropped=%llu events_lost=%llu",
-                static_cast<unsigned long long>(s.batches_sent),
-                static_cast<unsigned long long>(s.batches_received),
-                static_cast<unsigned long long>(s.acks_sent), static_cast<unsigned long long>(s.acks_received),
-                static_cast<unsigned long long>(s.send_stalls), static_cast<unsigned long long>(s.window_waits),
-                static_cast<unsigned long long>(s.receive_pauses), static_cast<unsigned long long>(s.gaps),
-                static_cast<unsigned long long>(s.nacks_sent), static_cast<unsigned long long>(s.repairs_sent),
-                static_cast<unsigned long long>(s.redeliveries),
-                static_cast<unsigned long long>(s.duplicates_dropped),
-                static_cast<unsigned long long>(s.events_lost));
+  std::snprintf(
+      text, sizeof text,
+      "batches_sent=%llu batches_received=%llu acks_sent=%llu acks_received=%llu "
+      "send_stalls=%llu window_waits=%llu receive_pauses=%llu gaps=%llu nacks_sent=%llu "
+      "repairs_sent=%llu redeliveries=%llu duplicates_dropped=%llu events_lost=%llu "
+      "handler_errors=%llu dead_letters=%llu",
+      static_cast<unsigned long long>(s.batches_sent), static_cast<unsigned long long>(s.batches_received),
+      static_cast<unsigned long long>(s.acks_sent), static_cast<unsigned long long>(s.acks_received),
+      static_cast<unsigned long long>(s.send_stalls), static_cast<unsigned long long>(s.window_waits),
+      static_cast<unsigned long long>(s.receive_pauses), static_cast<unsigned long long>(s.gaps),
+      static_cast<unsigned long long>(s.nacks_sent), static_cast<unsigned long long>(s.repairs_sent),
+      static_cast<unsigned long long>(s.redeliveries), static_cast<unsigned long long>(s.duplicates_dropped),
+      static_cast<unsigned long long>(s.events_lost), static_cast<unsigned long long>(s.handler_errors),
+      static_cast<unsigned long long>(s.dead_letters));
+  return text;
+}
+
+/// The request/reply counters of a meshbus node, for --verbose.
+std::string request_counters(const meshbus::Stats& s) {
+  char text[160];
+  std::snprintf(
+      text, sizeof text, "requests_sent=%llu requests_failed=%llu requests_served=%llu late_replies=%llu",
+      static_cast<unsigned long long>(s.requests_sent), static_cast<unsigned long long>(s.requests_failed),
+      static_cast<unsigned long long>(s.requests_served), static_cast<unsigned long long>(s.late_replies));
   return text;
 }
 
@@ -540,6 +630,64 @@ std::string next_cluster() {
   return "perf-" + std::to_string(::getpid()) + "-" + std::to_string(run_number++);
 }
 
+/// `size` bytes: `marker`, then zeros.
+std::string marked_payload(std::size_t size, char marker) {
+  std::string payload(1, marker);
+  payload.resize(size, '\0');
+  return payload;
+}
+
+// ---------------------------------------------------------------------------
+// throughput --mode typed: the event
+
+/// The typed event of --mode typed, a MessagePack map of its three fields. `padding`
+/// (the measured marker, then zeros) brings the encoding to the payload size.
+struct perf_sample {
+  static constexpr std::string_view event_name = "perf.sample";
+  static constexpr std::uint32_t event_version = 1;
+  static constexpr std::string_view event_topic = data_topic;
+  std::uint64_t sequence = 0;
+  std::int64_t sent_ns = 0;  ///< the publisher's CLOCK_MONOTONIC at publish()
+  std::string padding;
+  MSGPACK_DEFINE_MAP(sequence, sent_ns, padding)
+};
+
+/// MessagePack packs an integer in the fewest bytes it fits: from 2^32 on, 9. So
+/// sequence numbers start there and every event encodes to the same size (so does
+/// sent_ns, CLOCK_MONOTONIC being past 2^32 ns, 4.3 s after boot).
+constexpr std::uint64_t first_sample_sequence = std::uint64_t{1} << 32;
+
+/// A sample with `padding` bytes of padding (at least 1, the marker).
+perf_sample make_sample(std::size_t padding) {
+  perf_sample sample;
+  sample.sequence = first_sample_sequence;
+  sample.sent_ns = monotonic_ns();
+  sample.padding = marked_payload(padding, measured_marker);
+  return sample;
+}
+
+std::size_t encoded_sample_size(std::size_t padding) {
+  return meshbus::encode_event(make_sample(padding)).size();
+}
+
+/// The smallest typed payload: the fixed fields and a padding of just the marker.
+std::size_t min_typed_size() {
+  return encoded_sample_size(1);
+}
+
+/// The padding whose sample encodes nearest to `size` bytes (at least
+/// min_typed_size(); ties: the smaller). The encoding grows with the padding by one
+/// byte per byte, and by a few more where the string header grows.
+std::size_t sample_padding(std::size_t size) {
+  const auto min_size = min_typed_size();
+  if (size <= min_size) return 1;
+  std::size_t padding = size - min_size + 1;  // too long by what the string header adds
+  while (padding > 1 && encoded_sample_size(padding) > size) --padding;
+  const auto below = encoded_sample_size(padding);
+  const auto above = encoded_sample_size(padding + 1);
+  return below < size && above - size < size - below ? padding + 1 : padding;
+}
+
 // ---------------------------------------------------------------------------
 // throughput, publisher side: the transports, and the run around them
 
@@ -553,13 +701,6 @@ struct throughput_outcome {
 
   double events_per_s() const noexcept { return seconds > 0 ? static_cast<double>(received) / seconds : 0; }
 };
-
-/// `size` bytes: `marker`, then zeros.
-std::string marked_payload(std::size_t size, char marker) {
-  std::string payload(1, marker);
-  payload.resize(size, '\0');
-  return payload;
-}
 
 /// One transport's publishing half. run_throughput() drives it around the shared
 /// process and pipe plumbing.
@@ -636,7 +777,15 @@ class meshbus_publisher final : public publisher {
  public:
   meshbus_publisher(std::string cluster, const run_spec& spec)
       : cluster_(std::move(cluster)), mode_(spec.mode),
-        node_(node_options(cluster_, "publisher", spec.handler_threads)) {}
+        node_(node_options(cluster_, "publisher", spec.handler_threads)) {
+    if (mode_ != run_mode::typed) return;
+    // Set up before t0: finding the padding takes a few encodings.
+    sample_ = make_sample(sample_padding(spec.size));
+    if (const auto encoded = meshbus::encode_event(sample_).size(); encoded != spec.size) {
+      throw run_error("a typed event encodes to " + std::to_string(encoded) + " bytes, not " +
+                      std::to_string(spec.size));
+    }
+  }
 
   const char* transport() const noexcept override { return "meshbus"; }
   std::vector<std::string> subscriber_args() const override { return {"--cluster", cluster_}; }
@@ -650,23 +799,20 @@ class meshbus_publisher final : public publisher {
   }
 
   void publish_measured(const run_spec& spec) override {
+    if (mode_ == run_mode::typed) {
+      publish_typed(spec);
+      return;
+    }
     const auto payload = marked_payload(spec.size, measured_marker);
     const auto view = std::as_bytes(std::span(payload.data(), payload.size()));
     for (std::uint64_t i = 0; i < spec.count; ++i) {
-      // send_policy block: would_block only after Options::send_timeout (10 s) without space.
-      unsigned refusals = 0;
-      while (node_.publish(data_topic, view) == meshbus::PublishResult::would_block) {
-        ++would_block_;
-        if (++refusals == 3) {
-          throw run_error("publish() returned would_block for 30 s after " + std::to_string(i) + " events");
-        }
-      }
+      publish_one(i, [&] { return node_.publish(data_topic, view); });
     }
   }
 
   void finish() override {
     if (node_.flush(60s)) return;
-    throw run_error(mode_ == delivery_mode::best_effort
+    throw run_error(mode_ == run_mode::best_effort
                         ? "flush() did not hand everything to ZeroMQ within 60 s"
                         : "flush(): the subscriber did not acknowledge everything within 60 s");
   }
@@ -683,9 +829,32 @@ class meshbus_publisher final : public publisher {
   }
 
  private:
+  // --mode typed: publish(event) encodes each event, in the measured loop.
+  void publish_typed(const run_spec& spec) {
+    for (std::uint64_t i = 0; i < spec.count; ++i) {
+      sample_.sequence = first_sample_sequence + i;
+      sample_.sent_ns = monotonic_ns();
+      publish_one(i, [&] { return node_.publish(sample_); });
+    }
+  }
+
+  /// Publishes event `index` with `publish` (send_policy block: would_block only
+  /// after Options::send_timeout, 10 s, without space); gives up after 3 refusals.
+  template <typename publish_call>
+  void publish_one(std::uint64_t index, publish_call publish) {
+    unsigned refusals = 0;
+    while (publish() == meshbus::PublishResult::would_block) {
+      ++would_block_;
+      if (++refusals == 3) {
+        throw run_error("publish() returned would_block for 30 s after " + std::to_string(index) + " events");
+      }
+    }
+  }
+
   std::string cluster_;
-  delivery_mode mode_;
+  run_mode mode_;
   meshbus::Node node_;
+  perf_sample sample_;  ///< --mode typed: the event, its padding sized to spec.size
   std::uint64_t would_block_ = 0;
 };
 
@@ -858,13 +1027,22 @@ std::string raw_subscribe(const child_config& c) {
 std::string meshbus_subscribe(const child_config& c) {
   receive_tally tally(c.spec.count, c.spec.size);
   meshbus::Node node(node_options(c.cluster, "subscriber", c.spec.handler_threads));
-  (void)node.subscribe(
-      data_topic,
-      [&tally](const meshbus::Event& ev) {
-        const auto payload = ev.payload();
-        tally.record(payload.size(), payload.empty() ? '\0' : static_cast<char>(payload[0]));
-      },
-      subscribe_options(c.spec.mode));
+  if (c.spec.mode == run_mode::typed) {
+    // subscribe<T>() decodes each event before the handler; the padding starts with the marker.
+    (void)node.subscribe<perf_sample>(
+        [&tally](const perf_sample& sample, const meshbus::Event& ev) {
+          tally.record(ev.payload().size(), sample.padding.empty() ? '\0' : sample.padding[0]);
+        },
+        subscribe_options(c.spec.mode));
+  } else {
+    (void)node.subscribe(
+        data_topic,
+        [&tally](const meshbus::Event& ev) {
+          const auto payload = ev.payload();
+          tally.record(payload.size(), payload.empty() ? '\0' : static_cast<char>(payload[0]));
+        },
+        subscribe_options(c.spec.mode));
+  }
   if (!write_line(1, "ready")) return {};
   auto result = watch_until_done(tally);
   const auto s = node.stats();
@@ -953,13 +1131,13 @@ latency_summary summarize(std::vector<std::int64_t> ns) {
 // latency, pinger side (this process)
 
 struct latency_outcome {
-  latency_summary one_way;     ///< measured by the echoer
-  latency_summary round_trip;  ///< measured here
+  std::optional<latency_summary> one_way;  ///< measured by the echoer (not in --mode request)
+  latency_summary round_trip;              ///< measured here
   std::string details;
 };
 
-/// One transport's pinging half. run_latency() drives it around the shared process
-/// and pipe plumbing.
+/// One transport's pinging half: pings to an echoer, or (--mode request) requests to
+/// a replier. run_latency() drives it around the shared process and pipe plumbing.
 class pinger {
  public:
   virtual ~pinger() = default;
@@ -974,6 +1152,31 @@ class pinger {
   /// Counters worth showing with --verbose, as "key=value ...".
   virtual std::string details() const { return {}; }
 };
+
+/// Raw ZeroMQ round trips, one at a time: each ping goes out on `out` and its echo
+/// comes back on `in` (late probes are skipped and counted in `stray`). `what` names
+/// a ping in errors. Returns the measured round trips, as pinger::ping_pong().
+std::vector<std::int64_t> raw_round_trips(zmq::socket_ref out, zmq::socket_ref in, std::size_t size,
+                                          const run_spec& spec, const char* what, std::uint64_t& stray) {
+  std::vector<std::int64_t> rtt_ns(spec.count);
+  zmq::message_t reply;
+  for (std::uint64_t i = 0; i < spec.warmup + spec.count; ++i) {
+    zmq::message_t ping(size);
+    const auto sent = stamp_ping(ping.data(), i);
+    if (!out.send(ping, zmq::send_flags::none)) throw run_error("a raw ZeroMQ send failed");
+    for (;;) {  // late probes may still come back: wait for this ping's echo
+      if (!in.recv(reply, zmq::recv_flags::none)) {
+        throw run_error("no echo of raw " + std::string(what) + " " + std::to_string(i) + " within 10 s");
+      }
+      const auto h = read_ping(reply.data(), reply.size());
+      if (h && h->index == i) break;
+      ++stray;
+    }
+    const auto now = monotonic_ns();
+    if (i >= spec.warmup) rtt_ns[i - spec.warmup] = now - sent;
+  }
+  return rtt_ns;
+}
 
 class raw_pinger final : public pinger {
  public:
@@ -1008,24 +1211,7 @@ class raw_pinger final : public pinger {
   }
 
   std::vector<std::int64_t> ping_pong(const run_spec& spec) override {
-    std::vector<std::int64_t> rtt_ns(spec.count);
-    zmq::message_t reply;
-    for (std::uint64_t i = 0; i < spec.warmup + spec.count; ++i) {
-      zmq::message_t ping(size_);
-      const auto sent = stamp_ping(ping.data(), i);
-      if (!ping_.send(ping, zmq::send_flags::none)) throw run_error("a raw ZeroMQ send failed");
-      for (;;) {  // late probes may still come back: wait for this ping's echo
-        if (!pong_.recv(reply, zmq::recv_flags::none)) {
-          throw run_error("no echo of raw ping " + std::to_string(i) + " within 10 s");
-        }
-        const auto h = read_ping(reply.data(), reply.size());
-        if (h && h->index == i) break;
-        ++stray_;
-      }
-      const auto now = monotonic_ns();
-      if (i >= spec.warmup) rtt_ns[i - spec.warmup] = now - sent;
-    }
-    return rtt_ns;
+    return raw_round_trips(ping_, pong_, size_, spec, "ping", stray_);
   }
 
   std::string details() const override { return "stray_echoes=" + std::to_string(stray_); }
@@ -1145,30 +1331,184 @@ class meshbus_pinger final : public pinger {
   meshbus::Node node_;
 };
 
-/// One measured latency run: start the echoer, connect both ways, ping-pong, collect
-/// the echoer's one-way statistics.
+/// --mode request, raw ZeroMQ: a DEALER connected to the replier's ROUTER, which sends
+/// every request back to its sender.
+class raw_requester final : public pinger {
+ public:
+  explicit raw_requester(std::size_t size) : dealer_(context_, zmq::socket_type::dealer), size_(size) {
+    dealer_.set(zmq::sockopt::linger, 0);
+    dealer_.set(zmq::sockopt::rcvtimeo, static_cast<int>(milliseconds(echo_timeout).count()));
+  }
+
+  const char* transport() const noexcept override { return "raw"; }
+  std::vector<std::string> echoer_args() const override { return {}; }
+
+  void connect(child_process&, const std::string& ready_text) override {
+    dealer_.connect(ready_text);
+    // A DEALER queues what it sends until the connection is up: one probe will do.
+    zmq::message_t probe(size_);
+    (void)stamp_ping(probe.data(), probe_index);
+    if (!dealer_.send(probe, zmq::send_flags::none)) throw run_error("a raw ZeroMQ send failed");
+    zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::message_t reply;
+    if (zmq::poll(&item, 1, setup_timeout) == 0 || !dealer_.recv(reply, zmq::recv_flags::dontwait)) {
+      throw run_error("no raw ZeroMQ probe came back within 10 s");
+    }
+  }
+
+  std::vector<std::int64_t> ping_pong(const run_spec& spec) override {
+    return raw_round_trips(dealer_, dealer_, size_, spec, "request", stray_);
+  }
+
+  std::string details() const override { return "stray_replies=" + std::to_string(stray_); }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t dealer_;
+  std::size_t size_;
+  std::uint64_t stray_ = 0;
+};
+
+/// --mode request, meshbus: request("perf.echo").get() on the calling thread for each
+/// request; the replier's handler returns a copy of it.
+class meshbus_requester final : public pinger {
+ public:
+  meshbus_requester(std::string cluster, const run_spec& spec)
+      : cluster_(std::move(cluster)),
+        size_(spec.size),
+        node_(node_options(cluster_, "requester", spec.handler_threads)) {}
+
+  const char* transport() const noexcept override { return "meshbus"; }
+  std::vector<std::string> echoer_args() const override { return {"--cluster", cluster_}; }
+
+  void connect(child_process&, const std::string&) override {
+    // The replier said "ready" once it served the service; this node learns of it
+    // by discovery, HELLO and subscription updates. Nothing to wait on but the list.
+    const auto deadline = std::chrono::steady_clock::now() + setup_timeout;
+    while (node_.instances(echo_service).empty()) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw run_error("the replier's service was not among instances() within 10 s");
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  std::vector<std::int64_t> ping_pong(const run_spec& spec) override {
+    if (spec.api == request_api::callback) return chained(spec);
+    std::vector<std::int64_t> rtt_ns(spec.count);
+    std::string payload(size_, '\0');
+    const auto view = std::as_bytes(std::span(payload.data(), payload.size()));
+    meshbus::RequestOptions options;
+    options.timeout = echo_timeout;
+    for (std::uint64_t i = 0; i < spec.warmup + spec.count; ++i) {
+      const auto sent = stamp_ping(payload.data(), i);
+      meshbus::Reply reply;
+      try {
+        reply = node_.request(echo_service, view, options).get();
+      } catch (const std::exception& e) {
+        throw run_error("meshbus request " + std::to_string(i) + " failed: " + e.what());
+      }
+      const auto now = monotonic_ns();
+      check_reply(reply, i);
+      if (i >= spec.warmup) rtt_ns[i - spec.warmup] = now - sent;
+    }
+    return rtt_ns;
+  }
+
+  std::string details() const override {
+    const auto s = node_.stats();
+    return request_counters(s) + " " + node_counters(s);
+  }
+
+ private:
+  void check_reply(const meshbus::Reply& reply, std::uint64_t i) const {
+    const auto h = read_ping(reply.payload.data(), reply.payload.size());
+    if (!h || h->index != i || reply.payload.size() != size_) {
+      throw run_error("the reply to meshbus request " + std::to_string(i) + " is not a copy of it");
+    }
+  }
+
+  // --request-api callback: request_async(); its completion (on a handler thread, or
+  // the I/O thread with --handler-threads 0) takes the time and sends the next one,
+  // as the latency mode's pong handler does. This thread only waits for the end.
+  std::vector<std::int64_t> chained(const run_spec& spec) {
+    struct chain_state {
+      std::vector<std::int64_t> rtt_ns;
+      std::string payload;
+      std::uint64_t i = 0;
+      std::int64_t sent = 0;
+      std::promise<std::string> done;  ///< empty: all answered; else the failure
+    } st;
+    st.rtt_ns.assign(spec.count, 0);
+    st.payload.assign(size_, '\0');
+    meshbus::RequestOptions options;
+    options.timeout = echo_timeout;
+    const auto total = spec.warmup + spec.count;
+    std::function<void()> send_next;
+    send_next = [&] {
+      st.sent = stamp_ping(st.payload.data(), st.i);
+      node_.request_async(
+          echo_service, std::as_bytes(std::span(st.payload.data(), st.payload.size())),
+          [&](std::optional<meshbus::Reply> reply, std::exception_ptr failed) {
+            const auto now = monotonic_ns();
+            try {
+              if (failed) std::rethrow_exception(failed);
+              check_reply(*reply, st.i);
+            } catch (const std::exception& e) {
+              st.done.set_value("meshbus request " + std::to_string(st.i) + " failed: " + e.what());
+              return;
+            }
+            if (st.i >= spec.warmup) st.rtt_ns[st.i - spec.warmup] = now - st.sent;
+            if (++st.i == total) {
+              st.done.set_value({});
+              return;
+            }
+            send_next();
+          },
+          options);
+    };
+    auto result = st.done.get_future();
+    send_next();
+    if (const auto failure = result.get(); !failure.empty()) throw run_error(failure);
+    return std::move(st.rtt_ns);
+  }
+
+  std::string cluster_;
+  std::size_t size_;
+  meshbus::Node node_;
+};
+
+/// One measured latency run: start the echoer (the replier), connect both ways,
+/// ping-pong, collect the echoer's one-way statistics (the replier has none).
 latency_outcome run_latency(pinger& p, const run_spec& spec) {
-  const auto echoer = start_child(echoer_command, p.transport(), spec, p.echoer_args());
-  p.connect(*echoer, echoer->expect("ready", setup_timeout));
+  const bool request = spec.mode == run_mode::request;
+  const auto child =
+      start_child(request ? replier_command : echoer_command, p.transport(), spec, p.echoer_args());
+  p.connect(*child, child->expect("ready", setup_timeout));
   const auto cpu0 = process_cpu_ms();
   const auto t0 = monotonic_ns();
   auto rtt = p.ping_pong(spec);
   const auto cpu = cpu_field(cpu0) + " wall_ms=" + std::to_string((monotonic_ns() - t0) / 1'000'000);
-  echoer->send("done");
+  child->send("done");
 
-  // "result <samples> <p50> <p99> <p999> <max> <mean> [key=value...]" (one-way, ns)
-  const auto result = echoer->expect("result", report_timeout);
+  // echoer: "result <samples> <p50> <p99> <p999> <max> <mean> [key=value...]" (one-way, ns);
+  // replier: "result [key=value...]"
+  const auto result = child->expect("result", report_timeout);
   const auto fields = split(result, ' ');
   latency_outcome out;
-  out.one_way = latency_summary::from_fields(fields, 0);
-  const int status = echoer->wait_exit(exit_timeout);
-  if (out.one_way.samples != spec.count) {
-    throw run_error("the echoer timed " + std::to_string(out.one_way.samples) + " of " +
+  std::size_t counters_from = 0;
+  if (!request) {
+    out.one_way = latency_summary::from_fields(fields, 0);
+    counters_from = 6;
+  }
+  const int status = child->wait_exit(exit_timeout);
+  if (out.one_way && out.one_way->samples != spec.count) {
+    throw run_error("the echoer timed " + std::to_string(out.one_way->samples) + " of " +
                     std::to_string(spec.count) + " pings");
   }
   out.round_trip = summarize(std::move(rtt));
-  out.details = "pinger: " + joined(p.details(), cpu);
-  append_child_details(out.details, fields, 6, "echoer", status);
+  out.details = (request ? "requester: " : "pinger: ") + joined(p.details(), cpu);
+  append_child_details(out.details, fields, counters_from, request ? "replier" : "echoer", status);
   return out;
 }
 
@@ -1255,10 +1595,54 @@ std::string meshbus_echo(const child_config& c) {
 }
 
 // ---------------------------------------------------------------------------
+// latency --mode request, replier side (the child process)
+
+std::string raw_reply(const child_config&) {
+  zmq::context_t context(1);
+  zmq::socket_t router(context, zmq::socket_type::router);
+  router.set(zmq::sockopt::rcvtimeo, 100);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  if (!write_line(1, "ready " + router.get(zmq::sockopt::last_endpoint))) return {};
+  std::uint64_t answered = 0;
+  const bool done = with_receiver(
+      [&](const std::atomic<bool>& stop) {
+        zmq::message_t sender;
+        zmq::message_t request;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (!router.recv(sender, zmq::recv_flags::none)) continue;  // receive timeout: check stop
+          // [sender identity, request]: a message arrives whole, so the second frame is here.
+          if (!router.recv(request, zmq::recv_flags::none) ||
+              !router.send(sender, zmq::send_flags::sndmore) ||
+              !router.send(request, zmq::send_flags::none)) {
+            throw zmq::error_t();
+          }
+          ++answered;
+        }
+      },
+      [] { return await_driver("done", report_timeout); });
+  if (!done) return {};
+  return "answered=" + std::to_string(answered);
+}
+
+std::string meshbus_reply(const child_config& c) {
+  meshbus::Node node(node_options(c.cluster, "replier", c.spec.handler_threads));
+  (void)node.serve(echo_service, [](const meshbus::Event& request) {
+    const auto payload = request.payload();
+    return meshbus::Reply(std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
+  });
+  if (!write_line(1, "ready")) return {};
+  if (!await_driver("done", report_timeout)) return {};
+  const auto s = node.stats();
+  node.stop();
+  return request_counters(s) + " " + node_counters(s);
+}
+
+// ---------------------------------------------------------------------------
 // the child process
 
-/// `--name value` pairs, as start_child() writes them.
-child_config parse_child_args(const std::vector<std::string_view>& args) {
+/// `--name value` pairs, as start_child() writes them, for the hidden subcommand `command`.
+child_config parse_child_args(std::string_view command, const std::vector<std::string_view>& args) {
   child_config c;
   std::uint64_t size = 0;
   if (args.size() % 2 != 0) throw std::runtime_error("bad child arguments");
@@ -1293,22 +1677,31 @@ child_config parse_child_args(const std::vector<std::string_view>& args) {
   }
   c.spec.size = static_cast<std::size_t>(size);
   if (size == 0 || c.spec.count == 0) throw std::runtime_error("bad child arguments");
-  if (c.transport == "raw" ? c.endpoint.empty() : c.transport != "meshbus" || c.cluster.empty()) {
+  // A raw replier binds its ROUTER; every other raw child connects to the driver's socket.
+  const bool needs_endpoint = command != replier_command;
+  if (c.transport == "raw" ? needs_endpoint && c.endpoint.empty()
+                           : c.transport != "meshbus" || c.cluster.empty()) {
     throw std::runtime_error("bad child transport");
   }
   return c;
 }
 
-/// The hidden subcommands: `_subscriber|_echoer --transport raw|meshbus --size S
-/// --count N --warmup W --mode M (--endpoint E | --cluster C)`. Reports on stdout,
-/// see child_process.
+/// The hidden subcommands: `_subscriber|_echoer|_replier --transport raw|meshbus
+/// --size S --count N --warmup W --mode M --handler-threads T (--endpoint E |
+/// --cluster C)` (a raw _replier has no endpoint). Reports on stdout, see child_process.
 int child_main(std::string_view command, const std::vector<std::string_view>& args) {
   try {
     const auto cpu0 = process_cpu_ms();  // set-up, the run and (meshbus) stop()
-    const auto c = parse_child_args(args);
+    const auto c = parse_child_args(command, args);
     const bool raw = c.transport == "raw";
-    const auto result = command == subscriber_command ? (raw ? raw_subscribe(c) : meshbus_subscribe(c))
-                                                      : (raw ? raw_echo(c) : meshbus_echo(c));
+    std::string result;
+    if (command == subscriber_command) {
+      result = raw ? raw_subscribe(c) : meshbus_subscribe(c);
+    } else if (command == echoer_command) {
+      result = raw ? raw_echo(c) : meshbus_echo(c);
+    } else {
+      result = raw ? raw_reply(c) : meshbus_reply(c);
+    }
     if (result.empty()) return 1;  // the driver is gone
     write_line(1, "result " + joined(result, cpu_field(cpu0)));
     return 0;
@@ -1328,20 +1721,56 @@ struct command_options {
   std::vector<std::size_t> sizes;
   std::optional<std::uint64_t> count;
   std::uint64_t warmup = default_latency_warmup;
-  delivery_mode mode = delivery_mode::reliable;
+  run_mode mode = run_mode::reliable;
   unsigned handler_threads = 1;
+  request_api api = request_api::future;
   bool json = false;
   bool verbose = false;
 
+  /// The run for --size `size` (typed: the nearest size a sample encodes to).
   run_spec spec(std::size_t size) const {
+    run_spec r;
+    r.requested_size = size;
+    r.size = mode == run_mode::typed ? encoded_sample_size(sample_padding(size)) : size;
+    r.mode = mode;
+    r.handler_threads = handler_threads;
+    r.api = api;
     if (kind == command_kind::latency) {
-      return {size, count.value_or(default_latency_count), warmup, mode, handler_threads};
+      r.count = count.value_or(default_latency_count);
+      r.warmup = warmup;
+    } else {
+      r.count = count.value_or(
+          std::clamp<std::uint64_t>(bytes_per_run / r.size, min_default_count, max_default_count));
     }
-    return {size, count.value_or(std::clamp<std::uint64_t>(bytes_per_run / size, min_default_count,
-                                                           max_default_count)),
-            0, mode, handler_threads};
+    return r;
   }
 };
+
+/// Whether `command` runs in mode `m`: typed is for throughput, request for latency.
+bool accepts(command_kind command, run_mode m) noexcept {
+  switch (m) {
+    case run_mode::best_effort:
+    case run_mode::reliable:
+    case run_mode::acknowledged: return true;
+    case run_mode::typed: return command == command_kind::throughput;
+    case run_mode::request: return command == command_kind::latency;
+  }
+  return false;
+}
+
+/// "a, b or c": the modes `command` accepts.
+std::string accepted_modes(command_kind command) {
+  std::vector<const char*> names;
+  for (const auto m : all_modes) {
+    if (accepts(command, m)) names.push_back(to_string(m));
+  }
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i != 0) out += i + 1 == names.size() ? " or " : ", ";
+    out += names[i];
+  }
+  return out;
+}
 
 /// Parses a command's options; prints why and returns nullopt on a usage error.
 std::optional<command_options> parse_options(command_kind kind, const std::vector<std::string_view>& args,
@@ -1399,12 +1828,28 @@ std::optional<command_options> parse_options(command_kind kind, const std::vecto
       const auto v = take();
       if (!v) return std::nullopt;
       const auto m = parse_mode(*v);
-      if (!m) {
-        std::fprintf(stderr, "meshbus-perf: --mode: '%.*s' is not best_effort, reliable or acknowledged\n",
-                     static_cast<int>(v->size()), v->data());
+      if (!m || !accepts(kind, *m)) {
+        std::fprintf(stderr, "meshbus-perf: --mode: '%.*s' is not a mode of %s (%s)%s\n",
+                     static_cast<int>(v->size()), v->data(), latency ? "latency" : "throughput",
+                     accepted_modes(kind).c_str(),
+                     !m                      ? ""
+                     : *m == run_mode::typed ? "; typed is for throughput"
+                                             : "; request is for latency");
         return std::nullopt;
       }
       o.mode = *m;
+    } else if (name == "--request-api" && latency) {
+      const auto v = take();
+      if (!v) return std::nullopt;
+      if (*v == "future") {
+        o.api = request_api::future;
+      } else if (*v == "callback") {
+        o.api = request_api::callback;
+      } else {
+        std::fprintf(stderr, "meshbus-perf: --request-api: '%.*s' is not future or callback\n",
+                     static_cast<int>(v->size()), v->data());
+        return std::nullopt;
+      }
     } else if (name == "--handler-threads") {
       std::uint64_t n = 0;
       if (!take_positive(n, true)) return std::nullopt;
@@ -1422,6 +1867,19 @@ std::optional<command_options> parse_options(command_kind kind, const std::vecto
   if (o.sizes.empty()) {
     std::fprintf(stderr, "meshbus-perf: %s needs --size\n", latency ? "latency" : "throughput");
     return std::nullopt;
+  }
+  if (o.mode == run_mode::typed) {
+    const auto typed_min = min_typed_size();
+    for (const auto size : o.sizes) {
+      if (size >= typed_min) continue;
+      std::fprintf(
+          stderr,
+          "meshbus-perf: --size: %zu bytes is too small for --mode typed: the encoded event takes at "
+          "least %zu (its MessagePack map with the three field names, two 9-byte integers and a "
+          "1-byte padding)\n",
+          size, typed_min);
+      return std::nullopt;
+    }
   }
   return o;
 }
@@ -1502,6 +1960,11 @@ void print_throughput_header(const command_options& o) {
   std::printf("# throughput, meshbus mode %s, handler threads %u: publisher and subscriber in two processes over "
               "TCP loopback\n",
               to_string(o.mode), o.handler_threads);
+  if (o.mode == run_mode::typed) {
+    std::printf(
+        "# typed: meshbus publish(event) encodes and subscribe<T>() decodes a MessagePack event of the "
+        "size (reliable); raw: plain bytes of the size\n");
+  }
   std::printf("# raw = ZeroMQ PUB/SUB, XPUB_NODROP + blocking send, one message per event\n");
   std::printf("%8s %10s %13s %9s %9s %13s %12s %12s %6s\n", "size", "count", "raw ev/s", "raw MB/s",
               "raw lost", "meshbus ev/s", "meshbus MB/s", "meshbus lost", "ratio");
@@ -1513,10 +1976,13 @@ void print_throughput_row(const command_options& o, const run_spec& spec, const 
   const bool both = raw.outcome && mesh.outcome;
   const double mesh_eps = mesh.outcome ? mesh.outcome->events_per_s() : 0.0;
   const double raw_eps = raw.outcome ? raw.outcome->events_per_s() : 0.0;
+  const bool typed = spec.mode == run_mode::typed;
   if (o.json) {
-    std::printf("{\"size\":%zu,\"count\":%llu,\"mode\":\"%s\",\"handler_threads\":%u,%s%s\"ratio\":%s}\n",
-                spec.size, static_cast<unsigned long long>(spec.count), to_string(spec.mode), spec.handler_threads,
-                json_side("", mesh, spec).c_str(),
+    const auto requested =
+        typed ? "\"requested_size\":" + std::to_string(spec.requested_size) + "," : std::string();
+    std::printf("{\"size\":%zu,%s\"count\":%llu,\"mode\":\"%s\",\"handler_threads\":%u,%s%s\"ratio\":%s}\n",
+                spec.size, requested.c_str(), static_cast<unsigned long long>(spec.count),
+                to_string(spec.mode), spec.handler_threads, json_side("", mesh, spec).c_str(),
                 json_side("baseline_", raw, spec).c_str(), json_ratio(mesh_eps, raw_eps, both).c_str());
   } else {
     auto cells = [&](const throughput_side& r, std::string& eps, std::string& mbs, std::string& lost) {
@@ -1539,6 +2005,12 @@ void print_throughput_row(const command_options& o, const run_spec& spec, const 
     std::printf("%8zu %10s %13s %9s %9s %13s %12s %12s %6s\n", spec.size,
                 with_commas(static_cast<double>(spec.count)).c_str(), raw_eps_text.c_str(), raw_mbs.c_str(),
                 raw_lost.c_str(), mesh_eps_text.c_str(), mesh_mbs.c_str(), mesh_lost.c_str(), ratio_text);
+    if (typed && spec.size != spec.requested_size) {
+      std::printf(
+          "#   no typed event encodes to %zu bytes (the MessagePack string header grows there): %zu is the "
+          "nearest\n",
+          spec.requested_size, spec.size);
+    }
     for (const auto* r : {&raw, &mesh}) {
       if (!r->outcome) std::printf("#   %s run failed: %s\n", r == &raw ? "raw" : "meshbus", r->error.c_str());
     }
@@ -1578,6 +2050,23 @@ using latency_side = side_result<latency_outcome>;
 
 double to_us(std::int64_t ns) noexcept { return static_cast<double>(ns) / 1e3; }
 
+/// `"<prefix><kind>p50_us":..,...,"<prefix><kind>mean_us":..,`, all null without `s`.
+std::string json_summary(const char* prefix, const char* kind, const latency_summary* s) {
+  const latency_summary none;
+  const auto& v = s != nullptr ? *s : none;
+  const std::pair<const char*, std::int64_t> fields[] = {
+      {"p50_us", v.p50}, {"p99_us", v.p99}, {"p999_us", v.p999}, {"max_us", v.max}, {"mean_us", v.mean}};
+  std::string out;
+  for (const auto& [name, ns] : fields) {
+    char text[32] = "null";
+    if (s != nullptr) std::snprintf(text, sizeof text, "%.2f", to_us(ns));
+    out += "\"" + std::string(prefix) + kind + name + "\":" + text + ",";
+  }
+  return out;
+}
+
+/// One-way and round-trip fields, or nulls and an error. --mode request has no
+/// one-way figure: its p50_us... are the round trip, as its rtt_ fields.
 std::string json_side(const char* prefix, const latency_side& r) {
   if (!r.outcome) {
     return json_failed_side(prefix,
@@ -1585,24 +2074,33 @@ std::string json_side(const char* prefix, const latency_side& r) {
                              "rtt_p999_us", "rtt_max_us", "rtt_mean_us"},
                             r.error);
   }
-  std::string out;
-  char text[256];
-  for (const auto& [kind, s] : {std::pair{"", r.outcome->one_way}, std::pair{"rtt_", r.outcome->round_trip}}) {
-    std::snprintf(text, sizeof text,
-                  "\"%s%sp50_us\":%.2f,\"%s%sp99_us\":%.2f,\"%s%sp999_us\":%.2f,\"%s%smax_us\":%.2f,"
-                  "\"%s%smean_us\":%.2f,",
-                  prefix, kind, to_us(s.p50), prefix, kind, to_us(s.p99), prefix, kind, to_us(s.p999), prefix,
-                  kind, to_us(s.max), prefix, kind, to_us(s.mean));
-    out += text;
-  }
-  return out;
+  const auto& one_way = r.outcome->one_way;
+  return json_summary(prefix, "", one_way ? &*one_way : &r.outcome->round_trip) +
+         json_summary(prefix, "rtt_", &r.outcome->round_trip);
 }
 
 void print_latency_header(const command_options& o) {
-  std::printf("# latency, meshbus mode %s, handler threads %u: one event at a time, pinger and echoer in two "
-              "processes over TCP loopback\n",
-              to_string(o.mode), o.handler_threads);
-  std::printf("# microseconds; one-way = echoer's receipt - embedded send time; ratio = meshbus p50 / raw p50\n");
+  if (o.mode == run_mode::request) {
+    std::printf(
+        "# latency, meshbus request/reply, handler threads %u: one request at a time, requester and "
+        "replier in two processes over TCP loopback\n",
+        o.handler_threads);
+    std::printf(
+        "# raw = ZeroMQ DEALER -> ROUTER sending each request back; meshbus = %s(\"%.*s\")%s -> "
+        "serve(\"%.*s\") returning a copy\n",
+        o.api == request_api::future ? "request" : "request_async", static_cast<int>(echo_service.size()),
+        echo_service.data(), o.api == request_api::future ? ".get()" : ", the completion sending the next",
+        static_cast<int>(echo_service.size()), echo_service.data());
+    std::printf(
+        "# microseconds; round trip only (the replier takes no times); ratio = meshbus p50 / raw p50\n");
+  } else {
+    std::printf(
+        "# latency, meshbus mode %s, handler threads %u: one event at a time, pinger and echoer in two "
+        "processes over TCP loopback\n",
+        to_string(o.mode), o.handler_threads);
+    std::printf(
+        "# microseconds; one-way = echoer's receipt - embedded send time; ratio = meshbus p50 / raw p50\n");
+  }
   std::printf("%8s %8s %-10s %8s %8s %10s %8s %8s %8s %10s %8s %6s\n", "size", "count", "", "raw p50", "raw p99",
               "raw p99.9", "raw max", "mesh p50", "mesh p99", "mesh p99.9", "mesh max", "ratio");
   std::fflush(stdout);
@@ -1611,36 +2109,53 @@ void print_latency_header(const command_options& o) {
 void print_latency_row(const command_options& o, const run_spec& spec, const latency_side& raw,
                        const latency_side& mesh) {
   const bool both = raw.outcome && mesh.outcome;
+  // The one-way or the round-trip summary of a side, if it has one.
+  auto pick = [](const latency_side& r, bool round_trip) -> const latency_summary* {
+    if (!r.outcome) return nullptr;
+    if (round_trip) return &r.outcome->round_trip;
+    return r.outcome->one_way ? &*r.outcome->one_way : nullptr;
+  };
+  auto ratio_of = [&](bool round_trip) -> std::optional<double> {
+    const auto* m = pick(mesh, round_trip);
+    const auto* b = pick(raw, round_trip);
+    if (m == nullptr || b == nullptr || b->p50 <= 0) return std::nullopt;
+    return static_cast<double>(m->p50) / static_cast<double>(b->p50);
+  };
   if (o.json) {
-    const auto ratio = [&](auto pick) {
-      return json_ratio(both ? static_cast<double>(pick(*mesh.outcome).p50) : 0,
-                        both ? static_cast<double>(pick(*raw.outcome).p50) : 0, both);
+    const auto ratio = [&](bool round_trip) {
+      round_trip = round_trip || spec.mode == run_mode::request;  // its only figure
+      const auto* m = pick(mesh, round_trip);
+      const auto* b = pick(raw, round_trip);
+      return json_ratio(m != nullptr ? static_cast<double>(m->p50) : 0,
+                        b != nullptr ? static_cast<double>(b->p50) : 0, both && m != nullptr && b != nullptr);
     };
-    std::printf("{\"size\":%zu,\"count\":%llu,\"warmup\":%llu,\"mode\":\"%s\",\"handler_threads\":%u,%s%s"
-                "\"ratio_p50\":%s,\"rtt_ratio_p50\":%s}\n",
-                spec.size, static_cast<unsigned long long>(spec.count),
-                static_cast<unsigned long long>(spec.warmup), to_string(spec.mode), spec.handler_threads, json_side("", mesh).c_str(),
-                json_side("baseline_", raw).c_str(),
-                ratio([](const latency_outcome& x) { return x.one_way; }).c_str(),
-                ratio([](const latency_outcome& x) { return x.round_trip; }).c_str());
+    std::printf(
+        "{\"size\":%zu,\"count\":%llu,\"warmup\":%llu,\"mode\":\"%s\",%s\"handler_threads\":%u,%s%s"
+        "\"ratio_p50\":%s,\"rtt_ratio_p50\":%s}\n",
+        spec.size, static_cast<unsigned long long>(spec.count), static_cast<unsigned long long>(spec.warmup),
+        to_string(spec.mode),
+        spec.mode != run_mode::request         ? ""
+        : spec.api == request_api::future ? "\"request_api\":\"future\","
+                                          : "\"request_api\":\"callback\",",
+        spec.handler_threads, json_side("", mesh).c_str(),
+        json_side("baseline_", raw).c_str(), ratio(false).c_str(), ratio(true).c_str());
   } else {
+    // --mode request has no one-way figure: its row is left out.
+    const bool one_way_row = spec.mode != run_mode::request;
     for (const bool round_trip : {false, true}) {
+      if (!round_trip && !one_way_row) continue;
       auto cells = [&](const latency_side& r) {
-        char text[64];
         if (!r.outcome) return std::string("  failed   failed     failed   failed");
-        const auto& s = round_trip ? r.outcome->round_trip : r.outcome->one_way;
-        std::snprintf(text, sizeof text, "%8.1f %8.1f %10.1f %8.1f", to_us(s.p50), to_us(s.p99), to_us(s.p999),
-                      to_us(s.max));
+        const auto* s = pick(r, round_trip);
+        if (s == nullptr) return std::string("       -        -          -        -");
+        char text[64];
+        std::snprintf(text, sizeof text, "%8.1f %8.1f %10.1f %8.1f", to_us(s->p50), to_us(s->p99),
+                      to_us(s->p999), to_us(s->max));
         return std::string(text);
       };
       char ratio_text[32] = "-";
-      if (both) {
-        const auto& m = round_trip ? mesh.outcome->round_trip : mesh.outcome->one_way;
-        const auto& b = round_trip ? raw.outcome->round_trip : raw.outcome->one_way;
-        if (b.p50 > 0) {
-          std::snprintf(ratio_text, sizeof ratio_text, "%.2f", static_cast<double>(m.p50) / static_cast<double>(b.p50));
-        }
-      }
+      if (const auto ratio = ratio_of(round_trip))
+        std::snprintf(ratio_text, sizeof ratio_text, "%.2f", *ratio);
       std::printf("%8zu %8s %-10s %s %s %6s\n", spec.size, with_commas(static_cast<double>(spec.count)).c_str(),
                   round_trip ? "round trip" : "one-way", cells(raw).c_str(), cells(mesh).c_str(), ratio_text);
     }
@@ -1651,15 +2166,25 @@ void print_latency_row(const command_options& o, const run_spec& spec, const lat
   std::fflush(stdout);
 }
 
+/// The driver halves of a latency run in `spec.mode`: pinger, or requester for request.
+std::unique_ptr<pinger> make_raw_pinger(const run_spec& spec) {
+  if (spec.mode == run_mode::request) return std::make_unique<raw_requester>(spec.size);
+  return std::make_unique<raw_pinger>(spec.size);
+}
+
+std::unique_ptr<pinger> make_meshbus_pinger(const run_spec& spec) {
+  if (spec.mode == run_mode::request) return std::make_unique<meshbus_requester>(next_cluster(), spec);
+  return std::make_unique<meshbus_pinger>(next_cluster(), spec);
+}
+
 int latency_main(const command_options& o) {
   if (!o.json) print_latency_header(o);
   bool all_completed = true;
   for (const auto size : o.sizes) {
     const auto spec = o.spec(size);
     auto run = [&](pinger& p) { return run_latency(p, spec); };
-    const auto raw = run_transport<latency_outcome>([&] { return std::make_unique<raw_pinger>(size); }, run);
-    const auto mesh = run_transport<latency_outcome>(
-        [&] { return std::make_unique<meshbus_pinger>(next_cluster(), spec); }, run);
+    const auto raw = run_transport<latency_outcome>([&] { return make_raw_pinger(spec); }, run);
+    const auto mesh = run_transport<latency_outcome>([&] { return make_meshbus_pinger(spec); }, run);
     if (o.verbose) {
       print_details("latency", size, "raw", raw.error, raw.outcome ? raw.outcome->details : "");
       print_details("latency", size, "meshbus", mesh.error, mesh.outcome ? mesh.outcome->details : "");
@@ -1685,7 +2210,9 @@ int main(int argc, char** argv) {
     std::fputs(help_text, stdout);
     return 0;
   }
-  if (command == subscriber_command || command == echoer_command) return child_main(command, rest);
+  if (command == subscriber_command || command == echoer_command || command == replier_command) {
+    return child_main(command, rest);
+  }
   if (command != "throughput" && command != "latency") {
     std::fprintf(stderr, "meshbus-perf: unknown command '%.*s' (try --help)\n",
                  static_cast<int>(command.size()), command.data());
