@@ -48,6 +48,8 @@ struct Stats {
   std::uint64_t rejected_sequences = 0; ///< batches or heartbeats too far ahead, or of an
                                         ///< older epoch: not believed
   std::uint64_t receive_pauses = 0;     ///< times reading paused: handler queue full
+  std::uint64_t unknown_starts = 0;     ///< streams started at the first event received because the
+                                        ///< publisher's READY (where "now" is) never came
   std::uint64_t handler_retries = 0;    ///< acknowledged: handler calls repeated after a throw
   std::uint64_t dead_letters = 0;       ///< events dead-lettered
   std::uint64_t dead_letters_dropped = 0;  ///< dead letters evicted from a full store

@@ -19,7 +19,7 @@ struct node_counters {
       handler_errors{0}, events_unmatched{0}, gaps{0}, events_lost{0}, loss_notices{0}, nacks_sent{0},
       repairs_received{0}, acks_sent{0}, duplicates_dropped{0}, reorder_overflow{0},
       rejected_sequences{0}, receive_pauses{0}, handler_retries{0}, dead_letters{0},
-      dead_letters_dropped{0};
+      dead_letters_dropped{0}, unknown_starts{0};
   // request/reply
   counter requests_sent{0}, requests_failed{0}, requests_served{0}, late_replies{0};
   // bad input

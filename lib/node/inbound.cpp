@@ -87,6 +87,7 @@ void inbound_streams::count(const reliability::receive_counters& before,
   bump(counters_.gaps, after.gaps - before.gaps);
   bump(counters_.reorder_overflow, after.reorder_overflow - before.reorder_overflow);
   bump(counters_.rejected_sequences, after.rejected - before.rejected);
+  bump(counters_.unknown_starts, after.unknown_starts - before.unknown_starts);
 }
 
 inbound_streams::publisher_state* inbound_streams::publisher_for(const wire::node_id_bytes& id,
@@ -116,8 +117,8 @@ std::uint64_t inbound_streams::start_for(const publisher_state& p, const subscri
     case StartFrom::Kind::now: break;
   }
   // "now": just after the publisher's position when our subscription reached it. A
-  // topic it had not published yet starts at 1. Without that READY yet: wherever the
-  // first batch is.
+  // topic it had not published yet starts at 1. Without that READY yet: not known
+  // (0); the window holds what arrives until on_ready() starts it.
   if (!p.ready || p.ready_generation < sub.generation.load(std::memory_order_acquire)) return 0;
   const auto it = p.positions.find(topic);
   return it == p.positions.end() ? 1 : it->second + 1;
@@ -516,6 +517,18 @@ void inbound_streams::on_ready(const wire::node_id_bytes& publisher, std::uint64
   p->ready_generation = m.generation;
   p->positions.clear();
   for (const auto& [topic, seq] : m.positions) p->positions[topic] = seq;
+  // Windows that were waiting for this to know where "now" is begin there.
+  for (auto& [topic, s] : p->streams) {
+    for (auto& ss : s.subs) {
+      if (ss.w.started()) continue;
+      const auto start = start_for(*p, *ss.sub, topic);
+      if (start == 0) continue;  // a READY of an older generation: still not known
+      const auto before = ss.w.counters();
+      ss.w.start(start, now, actions_);
+      count(before, ss.w.counters());
+      apply(publisher, epoch, s, ss, LossNotice::Reason::gap);  // only best_effort skips holes here
+    }
+  }
   // Streams that already exist: let every window see the position (late joiners
   // that start from the beginning or a sequence ask for what they want now).
   for (const auto& [topic, seq] : m.positions) {

@@ -32,7 +32,8 @@ errc code_of(fault f) noexcept {
     case fault::dead_letter: return errc::handler_failed;
     case fault::sent_past_gone:
     case fault::control_send_failure: return errc::peer_overloaded;
-    case fault::sequence_gap: return errc::data_loss;
+    case fault::sequence_gap:
+    case fault::unknown_start: return errc::data_loss;
     default: return errc::malformed_input;
   }
 }

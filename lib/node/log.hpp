@@ -34,6 +34,7 @@ enum class fault : std::uint8_t {
   sequence_gap,
   dead_letter,
   group_conflict,
+  unknown_start,
   count_
 };
 

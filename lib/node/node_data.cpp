@@ -242,7 +242,14 @@ void node_impl::handle_data(zmq::message_t&& msg, const wire::node_id_bytes* rep
 
 void node_impl::reliability_tick(clock::time_point now) {
   expire_requests(now);
+  const auto unknown_before = read(counters_.unknown_starts);
   inbound_->tick(now);
+  if (read(counters_.unknown_starts) != unknown_before) {
+    report(fault::unknown_start,
+           "a stream was started at the first event received: the publisher's READY (where the "
+           "subscription began) did not come within 3 s, so events before it may be missing unreported "
+           "(Stats::unknown_starts)");
+  }
   if (!own_nacks_.empty()) {
     std::vector<wire::nack_msg> nacks;
     nacks.swap(own_nacks_);

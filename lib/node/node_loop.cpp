@@ -494,6 +494,7 @@ Stats node_impl::stats() const {
   s.repairs_received = read(c.repairs_received);
   s.acks_sent = read(c.acks_sent);
   s.reorder_overflow = read(c.reorder_overflow);
+  s.unknown_starts = read(c.unknown_starts);
   s.rejected_sequences = read(c.rejected_sequences);
   s.handler_retries = read(c.handler_retries);
   s.dead_letters = read(c.dead_letters);
@@ -676,6 +677,12 @@ void node_impl::on_interval(clock::time_point now) {
       continue;
     }
     send_control(id, wire::ping_msg{epoch_, router_port_, pub_port_, gossip});
+    // No READY for our subscriptions yet: it (or they) may have been lost. Until it
+    // comes, what this peer publishes to us is held, not delivered; ask again.
+    if (sub_generation_ > s.confirmed_generation && now - s.subscriptions_sent >= opts_.beacon_interval) {
+      send_control(id, wire::subscriptions_msg{sub_generation_, subs_.patterns(), service_names()});
+      s.subscriptions_sent = now;
+    }
   }
   send_seed_hellos(now);
 }

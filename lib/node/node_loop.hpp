@@ -147,8 +147,11 @@ class node_impl final : private inbound_sink, private outbound_sink {
     std::vector<wire::pattern_spec> patterns;
     std::uint64_t ready_generation = 0;
     bool ready_seen = false;
-    // As a publisher to this node: the generation of ours it confirmed.
+    std::optional<wire::ready_msg> ready_sent;  ///< the last READY, sent again if asked
+    // As a publisher to this node: the generation of ours it confirmed (READY), and
+    // when we last told it our subscriptions (sent again while unconfirmed).
     std::uint64_t confirmed_generation = 0;
+    clock::time_point subscriptions_sent{};
     std::vector<std::string> services;  ///< request services it serves
   };
   // What API threads may read about a peer (under view_mu_).

@@ -187,12 +187,16 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
     (void)table_.heard(from, known->epoch, known->endpoint, discovery::peer_source::hello, now);
   }
   if (auto* subs = std::get_if<wire::subscriptions_msg>(&msg)) {
+    // The same generation again: the subscriber has no READY for it (lost). Send
+    // the one it was given, unchanged: its positions are where "now" was then.
+    const bool again = subs->generation == s.patterns_generation;
     if (subs->generation >= s.patterns_generation) {
       s.patterns_generation = subs->generation;
       s.patterns = std::move(subs->patterns);
       set_peer_services(s, std::move(subs->services));
       update_subscriber_view(s);
     }
+    if (again && s.ready_sent && s.ready_sent->generation >= subs->generation) send_control(s.id, *s.ready_sent);
   } else if (auto* ready = std::get_if<wire::ready_msg>(&msg)) {
     s.confirmed_generation = std::max(s.confirmed_generation, ready->generation);
     inbound_->on_ready(from, s.epoch, *ready, now);
@@ -240,7 +244,10 @@ void node_impl::handle_hello(const wire::node_id_bytes& from, wire::hello_msg& m
     s.patterns = std::move(m.patterns);
     set_peer_services(s, std::move(m.services));
   }
-  if (!s.hello_sent) send_hello(s, now);
+  // Ours may have been lost: a peer sends HELLO again only while it has none from
+  // us. Answering at most once per beacon interval keeps two nodes that both just
+  // sent theirs from answering each other forever.
+  if (!s.hello_sent || now - s.last_hello_sent >= opts_.beacon_interval) send_hello(s, now);
   if (!s.announced) {
     s.announced = true;
     s.joined_at = now;
@@ -298,6 +305,7 @@ void node_impl::send_ready(peer_session& s) {
   r.generation = s.ready_generation;
   r.positions = outbound_->positions(wire::max_positions);
   send_control(s.id, r);
+  s.ready_sent = std::move(r);
 }
 
 void node_impl::apply_transition(const discovery::peer_transition& t, clock::time_point now) {
@@ -350,13 +358,15 @@ node_impl::peer_session& node_impl::open_session(const discovery::peer_transitio
   s.id = t.id;
   s.epoch = t.epoch;
   s.endpoint = t.endpoint;
+  transport_->connect_peer(t.id, t.endpoint.host, t.endpoint.router_port, t.endpoint.pub_port);
+  send_hello(s, now);
   if (auto e = early_ready_.find(t.id); e != early_ready_.end()) {
+    // Its subscription reached us before we knew the peer: it still needs its READY.
     s.ready_generation = e->second;
     s.ready_seen = true;
     early_ready_.erase(e);
+    send_ready(s);
   }
-  transport_->connect_peer(t.id, t.endpoint.host, t.endpoint.router_port, t.endpoint.pub_port);
-  send_hello(s, now);
   return s;
 }
 
@@ -441,6 +451,7 @@ void node_impl::send_hello(peer_session& s, clock::time_point now) {
   send_control(s.id, make_hello());
   s.hello_sent = true;
   s.last_hello_sent = now;
+  s.subscriptions_sent = now;  // a HELLO carries them too
 }
 
 void node_impl::send_control(const wire::node_id_bytes& id, const wire::control_msg& m) {
@@ -551,8 +562,11 @@ void node_impl::subscriptions_changed() {
     if (!spec.group.empty()) own_groups.push_back(spec);
   }
   outbound_->set_subscriber(id_bytes_, own_groups, true, clock::now());
+  const auto now = clock::now();
   for (auto& [id, s] : sessions_) {
-    if (s.hello_sent) send_control(id, m);
+    if (!s.hello_sent) continue;
+    send_control(id, m);
+    s.subscriptions_sent = now;
   }
 }
 

@@ -10,6 +10,7 @@
 // furthest ahead is dropped (counted) and will be asked for again.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,9 @@ struct receive_config {
   std::uint64_t max_ahead = std::uint64_t{1} << 24;
   std::uint64_t ack_every = 2048;                              ///< events
   clock::duration ack_interval = std::chrono::milliseconds(5);  ///< at most this late
+  /// A window created without a start (the publisher's READY has not come) holds what
+  /// arrives at most this long, then starts at the first batch it holds (counted).
+  clock::duration start_wait = std::chrono::seconds(3);
 };
 
 struct seq_range {
@@ -48,6 +52,7 @@ struct receive_counters {
   std::uint64_t nacks = 0;            ///< NACK messages asked for
   std::uint64_t reorder_overflow = 0; ///< held batches dropped to stay in bounds
   std::uint64_t rejected = 0;         ///< batches too far ahead to believe
+  std::uint64_t unknown_starts = 0;   ///< started at the first batch held: no start came
 };
 
 template <class Payload>
@@ -73,18 +78,44 @@ class receive_window {
   };
 
   /// `start`: the first sequence wanted (1 for a stream that is new to us, p + 1 to
-  /// start after position p, or any given sequence); 0 means "wherever the first batch is".
+  /// start after position p, or any given sequence); 0: not known yet. Until start()
+  /// says where, batches are held (in the bounded reorder buffer), not delivered.
   receive_window(delivery_mode mode, receive_config cfg, std::uint64_t start)
       : mode_(mode), cfg_(cfg), next_(start), started_(start != 0) {}
+
+  /// Where a window created without a start begins: `seq` (at least 1). Held
+  /// batches before it were published before the subscription began and are let go;
+  /// the rest are delivered in order, holes asked for. No-op once started.
+  void start(std::uint64_t seq, clock::time_point now, actions& out) {
+    if (started_) return;
+    started_ = true;
+    next_ = std::max<std::uint64_t>(seq, 1);
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (it->first + it->second.count <= next_) {
+        held_bytes_ -= it->second.bytes;
+        it = held_.erase(it);
+      } else {
+        note_seen(it->first + it->second.count - 1);
+        ++it;
+      }
+    }
+    drain(now, out);
+    if (mode_ == delivery_mode::best_effort) {
+      skip_holes(out);
+    } else {
+      request_new(now, out);
+    }
+  }
 
   /// A batch [first_seq, first_seq + count) arrived (by PUB or as a repair).
   void on_batch(std::uint64_t first_seq, std::uint32_t count, std::size_t bytes, Payload&& payload,
                 clock::time_point now, actions& out) {
     if (count == 0) return;
     const std::uint64_t end = first_seq + count;
-    if (!started_) {
-      next_ = first_seq;
-      started_ = true;
+    if (!started_) {  // where to begin is not known yet: keep it for start()
+      if (held_.empty()) waiting_since_ = now;
+      hold(first_seq, count, bytes, std::move(payload));
+      return;
     }
     if (end <= next_) {
       counters_.duplicates += count;
@@ -150,8 +181,15 @@ class receive_window {
     }
   }
 
-  /// Asks again for everything still missing when the retry is due.
+  /// Asks again for everything still missing when the retry is due. A window that
+  /// waited start_wait for its start begins at the first batch it holds.
   void tick(clock::time_point now, actions& out) {
+    if (!started_) {
+      if (held_.empty() || now < waiting_since_ + cfg_.start_wait) return;
+      ++counters_.unknown_starts;
+      start(held_.begin()->first, now, out);
+      return;
+    }
     if (mode_ == delivery_mode::best_effort || !has_gap() || now < nack_due_) return;
     request_range(next_, now, out);
     nack_due_ = now + backoff_;
@@ -176,8 +214,13 @@ class receive_window {
     drain(now, out);
   }
 
-  /// The publisher is gone: gives up on every hole and delivers what is held.
+  /// The publisher is gone: gives up on every hole and delivers what is held (a
+  /// window that never learned its start begins at the first batch it holds).
   void abandon(clock::time_point now, actions& out) {
+    if (!started_) {
+      if (held_.empty()) return;
+      start(held_.begin()->first, now, out);
+    }
     while (has_gap()) {
       const std::uint64_t first_held = held_.empty() ? highest_ + 1 : held_.begin()->first;
       if (first_held > next_) {
@@ -189,6 +232,7 @@ class receive_window {
   }
   /// When the next NACK retry is due (time_point::max() when nothing is missing).
   clock::time_point nack_due() const noexcept {
+    if (!started_) return held_.empty() ? clock::time_point::max() : waiting_since_ + cfg_.start_wait;
     return has_gap() && mode_ != delivery_mode::best_effort ? nack_due_ : clock::time_point::max();
   }
 
@@ -198,6 +242,18 @@ class receive_window {
     std::size_t bytes;
     Payload payload;
   };
+
+  // best_effort after start(): what is missing between held batches is reported lost.
+  void skip_holes(actions& out) {
+    while (!held_.empty()) {
+      const auto first_held = held_.begin()->first;
+      if (first_held > next_) {
+        give_up({next_, first_held - 1}, out);
+        next_ = first_held;
+      }
+      drain(clock::time_point{}, out);
+    }
+  }
 
   void note_seen(std::uint64_t seq) noexcept {
     if (seq > highest_) highest_ = seq;
@@ -298,6 +354,7 @@ class receive_window {
   receive_config cfg_;
   std::uint64_t next_;
   bool started_;
+  clock::time_point waiting_since_{};  ///< not started: when the first batch was held
   std::uint64_t highest_ = 0;  ///< highest sequence known to exist
   std::map<std::uint64_t, held_batch> held_;
   std::size_t held_bytes_ = 0;

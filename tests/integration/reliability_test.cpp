@@ -3,9 +3,11 @@
 // control, and acknowledged delivery with retries, dead letters and dedupe.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "tests/support/node_helpers.hpp"
 
@@ -395,4 +397,35 @@ TEST_CASE("acknowledged: the publisher's flush waits for the handlers", "[integr
   publish_numbered(pub, "slow.x", 1, 200);
   REQUIRE(pub.flush(20s));
   CHECK(handled == 200);  // acked only after each handler returned
+}
+
+TEST_CASE("a subscriber that missed the publisher's READY holds what arrives and asks again: nothing skipped",
+          "[integration][reliability]") {
+  // The READY says where "now" was when the subscription reached the publisher. Here
+  // it is lost (everything the subscriber receives is dropped for its first 1.5 s),
+  // and so are the first events. The subscriber must not start at whatever arrives
+  // first after that: it holds it, asks for its READY again, and starts at 1.
+  const auto cluster = unique_cluster("lostready");
+  Node pub(fast_options(cluster, "pub"));
+  std::unique_ptr<Node> sub;
+  {
+    faults_for_next_nodes f("cut_at_ms=0,cut_for_ms=1500");
+    sub = std::make_unique<Node>(fast_options(cluster, "sub"));
+  }
+  order_check check;
+  std::atomic<int> losses{0};
+  sub->on_loss([&](const LossNotice&) { ++losses; });
+  sub->subscribe("ready.data", check.handler());
+  REQUIRE(pub.wait_for_subscribers("ready.data", 1, 10s));
+  publish_numbered(pub, "ready.data", 1, 100);  // into the cut
+  for (std::uint64_t i = 101; i <= 200; ++i) {  // across its end, at a steady pace
+    REQUIRE(pub.publish("ready.data", std::to_string(i)) == PublishResult::ok);
+    std::this_thread::sleep_for(20ms);
+  }
+  const bool flushed = pub.flush(20s);
+  INFO("received " << check.total() << ", out of order " << check.bad() << ", losses " << losses);
+  REQUIRE(flushed);
+  CHECK(eventually([&] { return check.total() == 200; }, 10s));
+  CHECK(check.bad() == 0);
+  CHECK(losses == 0);
 }

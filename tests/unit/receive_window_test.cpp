@@ -137,10 +137,64 @@ TEST_CASE("the start point decides what is wanted", "[unit][reliability]") {
     h.batch(95, 10);  // 95..104: 101..104 wanted
     CHECK(h.delivered == std::vector<std::uint64_t>{101, 102, 103, 104});
   }
-  SECTION("from the first batch seen") {
+  SECTION("not known yet: what arrives is held until start() says where") {
+    // The publisher's READY (where "now" was) can come after its first batches, or be
+    // lost and sent again: starting at whatever came first would skip silently.
     harness h(delivery_mode::reliable, 0);
     h.batch(500, 2);
-    CHECK(h.delivered == std::vector<std::uint64_t>{500, 501});
+    h.batch(505, 1);
+    CHECK(h.delivered.empty());
+    CHECK(h.out.nack.empty());
+    CHECK_FALSE(h.w.started());
+    h.out.clear();
+    h.w.start(498, t0, h.out);
+    h.collect();
+    CHECK(h.out.nack == std::vector<seq_range>{{498, 499}, {502, 504}});
+    h.batch(498, 2);
+    h.batch(502, 3);
+    CHECK(h.delivered == std::vector<std::uint64_t>{498, 499, 500, 501, 502, 503, 504, 505});
+  }
+  SECTION("not known yet: held batches before the start are let go") {
+    harness h(delivery_mode::reliable, 0);
+    h.batch(10, 5);  // 10..14
+    h.batch(20, 1);
+    h.out.clear();
+    h.w.start(13, t0, h.out);
+    h.collect();
+    CHECK(h.delivered == std::vector<std::uint64_t>{13, 14});
+    CHECK(h.out.nack == std::vector<seq_range>{{15, 19}});
+  }
+  SECTION("not known yet, best effort: holes between held batches are losses at the start") {
+    harness h(delivery_mode::best_effort, 0);
+    h.batch(7, 1);
+    h.batch(9, 1);
+    h.out.clear();
+    h.w.start(5, t0, h.out);
+    h.collect();
+    CHECK(h.delivered == std::vector<std::uint64_t>{7, 9});
+    CHECK(h.out.lost == std::vector<seq_range>{{5, 6}, {8, 8}});
+  }
+  SECTION("not known yet for start_wait: it starts at the first batch held, counted") {
+    receive_config cfg;
+    cfg.start_wait = 3s;
+    harness h(delivery_mode::reliable, 0, cfg);
+    h.batch(70, 2, t0 + 1s);
+    CHECK(h.w.nack_due() == t0 + 4s);
+    h.out.clear();
+    h.w.tick(t0 + 3s, h.out);
+    CHECK(h.delivered.empty());
+    h.w.tick(t0 + 4s, h.out);
+    h.collect();
+    CHECK(h.delivered == std::vector<std::uint64_t>{70, 71});
+    CHECK(h.w.counters().unknown_starts == 1);
+  }
+  SECTION("not known yet when the publisher goes: what is held is delivered") {
+    harness h(delivery_mode::reliable, 0);
+    h.batch(30, 2);
+    h.out.clear();
+    h.w.abandon(t0, h.out);
+    h.collect();
+    CHECK(h.delivered == std::vector<std::uint64_t>{30, 31});
   }
   SECTION("from the beginning: what came before the first batch is asked for") {
     harness h(delivery_mode::reliable, 1);
