@@ -112,10 +112,13 @@ class receive_window {
                 clock::time_point now, actions& out) {
     if (count == 0) return;
     const std::uint64_t end = first_seq + count;
-    if (!started_) {  // where to begin is not known yet: keep it for start()
-      if (held_.empty()) waiting_since_ = now;
-      hold(first_seq, count, bytes, std::move(payload));
-      return;
+    if (!started_) {
+      if (first_seq != 1) {  // where to begin is not known yet: keep it for start()
+        if (held_.empty()) waiting_since_ = now;
+        hold(first_seq, count, bytes, std::move(payload));
+        return;
+      }
+      start(1, now, out);  // the stream began after the subscription: nothing before it
     }
     if (end <= next_) {
       counters_.duplicates += count;

@@ -174,6 +174,14 @@ TEST_CASE("the start point decides what is wanted", "[unit][reliability]") {
     CHECK(h.delivered == std::vector<std::uint64_t>{7, 9});
     CHECK(h.out.lost == std::vector<seq_range>{{5, 6}, {8, 8}});
   }
+  SECTION("not known yet, but the stream's first batch: no need to wait") {
+    harness h(delivery_mode::reliable, 0);
+    h.batch(3, 1);  // overtook the first one: held
+    CHECK(h.delivered.empty());
+    h.batch(1, 2);
+    CHECK(h.w.started());
+    CHECK(h.delivered == std::vector<std::uint64_t>{1, 2, 3});
+  }
   SECTION("not known yet for start_wait: it starts at the first batch held, counted") {
     receive_config cfg;
     cfg.start_wait = 3s;
