@@ -409,7 +409,8 @@ void node_impl::dead_letter(const Event& e, const subscription_entry& sub, std::
   po.type_name = d.type_name;
   po.type_version = d.type_version;
   po.correlation_id = d.correlation_id;
-  po.causation_id = d.event_id.empty() ? std::string_view(e.id()) : std::string_view(d.event_id);
+  const std::string cause = d.event_id.empty() ? std::string(e.id()) : d.event_id;  // e.id() may be made on the fly
+  po.causation_id = cause;
   try {
     (void)publish_reserved(announce_topic, wire::byte_view(reinterpret_cast<const std::uint8_t*>(d.payload.data()),
                                                            d.payload.size()),
@@ -442,9 +443,10 @@ void node_impl::answer_replay_request(const Event& request) {
   const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay_dead_letter(id);
   const auto node_text = id_.to_string();
   const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}, {"dlq-result", ok ? "replayed" : "unknown"}};
+  const std::string cause = request.id();  // made on the fly: keep it alive for publish
   PublishOptions po;
   po.headers = headers;
-  po.causation_id = request.id();
+  po.causation_id = cause;
   (void)publish_reserved(replay_answer_topic, {}, &po);
 }
 

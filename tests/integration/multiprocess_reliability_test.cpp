@@ -56,7 +56,14 @@ TEST_CASE("a slow subscriber holds the publisher back: nothing lost, memory boun
   const auto rss_at = summary(pub).find("\"peak_rss_kib\":");
   REQUIRE(rss_at != std::string::npos);
   const auto peak_kib = std::stoull(summary(pub).substr(rss_at + 15));
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MB by default) and adds
+  // shadow memory: RSS says nothing about the publisher's bounds there. The plain
+  // build checks them.
+  WARN("peak RSS " << peak_kib << " KiB under AddressSanitizer, not checked");
+#else
   CHECK(peak_kib < 64 * 1024);
+#endif
 }
 
 TEST_CASE("kill -9 of a subscriber mid-stream: a restart asking for earliest gets everything in order",
