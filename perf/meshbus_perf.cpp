@@ -170,7 +170,8 @@ with subscribe<T>(), which decodes it (checks every field, converts into the str
 before the handler; both are in the measured time; delivery reliable. sent_ns is
 the publisher's clock at publish(); padding is the marker byte and then zeros, as
 long as makes the encoded event size bytes; MB/s counts those bytes, not the type
-name, version and content type the envelope carries with every typed event. MessagePack packs integers in the fewest bytes,
+name and version the envelope carries with every typed event (the content type,
+implied by the type name, is not carried). MessagePack packs integers in the fewest bytes,
 so sequence numbers start at 2^32 and, like the clock, always take 9 bytes. Where
 the string header grows (77, 302, 65583 and 65584 bytes cannot be encoded) the
 nearest size is used (ties: the smaller): the size column and JSON "size" are the

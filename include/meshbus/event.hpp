@@ -49,6 +49,8 @@ class Event {
   std::uint32_t type_version() const noexcept;
   std::string_view correlation_id() const noexcept;
   std::string_view causation_id() const noexcept;
+  /// The publisher's content type; for an event with a type name and none given,
+  /// "application/msgpack" (what typed events are: docs/protocol.md §3.1).
   std::string_view content_type() const noexcept;
   /// The value of a header, if present.
   std::optional<std::string_view> header(std::string_view name) const;
@@ -93,6 +95,9 @@ inline std::string_view Event::type_name() const noexcept { return f_->type_name
 inline std::uint32_t Event::type_version() const noexcept { return f_->type_version; }
 inline std::string_view Event::correlation_id() const noexcept { return f_->correlation_id; }
 inline std::string_view Event::causation_id() const noexcept { return f_->causation_id; }
-inline std::string_view Event::content_type() const noexcept { return f_->content_type; }
+inline std::string_view Event::content_type() const noexcept {
+  if (f_->content_type.empty() && !f_->type_name.empty()) return "application/msgpack";
+  return f_->content_type;
+}
 
 }  // namespace meshbus
