@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   std::map<std::uint64_t, bool> epochs;
   std::uint64_t total = 0;
   std::uint64_t out_of_order = 0;
+  std::string first_jump = "null";  // the first event out of order, to say where it went wrong
   std::string losses;
   try {
     Node node(args.node_options("sub"));
@@ -76,7 +77,13 @@ int main(int argc, char** argv) {
       auto& s = streams[e.publisher().to_string() + "/" + std::to_string(e.epoch()) + "/" + std::string(e.topic())];
       const bool first_of_stream = s.count == 0 && s.last == 0;
       const bool in_order = so.group.empty() ? first_of_stream || e.sequence() == s.last + 1 : true;
-      if (!in_order || value != e.sequence()) ++out_of_order;
+      if (!in_order || value != e.sequence()) {
+        if (out_of_order == 0) {
+          first_jump = "{\"epoch\":" + std::to_string(e.epoch()) + ",\"expected\":" + std::to_string(s.last + 1) +
+                       ",\"got\":" + std::to_string(e.sequence()) + ",\"value\":" + std::to_string(value) + "}";
+        }
+        ++out_of_order;
+      }
       if (print_ids) std::printf("handled %llu\n", static_cast<unsigned long long>(e.sequence()));
       if (first_of_stream) s.first = e.sequence();
       s.last = e.sequence();
@@ -112,9 +119,10 @@ int main(int argc, char** argv) {
                     ",\"count\":" + std::to_string(s.count) + "}";
     }
     std::printf(
-        "{\"received\":%llu,\"out_of_order\":%llu,\"epochs\":%zu,\"events_lost\":%llu,\"duplicates\":%llu,"
+        "{\"received\":%llu,\"out_of_order\":%llu,\"first_jump\":%s,\"epochs\":%zu,\"events_lost\":%llu,\"duplicates\":%llu,"
         "\"nacks_sent\":%llu,\"repairs_received\":%llu,\"losses\":[%s],\"streams\":[%s]}\n",
-        static_cast<unsigned long long>(total), static_cast<unsigned long long>(out_of_order), epochs.size(),
+        static_cast<unsigned long long>(total), static_cast<unsigned long long>(out_of_order), first_jump.c_str(),
+        epochs.size(),
         static_cast<unsigned long long>(st.events_lost), static_cast<unsigned long long>(st.duplicates_dropped),
         static_cast<unsigned long long>(st.nacks_sent), static_cast<unsigned long long>(st.repairs_received),
         losses.c_str(), per_stream.c_str());
