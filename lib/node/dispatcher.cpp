@@ -105,7 +105,12 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
   const Event ev(f);  // a view of f, refilled for each event
   bool all_handled = true;
   for (std::uint32_t i = 0; i < d.count; ++i) {
-    if (!wire::read_event(r, payload, ef)) break;  // validated on receipt; cannot happen
+    if (!wire::read_event(r, payload, ef)) {
+      // Validated on receipt, so this cannot happen; if it does, it must not be silent.
+      bump(counters_.handler_errors);
+      if (on_error_) on_error_(topic, "internal error: a validated batch did not parse at event " + std::to_string(i));
+      break;
+    }
     if (i < std::max(d.skip, from)) continue;
     f.payload = std::as_bytes(std::span(payload.data(), payload.size()));
     f.sequence = d.first_seq + i;

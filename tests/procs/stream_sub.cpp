@@ -120,11 +120,13 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "{\"received\":%llu,\"out_of_order\":%llu,\"first_jump\":%s,\"epochs\":%zu,\"events_lost\":%llu,\"duplicates\":%llu,"
-        "\"nacks_sent\":%llu,\"repairs_received\":%llu,\"losses\":[%s],\"streams\":[%s]}\n",
+        "\"nacks_sent\":%llu,\"repairs_received\":%llu,\"handler_errors\":%llu,\"rejected\":%llu,"
+        "\"losses\":[%s],\"streams\":[%s]}\n",
         static_cast<unsigned long long>(total), static_cast<unsigned long long>(out_of_order), first_jump.c_str(),
         epochs.size(),
         static_cast<unsigned long long>(st.events_lost), static_cast<unsigned long long>(st.duplicates_dropped),
         static_cast<unsigned long long>(st.nacks_sent), static_cast<unsigned long long>(st.repairs_received),
+        static_cast<unsigned long long>(st.handler_errors), static_cast<unsigned long long>(st.rejected_sequences),
         losses.c_str(), per_stream.c_str());
     std::fflush(stdout);
     return expect == 0 || total >= expect ? 0 : 1;
