@@ -198,15 +198,19 @@ void inbound_streams::apply(const wire::node_id_bytes& publisher, std::uint64_t 
     sink_.deliver(hash, std::move(out));
   }
   notify_losses_before(actions_.deliver.size());
-  if (!actions_.nack.empty()) {
-    wire::nack_msg m;
-    m.epoch = epoch;
-    m.topic = s.topic;
-    for (const auto& r : actions_.nack) m.ranges.emplace_back(r.from, r.to);
-    bump(counters_.nacks_sent);
-    sink_.send_nack(publisher, m);
-  }
+  send_nack(publisher, epoch, s.topic, actions_.nack);
   actions_.clear();
+}
+
+void inbound_streams::send_nack(const wire::node_id_bytes& publisher, std::uint64_t epoch, const std::string& topic,
+                                const std::vector<reliability::seq_range>& ranges) {
+  if (ranges.empty()) return;
+  wire::nack_msg m;
+  m.epoch = epoch;
+  m.topic = topic;
+  for (const auto& r : ranges) m.ranges.emplace_back(r.from, r.to);
+  bump(counters_.nacks_sent);
+  sink_.send_nack(publisher, m);
 }
 
 void inbound_streams::on_batch(zmq::message_t&& frame, const wire::batch_header& h, std::string_view topic,
@@ -369,14 +373,7 @@ void inbound_streams::apply_group(const wire::node_id_bytes& publisher, std::uin
     if (unsettled) g.progress->attention.store(true, std::memory_order_release);
     for (auto& [hash, d] : posts) sink_.deliver(hash, std::move(d));
   }
-  if (!actions_.nack.empty()) {
-    wire::nack_msg m;
-    m.epoch = epoch;
-    m.topic = g.name;
-    for (const auto& r : actions_.nack) m.ranges.emplace_back(r.from, r.to);
-    bump(counters_.nacks_sent);
-    sink_.send_nack(publisher, m);
-  }
+  send_nack(publisher, epoch, g.name, actions_.nack);
   actions_.clear();
 }
 
@@ -426,12 +423,7 @@ void inbound_streams::settle_group(const wire::node_id_bytes& publisher, std::ui
   g.refusing = true;
   g.refusal_due = now + g.refusal_backoff;
   g.refusal_backoff = std::min(g.refusal_backoff * 2, cfg_.window.nack_retry_max);
-  wire::nack_msg m;
-  m.epoch = epoch;
-  m.topic = g.name;
-  for (const auto& r : refused) m.ranges.emplace_back(r.from, r.to);
-  bump(counters_.nacks_sent);
-  sink_.send_nack(publisher, m);
+  send_nack(publisher, epoch, g.name, refused);
 }
 
 void inbound_streams::on_assignment(const wire::node_id_bytes& publisher, std::uint64_t epoch,

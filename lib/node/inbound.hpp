@@ -168,6 +168,9 @@ class inbound_streams {
   void apply(const wire::node_id_bytes& publisher, std::uint64_t epoch, stream& s, sub_stream& ss,
              LossNotice::Reason reason);
   void count(const reliability::receive_counters& before, const reliability::receive_counters& after);
+  /// NACKs `ranges` of `topic` to `publisher` (nothing when empty), counted.
+  void send_nack(const wire::node_id_bytes& publisher, std::uint64_t epoch, const std::string& topic,
+                 const std::vector<reliability::seq_range>& ranges);
   /// The least any reliable or acknowledged subscription of the stream holds or has
   /// processed; nullopt when none of them needs acks.
   std::optional<std::uint64_t> ack_value(const stream& s) const;
