@@ -101,7 +101,7 @@ class receive_window {
     }
     drain(now, out);
     if (mode_ == delivery_mode::best_effort) {
-      skip_holes(out);
+      give_up_holes(now, out);
     } else {
       request_new(now, out);
     }
@@ -224,14 +224,7 @@ class receive_window {
       if (held_.empty()) return;
       start(held_.begin()->first, now, out);
     }
-    while (has_gap()) {
-      const std::uint64_t first_held = held_.empty() ? highest_ + 1 : held_.begin()->first;
-      if (first_held > next_) {
-        give_up({next_, first_held - 1}, out);
-        next_ = first_held;
-      }
-      drain(now, out);
-    }
+    give_up_holes(now, out);
   }
   /// When the next NACK retry is due (time_point::max() when nothing is missing).
   clock::time_point nack_due() const noexcept {
@@ -246,15 +239,16 @@ class receive_window {
     Payload payload;
   };
 
-  // best_effort after start(): what is missing between held batches is reported lost.
-  void skip_holes(actions& out) {
-    while (!held_.empty()) {
-      const auto first_held = held_.begin()->first;
+  // Reports every hole up to the highest sequence known as lost, delivering what is
+  // held in between (a publisher gone; a best-effort window starting).
+  void give_up_holes(clock::time_point now, actions& out) {
+    while (has_gap()) {
+      const std::uint64_t first_held = held_.empty() ? highest_ + 1 : held_.begin()->first;
       if (first_held > next_) {
         give_up({next_, first_held - 1}, out);
         next_ = first_held;
       }
-      drain(clock::time_point{}, out);
+      drain(now, out);
     }
   }
 
