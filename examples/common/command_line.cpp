@@ -19,4 +19,19 @@ bool for_each_option(int argc, char** argv, const option_handler& apply) {
   return true;
 }
 
+std::optional<int> parse_command_line(int argc, char** argv, std::string_view program, std::string_view usage,
+                                      const option_handler& apply, const std::function<void()>& check) {
+  try {
+    if (!for_each_option(argc, argv, apply)) {
+      fmt::print("{}", usage);
+      return 0;
+    }
+    check();
+  } catch (const usage_error& e) {
+    fmt::print(stderr, "{}: {} (see {} --help)\n", program, e.what(), program);
+    return 2;
+  }
+  return std::nullopt;
+}
+
 }  // namespace meshbus_examples

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 
@@ -33,5 +34,12 @@ T parse_number(std::string_view option, std::string_view text, T low, T high) {
 /// Returns false at once, without going on, when it meets --help or -h.
 using option_handler = std::function<void(std::string_view option, const std::function<std::string_view()>& value)>;
 bool for_each_option(int argc, char** argv, const option_handler& apply);
+
+/// A demo's whole command line: every option through `apply`, then `check()` for what
+/// depends on several of them (both may throw usage_error). --help prints `usage`
+/// and gives 0; a usage_error prints "<program>: <what> (see <program> --help)" and
+/// gives 2; nullopt means: go on and run.
+std::optional<int> parse_command_line(int argc, char** argv, std::string_view program, std::string_view usage,
+                                      const option_handler& apply, const std::function<void()>& check);
 
 }  // namespace meshbus_examples

@@ -81,24 +81,17 @@ void apply_option(demo_config& cfg, std::string_view option, const std::function
 }  // namespace
 
 std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
-  try {
-    const bool run = meshbus_examples::for_each_option(
-        argc, argv, [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); });
-    if (!run) {
-      fmt::print("{}", usage);
-      return 0;
-    }
-    if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
-      throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
-    }
-    if (cfg.process_role != role::launcher && (cfg.cluster.empty() || cfg.report_fd < 0)) {
-      throw usage_error("role processes are started by the launcher; run meshbus-demo without --role");
-    }
-  } catch (const usage_error& e) {
-    fmt::print(stderr, "meshbus-demo: {} (see meshbus-demo --help)\n", e.what());
-    return 2;
-  }
-  return std::nullopt;
+  return meshbus_examples::parse_command_line(
+      argc, argv, "meshbus-demo", usage,
+      [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); },
+      [&cfg] {
+        if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
+          throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
+        }
+        if (cfg.process_role != role::launcher && (cfg.cluster.empty() || cfg.report_fd < 0)) {
+          throw usage_error("role processes are started by the launcher; run meshbus-demo without --role");
+        }
+      });
 }
 
 std::vector<std::string> role_arguments(const demo_config& cfg, role r, const std::string& name,
