@@ -172,6 +172,13 @@ void publish_payments(Node& pub, int n, int first = 0) {
   REQUIRE(pub.flush(30s));
 }
 
+// A member of the "payments" group: charges and refunds, each with its own handler
+// (taking `work` per event). Returns the refund subscription.
+Subscription serve_payments(Node& node, ledger& l, const std::string& name, std::chrono::microseconds work = {}) {
+  node.subscribe(charge, l.handler(name, charge, work), in_group("payments"));
+  return node.subscribe(refund, l.handler(name, refund, work), in_group("payments"));
+}
+
 }  // namespace
 
 TEST_CASE("each event is handled by exactly one member of a group, and the work is shared", "[integration][groups]") {
@@ -269,8 +276,7 @@ TEST_CASE("a group with several patterns: each event once, to the handler of its
   std::vector<std::unique_ptr<Node>> members;
   for (const char* name : {"m1", "m2", "m3"}) {
     members.push_back(std::make_unique<Node>(fast_options(cluster, name)));
-    members.back()->subscribe(charge, l.handler(name, charge), in_group("payments"));
-    members.back()->subscribe(refund, l.handler(name, refund), in_group("payments"));
+    serve_payments(*members.back(), l, name);
   }
   REQUIRE(pub.wait_for_subscribers(charge, 3, 10s));
   REQUIRE(pub.wait_for_subscribers(refund, 3, 10s));
@@ -339,8 +345,7 @@ TEST_CASE(
   std::vector<std::unique_ptr<Node>> members;
   for (const char* name : {"m1", "m2"}) {
     members.push_back(std::make_unique<Node>(fast_options(cluster, name)));
-    members.back()->subscribe(charge, l.handler(name, charge, 50us), in_group("payments"));
-    members.back()->subscribe(refund, l.handler(name, refund, 50us), in_group("payments"));
+    serve_payments(*members.back(), l, name, 50us);
   }
   REQUIRE(pub.wait_for_subscribers(refund, 2, 10s));
   constexpr int n = 12000;  // in runs of 20 of each kind
@@ -350,8 +355,7 @@ TEST_CASE(
     if (i == n / 3 + 300) members[1]->stop();  // with work of both kinds queued
     if (i == 2 * n / 3) {
       members.push_back(std::make_unique<Node>(fast_options(cluster, "m3")));
-      members.back()->subscribe(charge, l.handler("m3", charge, 50us), in_group("payments"));
-      members.back()->subscribe(refund, l.handler("m3", refund, 50us), in_group("payments"));
+      serve_payments(*members.back(), l, "m3", 50us);
     }
   }
   REQUIRE(pub.flush(30s));
@@ -373,8 +377,7 @@ TEST_CASE("a node that subscribes another set of patterns in a group gets no wor
   std::vector<std::unique_ptr<Node>> members;
   for (const char* name : {"m1", "m2", "m3"}) {
     members.push_back(std::make_unique<Node>(fast_options(cluster, name)));
-    members.back()->subscribe(charge, l.handler(name, charge), in_group("payments"));
-    members.back()->subscribe(refund, l.handler(name, refund), in_group("payments"));
+    serve_payments(*members.back(), l, name);
   }
   REQUIRE(pub.wait_for_subscribers(refund, 3, 10s));
   // Charges only: not the group's set.
@@ -407,8 +410,7 @@ TEST_CASE("a member that unsubscribes one of its group's patterns stops taking w
   std::map<std::string, Subscription> refunds;
   for (const char* name : {"m1", "m2", "m3"}) {
     members.push_back(std::make_unique<Node>(fast_options(cluster, name)));
-    members.back()->subscribe(charge, l.handler(name, charge), in_group("payments"));
-    refunds[name] = members.back()->subscribe(refund, l.handler(name, refund), in_group("payments"));
+    refunds[name] = serve_payments(*members.back(), l, name);
   }
   REQUIRE(pub.wait_for_subscribers(refund, 3, 10s));
   constexpr int n = 2000;
@@ -466,8 +468,7 @@ TEST_CASE(
   REQUIRE(eventually([&] { return held.waiting() && pub.stats().send_queue_bytes == 0; }, 10s));
 
   auto m2 = std::make_unique<Node>(fast_options(cluster, "m2"));
-  m2->subscribe(charge, l.handler("m2", charge), in_group("payments"));
-  m2->subscribe(refund, l.handler("m2", refund), in_group("payments"));
+  serve_payments(*m2, l, "m2");
   REQUIRE(pub.wait_for_subscribers(refund, 2, 10s));
   m1->unsubscribe(m1_refund);
   held.open();
@@ -539,8 +540,7 @@ TEST_CASE("when most of a group's nodes subscribe a new set, the group takes it 
   std::vector<std::unique_ptr<Node>> upgraded;
   for (const char* name : {"new1", "new2"}) {
     upgraded.push_back(std::make_unique<Node>(fast_options(cluster, name)));
-    upgraded.back()->subscribe(charge, l.handler(name, charge), in_group("payments"));
-    upgraded.back()->subscribe(refund, l.handler(name, refund), in_group("payments"));
+    serve_payments(*upgraded.back(), l, name);
   }
   REQUIRE(pub.wait_for_subscribers(refund, 2, 10s));
   REQUIRE(eventually([&] { return errors.mentions("group 'payments'"); }, 10s));
@@ -560,8 +560,7 @@ TEST_CASE("the publisher can be a member of a group with several patterns", "[in
   ledger l;
   for (auto* node : {&pub, &other}) {
     const std::string name = node == &pub ? "pub" : "other";
-    node->subscribe(charge, l.handler(name, charge), in_group("payments"));
-    node->subscribe(refund, l.handler(name, refund), in_group("payments"));
+    serve_payments(*node, l, name);
   }
   REQUIRE(pub.wait_for_subscribers(refund, 1, 10s));
   constexpr int n = 2000;
@@ -593,8 +592,7 @@ TEST_CASE("the publisher as a member hands its own work back when it unsubscribe
     REQUIRE(pub.publish((i / 20) % 2 == 0 ? charge : refund, "p") == PublishResult::ok);
   REQUIRE(eventually([&] { return held.waiting() && pub.stats().send_queue_bytes == 0; }, 10s));
   Node other(fast_options(cluster, "other"));
-  other.subscribe(charge, l.handler("other", charge), in_group("payments"));
-  other.subscribe(refund, l.handler("other", refund), in_group("payments"));
+  serve_payments(other, l, "other");
   REQUIRE(pub.wait_for_subscribers(refund, 1, 10s));
   pub.unsubscribe(own_refund);
   held.open();

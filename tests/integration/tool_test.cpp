@@ -70,16 +70,32 @@ class gate {
   std::condition_variable cv_;
   bool open_ = false;
 };
+
+// "1\n2\n...n\n": what `meshbus pub` reads from stdin in the line tests.
+std::string numbered_lines(int n) {
+  std::string lines;
+  for (int i = 1; i <= n; ++i) lines += std::to_string(i) + "\n";
+  return lines;
+}
+
+// `meshbus sub` printed "<topic> 1" to "<topic> n", one per line, in order.
+void check_numbered_lines(const std::string& out_text, const std::string& topic, int n) {
+  const auto out = lines_of(out_text);
+  REQUIRE(out.size() == static_cast<std::size_t>(n));
+  for (int i = 1; i <= n; ++i) {
+    if (out[static_cast<std::size_t>(i - 1)] != topic + " " + std::to_string(i)) {
+      FAIL("line " << i << " is '" << out[static_cast<std::size_t>(i - 1)] << "'");
+    }
+  }
+}
 }  // namespace
 
 TEST_CASE("meshbus pub from stdin reaches meshbus sub: all 6,000 lines, in order", "[multiprocess][tool]") {
   const auto cluster = unique_cluster("tool");
   child_process sub(tool({"sub", "--cluster", cluster, "demo.**", "--count", "6000", "--timeout", "60000"}));
   // Start the publisher once the subscriber exists (it may also start first: pub waits).
-  std::string lines;
-  for (int i = 1; i <= 6000; ++i) lines += std::to_string(i) + "\n";
   child_process::options po;
-  po.stdin_text = lines;
+  po.stdin_text = numbered_lines(6000);
   child_process pub(tool({"pub", "--cluster", cluster, "--subscribers", "1", "demo.lines"}), po);
   const auto pub_code = pub.wait(60s);
   INFO("pub stderr: " << pub.err());
@@ -88,13 +104,7 @@ TEST_CASE("meshbus pub from stdin reaches meshbus sub: all 6,000 lines, in order
   const auto sub_code = sub.wait(60s);
   INFO("sub stderr: " << sub.err());
   REQUIRE(sub_code == 0);
-  const auto out = lines_of(sub.out());
-  REQUIRE(out.size() == 6000);
-  for (int i = 1; i <= 6000; ++i) {
-    if (out[static_cast<std::size_t>(i - 1)] != "demo.lines " + std::to_string(i)) {
-      FAIL("line " << i << " is '" << out[static_cast<std::size_t>(i - 1)] << "'");
-    }
-  }
+  check_numbered_lines(sub.out(), "demo.lines", 6000);
 }
 
 TEST_CASE("meshbus peers lists a running subscriber", "[multiprocess][tool]") {
@@ -133,10 +143,8 @@ TEST_CASE("meshbus pub: 6,000 lines arrive in order even when the link is down f
   so.env["MESHBUS_FAULTS"] = "cut_at_ms=1000,cut_for_ms=1500";
   child_process sub(tool({"sub", "--cluster", cluster, "cut.**", "--count", "6000", "--timeout", "60000"}),
                     so);
-  std::string lines;
-  for (int i = 1; i <= 6000; ++i) lines += std::to_string(i) + "\n";
   child_process::options po;
-  po.stdin_text = lines;
+  po.stdin_text = numbered_lines(6000);
   child_process pub(tool({"pub", "--cluster", cluster, "--subscribers", "1", "--rate", "3000", "cut.lines"}),
                     po);
   const auto pub_code = pub.wait(60s);
@@ -147,13 +155,7 @@ TEST_CASE("meshbus pub: 6,000 lines arrive in order even when the link is down f
   INFO("sub stderr: " << sub.err());
   REQUIRE(sub_code == 0);
   CHECK_THAT(sub.err(), !Catch::Contains("lost"));
-  const auto out = lines_of(sub.out());
-  REQUIRE(out.size() == 6000);
-  for (int i = 1; i <= 6000; ++i) {
-    if (out[static_cast<std::size_t>(i - 1)] != "cut.lines " + std::to_string(i)) {
-      FAIL("line " << i << " is '" << out[static_cast<std::size_t>(i - 1)] << "'");
-    }
-  }
+  check_numbered_lines(sub.out(), "cut.lines", 6000);
 }
 
 TEST_CASE("meshbus pub exits 3 when a subscriber does not acknowledge in time", "[multiprocess][tool]") {
