@@ -46,6 +46,14 @@ beacon_socket::beacon_socket(const interface_selection& selection, std::uint16_t
   if (::bind(fd_, reinterpret_cast<const sockaddr*>(&bind_addr), sizeof bind_addr) != 0) {
     const int e = errno;
     ::close(fd_);
+    if (e == EADDRINUSE) {
+      throw error(errc::address_in_use,
+                  fmt::format("beacon socket: UDP port {} is in use by a program that does not share it "
+                              "(SO_REUSEPORT); every node of a cluster must use the same beacon port, so move "
+                              "the whole cluster to a free one with Options::beacon_port, MESHBUS_BEACON_PORT or "
+                              "the tool's --beacon-port",
+                              port));
+    }
     errno = e;
     fail("bind(0.0.0.0)", port);
   }

@@ -367,6 +367,8 @@ class Node {
 
   Stats stats() const;
   std::vector<PeerInfo> peers() const;
+  /// The configured seeds (Options::seeds, MESHBUS_PEERS) and where each stands.
+  std::vector<SeedInfo> seeds() const;
   const NodeId& id() const noexcept;
   std::uint64_t epoch() const noexcept;
   const std::string& name() const noexcept;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,21 @@ struct PeerInfo {
   std::chrono::steady_clock::time_point last_heard{};  ///< beacon or any message
   std::map<std::string, std::string> metadata;
   std::vector<std::string> subscriptions;  ///< the peer's subscription patterns
+};
+
+/// Where a configured seed (Options::seeds, MESHBUS_PEERS) stands.
+enum class SeedState : std::uint8_t {
+  resolving,     ///< its host name is being resolved
+  unresolvable,  ///< its host name does not resolve (tried again every beacon interval)
+  unreachable,   ///< resolved, but no HELLO has come back yet (tried every beacon interval)
+  answered,      ///< it answered: it is an ordinary peer now
+};
+
+/// A configured seed, for Node::seeds().
+struct SeedInfo {
+  std::string address;  ///< "host:port" as configured
+  SeedState state = SeedState::resolving;
+  std::optional<NodeId> node;  ///< the node it turned out to be, once it answered
 };
 
 /// A change in the set of peers.

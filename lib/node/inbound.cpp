@@ -635,16 +635,41 @@ void inbound_streams::tick(clock::time_point now) {
 
 clock::time_point inbound_streams::next_due() const {
   auto next = clock::time_point::max();
+  // An unchanged ack is repeated now and then for a while, in case it was lost.
+  auto refresh = [&](const ack_state& a) {
+    if (a.last_ack_sent != clock::time_point{}) next = std::min(next, a.last_ack_sent + cfg_.ack_refresh);
+  };
+  const auto quiet_after = 20 * cfg_.ack_refresh;
   for (const auto& [publisher, p] : publishers_) {
     for (const auto& [topic, s] : p.streams) {
       for (const auto& ss : s.subs) next = std::min(next, ss.w.nack_due());
+      if (clock::now() - s.ack.last_ack_sent < quiet_after) refresh(s.ack);
     }
     for (const auto& [name, g] : p.groups) {
       next = std::min(next, g.w.nack_due());
       if (g.refusing) next = std::min(next, g.refusal_due);
+      if (clock::now() - g.ack.last_ack_sent < quiet_after) refresh(g.ack);
     }
   }
   return next;
+}
+
+bool inbound_streams::busy() const {
+  for (const auto& [publisher, p] : publishers_) {
+    for (const auto& [topic, s] : p.streams) {
+      if (s.match_generation != subs_.generation()) return true;
+      const auto value = ack_value(s);
+      if (value && *value > s.ack.acked) return true;
+    }
+    for (const auto& [name, g] : p.groups) {
+      if (g.lanes_generation != subs_.generation()) return true;
+      if (g.progress->attention.load(std::memory_order_acquire)) return true;
+      const auto below = g.progress->finished_below.load(std::memory_order_acquire);
+      const auto value = std::min(below == UINT64_MAX ? UINT64_MAX : below - 1, g.w.delivered_through());
+      if (value != 0 && value > g.ack.acked) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace meshbus::detail

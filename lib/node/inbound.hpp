@@ -99,7 +99,11 @@ class inbound_streams {
   /// Leaving: new group work is no longer taken (it stays unacknowledged, so the
   /// publisher hands it to another member when this node says goodbye).
   void stop_taking_group_work() noexcept { refuse_group_work_ = true; }
+  /// When a NACK retry, a stream start or an ack repeat is next due.
   clock::time_point next_due() const;
+  /// Progress no deadline reports: an ack value moved (handlers finished events),
+  /// or subscriptions changed and windows are to be made. Ticked every few ms then.
+  bool busy() const;
   /// Current epoch of a publisher's streams (0: none).
   std::uint64_t epoch_of(const wire::node_id_bytes& publisher) const;
 

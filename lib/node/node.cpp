@@ -79,6 +79,7 @@ void Node::stop() { impl_->stop(); }
 bool Node::stopped() const noexcept { return impl_->stopped(); }
 Stats Node::stats() const { return impl_->stats(); }
 std::vector<PeerInfo> Node::peers() const { return impl_->peers(); }
+std::vector<SeedInfo> Node::seeds() const { return impl_->seeds(); }
 const NodeId& Node::id() const noexcept { return impl_->id(); }
 std::uint64_t Node::epoch() const noexcept { return impl_->epoch(); }
 const std::string& Node::name() const noexcept { return impl_->name(); }

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/process.hpp"
@@ -21,6 +22,17 @@ inline Options fast_options(const std::string& cluster, const std::string& name)
   o.peer_expiry = std::chrono::milliseconds(1000);
   o.use_environment = false;
   return o;
+}
+
+/// Polls `condition` until it holds or `timeout` passes; true if it held.
+template <typename Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 struct received_event {

@@ -1,12 +1,14 @@
-// Request/reply: one request to one live instance of a service, over DEALER ->
-// ROUTER, answered by a reply with the same id (docs/protocol.md §5, §8). Instances
-// are known from HELLO and subscription updates; a service with none fails at once.
-// Handlers run on handler threads and see the request as an Event (topic = service).
-// Pending requests live on the I/O thread and end by reply, timeout, the instance
-// leaving, or stop — exactly once each.
+// Request/reply; see requests.hpp. Handlers see the request as an Event (topic =
+// service). A request served by this node itself takes no network, but the same
+// path through a handler thread - or, from inside a handler, this very thread: a
+// handler waiting for its own node's reply would otherwise wait for a thread it
+// occupies itself.
+#include "lib/node/requests.hpp"
+
+#include <algorithm>
+
 #include <fmt/format.h>
 
-#include "lib/node/node_loop.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
@@ -32,15 +34,30 @@ std::size_t requester_hash(const wire::node_id_bytes& id) {
   return h;
 }
 
+void check_service_name(std::string_view service) {
+  if (auto err = wire::topic_error(service); !err.empty()) {
+    throw error(errc::invalid_topic, "service names follow topic syntax: " + err);
+  }
+}
+
 }  // namespace
+
+requests::requests(node_context& ctx, control_sender& control, dispatcher& handlers, mesh_view& view,
+                   std::function<bool(const wire::node_id_bytes&)> connected, std::function<void()> services_changed)
+    : ctx_(ctx),
+      control_(control),
+      handlers_(handlers),
+      view_(view),
+      connected_(std::move(connected)),
+      services_changed_(std::move(services_changed)) {}
 
 // --- API threads ---------------------------------------------------------------
 
-std::future<Reply> node_impl::request(std::string_view service, wire::byte_view payload,
-                                      const RequestOptions& options) {
+std::future<Reply> requests::request(std::string_view service, wire::byte_view payload,
+                                     const RequestOptions& options) {
   auto promise = std::make_shared<std::promise<Reply>>();
   auto result = promise->get_future();
-  start_request(
+  start(
       service, payload, options,
       [promise](std::optional<Reply> reply, std::exception_ptr failed) {
         if (failed) {
@@ -53,42 +70,49 @@ std::future<Reply> node_impl::request(std::string_view service, wire::byte_view 
   return result;
 }
 
-void node_impl::request_async(std::string_view service, wire::byte_view payload, ReplyCallback done,
-                              const RequestOptions& options) {
+void requests::request_async(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                             const RequestOptions& options) {
   if (!done) throw error(errc::invalid_argument, "request_async() needs a callback");
-  start_request(service, payload, options, std::move(done), true);
+  start(service, payload, options, std::move(done), true);
 }
 
-void node_impl::request_on_io_thread(std::string_view service, wire::byte_view payload, ReplyCallback done,
-                                     const RequestOptions& options) {
+void requests::request_on_io_thread(std::string_view service, wire::byte_view payload, ReplyCallback done,
+                                    const RequestOptions& options) {
   if (!done) throw error(errc::invalid_argument, "request() needs a completion");
-  start_request(service, payload, options, std::move(done), false);
+  start(service, payload, options, std::move(done), false);
 }
 
-void node_impl::start_request(std::string_view service, wire::byte_view payload, const RequestOptions& options,
-                              completion done, bool on_handler_thread) {
-  if (stopped_.load(std::memory_order_acquire) || stop_requested_.load(std::memory_order_acquire)) {
+void requests::start(std::string_view service, wire::byte_view payload, const RequestOptions& options,
+                     completion done, bool on_handler_thread) {
+  if (stopping_.load(std::memory_order_acquire)) {
     throw error(errc::stopped, fmt::format("request('{}') after stop(): create a new Node", service.substr(0, 64)));
   }
-  if (auto err = wire::topic_error(service); !err.empty()) {
-    throw error(errc::invalid_topic, "service names follow topic syntax: " + err);
-  }
+  check_service_name(service);
   auto finish = [this, done, on_handler_thread](std::optional<Reply> reply, std::exception_ptr failed) {
-    if (failed) bump(counters_.requests_failed);
+    if (failed) bump(ctx_.counters.requests_failed);
     if (on_handler_thread) {
-      dispatcher_->post([done, reply = std::move(reply), failed]() mutable { done(std::move(reply), failed); });
+      handlers_.post([done, reply = std::move(reply), failed]() mutable { done(std::move(reply), failed); });
     } else {
       done(std::move(reply), failed);
     }
   };
-  bump(counters_.requests_sent);
+  bump(ctx_.counters.requests_sent);
   const auto candidates = instances(service);
   if (candidates.empty()) {
     finish(std::nullopt, failure(errc::no_service, fmt::format("no live instance serves '{}'", service)));
     return;
   }
   const auto& target = candidates[round_robin_.fetch_add(1, std::memory_order_relaxed) % candidates.size()];
+  auto m = make_request(service, payload, options);
+  if (target == ctx_.self.id) {
+    serve_here(std::move(m), finish);
+    return;
+  }
+  send(target.bytes, std::move(m), finish, clock::now() + options.timeout);
+}
 
+wire::request_msg requests::make_request(std::string_view service, wire::byte_view payload,
+                                         const RequestOptions& options) const {
   wire::request_msg m;
   m.service = std::string(service);
   m.timeout_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(options.timeout.count(), 0));
@@ -102,46 +126,45 @@ void node_impl::start_request(std::string_view service, wire::byte_view payload,
       m.correlation_id = cause->correlation_id().empty() ? m.causation_id : std::string(cause->correlation_id());
     }
   }
-  if (target == id_) {
-    // Served here: no network, but the same path through a handler thread - or, from
-    // inside a handler, on this very thread: a handler that waits for its own node's
-    // reply would otherwise wait for a thread it occupies itself.
-    auto serve_here = [this, m = std::move(m), finish]() mutable {
-      auto reply = run_service(id_bytes_, m);
-      if (auto failed = failure_of(reply, m.service, "this node")) {
-        finish(std::nullopt, failed);
-      } else {
-        Reply r(std::move(reply.payload), std::move(reply.type_name), reply.type_version);
-        r.responder = id_;
-        finish(std::move(r), nullptr);
-      }
-    };
-    if (current_event != nullptr) {
-      serve_here();
+  return m;
+}
+
+void requests::serve_here(wire::request_msg m, const completion& finish) {
+  auto run = [this, m = std::move(m), finish]() mutable {
+    auto reply = run_service(ctx_.self.bytes, m);
+    if (auto failed = failure_of(reply, m.service, "this node")) {
+      finish(std::nullopt, failed);
     } else {
-      dispatcher_->post(requester_hash(id_bytes_), std::move(serve_here));
+      Reply r(std::move(reply.payload), std::move(reply.type_name), reply.type_version);
+      r.responder = ctx_.self.id;
+      finish(std::move(r), nullptr);
     }
-    return;
+  };
+  if (current_event != nullptr) {
+    run();
+  } else {
+    handlers_.post(requester_hash(ctx_.self.bytes), std::move(run));
   }
-  const auto deadline = clock::now() + options.timeout;
-  run_on_loop([this, peer = target.bytes, m = std::move(m), finish, deadline]() mutable {
+}
+
+void requests::send(const wire::node_id_bytes& peer, wire::request_msg m, const completion& finish,
+                    clock::time_point deadline) {
+  ctx_.loop.run_on_loop([this, peer, m = std::move(m), finish, deadline]() mutable {
     const auto id = next_request_id_++;
     m.id = id;
-    if (sessions_.count(peer) == 0) {
+    if (!connected_(peer)) {
       finish(std::nullopt, failure(errc::peer_gone, fmt::format("the instance of '{}' left", m.service)));
       return;
     }
-    pending_requests_.emplace(id, pending_request{peer, m.service, deadline, finish, false});
-    send_control(peer, m);
+    pending_.emplace(id, pending_request{peer, m.service, deadline, finish});
+    control_.send(peer, m);
   });
 }
 
-Service node_impl::serve(std::string_view service, RequestHandler handler) {
-  if (stopped_.load(std::memory_order_acquire)) throw error(errc::stopped, "serve() after stop()");
+Service requests::serve(std::string_view service, RequestHandler handler) {
+  if (stopping_.load(std::memory_order_acquire)) throw error(errc::stopped, "serve() after stop()");
   if (!handler) throw error(errc::invalid_argument, "serve() needs a handler");
-  if (auto err = wire::topic_error(service); !err.empty()) {
-    throw error(errc::invalid_topic, "service names follow topic syntax: " + err);
-  }
+  check_service_name(service);
   Service s;
   {
     std::lock_guard lock(services_mu_);
@@ -152,46 +175,42 @@ Service node_impl::serve(std::string_view service, RequestHandler handler) {
     s.id = next_service_id_++;
     services_.emplace(std::string(service), served_service{s.id, std::move(handler)});
   }
-  post_command([this] { subscriptions_changed(); });
+  services_changed_();
   return s;
 }
 
-void node_impl::unserve(Service s) {
+void requests::unserve(Service s) {
   {
     std::lock_guard lock(services_mu_);
-    const auto it = std::find_if(services_.begin(), services_.end(), [&](const auto& kv) { return kv.second.id == s.id; });
+    const auto it =
+        std::find_if(services_.begin(), services_.end(), [&](const auto& kv) { return kv.second.id == s.id; });
     if (it == services_.end()) return;
     services_.erase(it);
   }
-  if (!stopped_.load(std::memory_order_acquire)) post_command([this] { subscriptions_changed(); });
+  if (!stopping_.load(std::memory_order_acquire)) services_changed_();
 }
 
-std::vector<std::string> node_impl::service_names() const {
+std::vector<std::string> requests::service_names() const {
   std::lock_guard lock(services_mu_);
   std::vector<std::string> names;
   for (const auto& [name, s] : services_) names.push_back(name);
   return names;
 }
 
-std::vector<NodeId> node_impl::instances(std::string_view service) const {
+std::vector<NodeId> requests::instances(std::string_view service) const {
   std::vector<NodeId> out;
   {
     std::lock_guard lock(services_mu_);
-    if (services_.count(service) != 0) out.push_back(id_);
+    if (services_.count(service) != 0) out.push_back(ctx_.self.id);
   }
-  std::lock_guard lock(view_mu_);
-  if (const auto it = service_view_.find(service); it != service_view_.end()) {
-    for (const auto& peer : it->second) {
-      const auto p = peer_view_.find(peer);
-      if (p != peer_view_.end() && p->second.state == PeerState::alive) out.push_back(to_node_id(peer));
-    }
-  }
+  auto remote = view_.instances(service);
+  out.insert(out.end(), remote.begin(), remote.end());
   return out;
 }
 
 // --- handler threads ---------------------------------------------------------------
 
-wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, const wire::request_msg& m) {
+wire::reply_msg requests::run_service(const wire::node_id_bytes& requester, const wire::request_msg& m) {
   wire::reply_msg reply;
   reply.id = m.id;
   RequestHandler handler;
@@ -201,7 +220,7 @@ wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, con
   }
   if (!handler) {
     reply.status = wire::reply_status::no_service;
-    reply.message = fmt::format("'{}' is not served by node {}", m.service, id_.short_string());
+    reply.message = fmt::format("'{}' is not served by node {}", m.service, ctx_.self.id.short_string());
     return reply;
   }
   const NodeId from = to_node_id(requester);
@@ -224,14 +243,15 @@ wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, con
     reply.payload = std::move(r.payload);
     reply.type_name = std::move(r.type_name);
     reply.type_version = r.type_version;
-    bump(counters_.requests_served);
+    bump(ctx_.counters.requests_served);
   } catch (const poison_event& e) {
     reply.status = wire::reply_status::rejected;
     reply.message = e.what();
   } catch (const std::exception& e) {
     reply.status = wire::reply_status::handler_failed;
     reply.message = e.what();
-    report(fault::handler_exception, fmt::format("the handler of service '{}' threw: {}", m.service, e.what()));
+    ctx_.faults.report(fault::handler_exception,
+                       fmt::format("the handler of service '{}' threw: {}", m.service, e.what()));
   } catch (...) {
     reply.status = wire::reply_status::handler_failed;
     reply.message = "unknown exception";
@@ -242,21 +262,21 @@ wire::reply_msg node_impl::run_service(const wire::node_id_bytes& requester, con
 
 // --- I/O thread ---------------------------------------------------------------
 
-void node_impl::handle_request(const wire::node_id_bytes& from, wire::request_msg&& m) {
-  dispatcher_->post(requester_hash(from), [this, from, m = std::move(m)] {
+void requests::on_request(const wire::node_id_bytes& from, wire::request_msg&& m) {
+  handlers_.post(requester_hash(from), [this, from, m = std::move(m)] {
     auto reply = run_service(from, m);
-    run_on_loop([this, from, reply = std::move(reply)] { send_control(from, reply); });
+    ctx_.loop.run_on_loop([this, from, reply = std::move(reply)] { control_.send(from, reply); });
   });
 }
 
-void node_impl::handle_reply(const wire::node_id_bytes& from, wire::reply_msg&& m) {
-  const auto it = pending_requests_.find(m.id);
-  if (it == pending_requests_.end() || it->second.peer != from) {
-    bump(counters_.late_replies);  // timed out already, or not ours
+void requests::on_reply(const wire::node_id_bytes& from, wire::reply_msg&& m) {
+  const auto it = pending_.find(m.id);
+  if (it == pending_.end() || it->second.peer != from) {
+    bump(ctx_.counters.late_replies);  // timed out already, or not ours
     return;
   }
   auto p = std::move(it->second);
-  pending_requests_.erase(it);
+  pending_.erase(it);
   if (auto failed = failure_of(m, p.service, "node " + short_id(from))) {
     p.done(std::nullopt, failed);
   } else {
@@ -266,42 +286,36 @@ void node_impl::handle_reply(const wire::node_id_bytes& from, wire::reply_msg&& 
   }
 }
 
-void node_impl::fail_requests(const wire::node_id_bytes* peer, errc code, const std::string& why) {
-  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+void requests::fail(const wire::node_id_bytes* peer, errc code, const std::string& why) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
     if (peer != nullptr && it->second.peer != *peer) {
       ++it;
       continue;
     }
     auto done = std::move(it->second.done);
     const auto service = it->second.service;
-    it = pending_requests_.erase(it);
+    it = pending_.erase(it);
     done(std::nullopt, failure(code, fmt::format("'{}': {}", service, why)));
   }
 }
 
-void node_impl::expire_requests(clock::time_point now) {
-  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+void requests::expire(clock::time_point now) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->second.deadline > now) {
       ++it;
       continue;
     }
     auto done = std::move(it->second.done);
     const auto service = it->second.service;
-    it = pending_requests_.erase(it);
+    it = pending_.erase(it);
     done(std::nullopt, failure(errc::timeout, fmt::format("no reply from '{}' in time", service)));
   }
 }
 
-void node_impl::set_peer_services(peer_session& s, std::vector<std::string> services) {
-  std::lock_guard lock(view_mu_);
-  for (const auto& name : s.services) {
-    if (auto it = service_view_.find(name); it != service_view_.end()) {
-      it->second.erase(s.id);
-      if (it->second.empty()) service_view_.erase(it);
-    }
-  }
-  s.services = std::move(services);
-  for (const auto& name : s.services) service_view_[name].insert(s.id);
+clock::time_point requests::next_due() const {
+  auto next = clock::time_point::max();
+  for (const auto& [id, p] : pending_) next = std::min(next, p.deadline);
+  return next;
 }
 
 }  // namespace meshbus::detail
