@@ -299,7 +299,7 @@ void node_impl::send_assignment(const wire::node_id_bytes& to, const std::string
 
 void node_impl::group_conflict(const wire::node_id_bytes& member, const std::string& group,
                                const std::string& patterns, const std::string& group_patterns) {
-  bump(counters_.malformed_messages);
+  bump(counters_.group_conflicts);
   logger().info(
       "node {}: node {} subscribes group '{}' with {}, the group (most of its nodes) with {}: it gets no "
       "work from this node",

@@ -86,7 +86,7 @@ node_impl::node_impl(const Options& given)
   outbox::limits lim;
   lim.max_bytes = opts_.send_queue_bytes;
   lim.max_batch_bytes = opts_.max_batch_bytes;
-  outbox_ = std::make_unique<outbox>(id_bytes_, epoch_, lim, [this] { wake(); });
+  outbox_ = std::make_unique<outbox>(id_bytes_, epoch_, lim, [this] { wake(); }, &counters_.events_published);
 
   dispatcher_ = std::make_unique<dispatcher>(
       inline_handlers_ ? 0 : opts_.handler_threads, opts_.receive_queue_bytes, counters_,
@@ -170,12 +170,13 @@ void node_impl::run_commands() {
 }
 
 void node_impl::report(fault f, const std::string& message) {
-  if (!faults_.first(f)) return;
-  logger().warn("node {}: {} (further occurrences are only counted in stats())", id_.short_string(),
-                message);
+  const auto suppressed = faults_.admit(f, clock::now());
+  if (!suppressed) return;
+  const auto text = faults_.describe(f, message, *suppressed);
+  logger().warn("node {}: {}", id_.short_string(), text);
   if (opts_.on_error) {
     try {
-      opts_.on_error(make_error_code(code_of(f)), message);
+      opts_.on_error(make_error_code(code_of(f)), text);
     } catch (...) {
       // The error handler must not throw; if it does, the node ignores it.
     }
@@ -472,57 +473,7 @@ void node_impl::stop() {
 
 Stats node_impl::stats() const {
   Stats s;
-  const auto& c = counters_;
-  s.events_published = outbox_->events_accepted();
-  s.batches_sent = read(c.batches_sent);
-  s.bytes_sent = read(c.bytes_sent);
-  s.publish_would_block = read(c.publish_would_block);
-  s.send_stalls = read(c.send_stalls);
-  s.sent_past_gone = read(c.sent_past_gone);
-  s.heartbeats_sent = read(c.heartbeats_sent);
-  s.control_send_failures = read(c.control_send_failures);
-  s.batches_received = read(c.batches_received);
-  s.events_received = read(c.events_received);
-  s.bytes_received = read(c.bytes_received);
-  s.events_delivered = read(c.events_delivered);
-  s.handler_errors = read(c.handler_errors);
-  s.events_unmatched = read(c.events_unmatched);
-  s.gaps = read(c.gaps);
-  s.events_lost = read(c.events_lost);
-  s.loss_notices = read(c.loss_notices);
-  s.nacks_sent = read(c.nacks_sent);
-  s.repairs_received = read(c.repairs_received);
-  s.acks_sent = read(c.acks_sent);
-  s.reorder_overflow = read(c.reorder_overflow);
-  s.unknown_starts = read(c.unknown_starts);
-  s.rejected_sequences = read(c.rejected_sequences);
-  s.handler_retries = read(c.handler_retries);
-  s.dead_letters = read(c.dead_letters);
-  s.dead_letters_dropped = read(c.dead_letters_dropped);
-  s.window_waits = read(c.window_waits);
-  s.nacks_received = read(c.nacks_received);
-  s.repairs_sent = read(c.repairs_sent);
-  s.losses_sent = read(c.losses_sent);
-  s.redeliveries = read(c.redeliveries);
-  s.acks_received = read(c.acks_received);
-  s.bad_acks = read(c.bad_acks);
-  s.bad_nacks = read(c.bad_nacks);
-  s.requests_sent = read(c.requests_sent);
-  s.requests_failed = read(c.requests_failed);
-  s.requests_served = read(c.requests_served);
-  s.late_replies = read(c.late_replies);
-  s.duplicates_dropped = read(c.duplicates_dropped);
-  s.receive_pauses = read(c.receive_pauses);
-  s.malformed_beacons = read(c.malformed_beacons);
-  s.unsupported_beacons = read(c.unsupported_beacons);
-  s.foreign_cluster_beacons = read(c.foreign_cluster_beacons);
-  s.foreign_network_beacons = read(c.foreign_network_beacons);
-  s.malformed_messages = read(c.malformed_messages);
-  s.unsupported_messages = read(c.unsupported_messages);
-  s.unknown_senders = read(c.unknown_senders);
-  s.peers_joined = read(c.peers_joined);
-  s.peers_left = read(c.peers_left);
-  s.peers_suspected = read(c.peers_suspected);
+  copy_counters(counters_, s);
   {
     std::lock_guard lock(view_mu_);
     for (const auto& [id, p] : peer_view_) {

@@ -65,6 +65,18 @@ void outbound_streams::send_all(std::vector<reliability::group_assigner<zmq::mes
     sink_.send_assignment(s.member, s.group, s.seq, std::move(copy));
   }
   sends.clear();
+  count_group_work();
+}
+
+void outbound_streams::count_group_work() {
+  auto add = [](counter& c, std::uint64_t now, std::uint64_t& counted) {
+    if (now == counted) return;
+    bump(c, now - counted);
+    counted = now;
+  };
+  add(counters_.group_reassignments, groups_.reassigned(), groups_counted_.reassigned);
+  add(counters_.group_backlog_dropped, groups_.backlog_dropped(), groups_counted_.backlog_dropped);
+  add(counters_.group_out_of_scope, groups_.out_of_scope(), groups_counted_.out_of_scope);
 }
 
 void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
@@ -162,6 +174,7 @@ void outbound_streams::reconcile(const std::string& name, group_info& g, clock::
       return std::any_of(patterns.begin(), patterns.end(),
                          [&](const wire::pattern& p) { return p.matches(topic); });
     });
+    count_group_work();
   }
   for (const auto& [id, texts] : g.wanted) {
     if (texts != g.texts) {
