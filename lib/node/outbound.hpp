@@ -111,8 +111,9 @@ class outbound_streams {
   };
   void reconcile(const std::string& name, group_info& g, clock::time_point now);
   void send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends);
-  /// Adds what the group assigner counted since the last call to the node's counters.
-  void count_group_work();
+  /// Adds what the history and the group assigner counted since the last call to the
+  /// node's counters.
+  void count_tallies();
   void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
   void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,
               std::size_t& budget);
@@ -125,10 +126,10 @@ class outbound_streams {
   std::vector<reliability::group_assigner<zmq::message_t>::send> group_sends_;  ///< reused
   outbound_sink& sink_;
   node_counters& counters_;
-  /// The group assigner's tallies already added to counters_.
+  /// The history's and the group assigner's tallies already added to counters_.
   struct {
-    std::uint64_t reassigned = 0, backlog_dropped = 0, out_of_scope = 0;
-  } groups_counted_;
+    std::uint64_t evicted = 0, reassigned = 0, backlog_dropped = 0, out_of_scope = 0;
+  } counted_;
   std::map<wire::node_id_bytes, subscriber> subscribers_;
   /// Topics sent, with the subscriber generation their tracking was last checked at.
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> topics_;

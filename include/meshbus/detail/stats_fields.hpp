@@ -39,6 +39,8 @@
   X(publishing, counter, acks_received, "acks received from subscribers")                                      \
   X(publishing, counter, bad_acks, "acks from unknown subscribers or beyond what was sent")                    \
   X(publishing, counter, bad_nacks, "NACKs for what was never sent, or of another epoch")                      \
+  X(publishing, counter, history_evicted,                                                                      \
+    "events evicted from the bounded history (a NACK for them is answered with a loss)")                       \
   /* receiving */                                                                                              \
   X(receiving, counter, batches_received, "data messages received")                                            \
   X(receiving, counter, events_received, "events in those data messages")                                     \
