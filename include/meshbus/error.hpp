@@ -31,6 +31,7 @@ enum class errc {
   malformed_input,  ///< network input was malformed or of another protocol version: dropped
   peer_overloaded,  ///< a peer's queue refused a message, or data went past a stalled subscriber
   data_loss,        ///< a sequence gap: events of a stream did not arrive
+  group_conflict,   ///< a node subscribes a service group with other patterns than the group's
 };
 
 const std::error_category& error_category() noexcept;

@@ -18,8 +18,8 @@
 ///   cannot deadlock it (an inline handler's wait turns the loop itself, handling no
 ///   other event meanwhile). From an inline handler, stop() only asks for the stop,
 ///   which completes after the handler returns. A handler that throws is counted
-///   (Stats::handler_errors), reported once to Options::on_error and the log, and the
-///   Node goes on.
+///   (Stats::handler_errors), reported to Options::on_error and the log (when first
+///   seen, then at most once per 10 s per cause), and the Node goes on.
 /// * With background_thread = false nothing runs by itself: poll_once() runs one
 ///   round of the I/O loop and then the handlers, on the caller's thread.
 #pragma once

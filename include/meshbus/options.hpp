@@ -103,8 +103,11 @@ struct Options {
   /// Dead letters kept at most (then the oldest are dropped, counted).
   std::size_t dead_letter_capacity = 10000;
 
-  /// Background faults (handler exceptions, malformed input, refused sends), once
-  /// per cause and then counted in Stats. Called on a meshbus thread; must not throw.
+  /// Background faults (handler exceptions, malformed input, refused sends, group
+  /// conflicts). Every occurrence is counted in Stats; a cause is reported here (and
+  /// logged) when first seen, then at most once per 10 s while it goes on, the message
+  /// saying how many occurrences were only counted since the last report. Called on a
+  /// meshbus thread (the I/O thread or a handler thread); must not throw.
   std::function<void(std::error_code, const std::string&)> on_error;
 };
 

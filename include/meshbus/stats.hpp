@@ -1,82 +1,73 @@
 /// @file
-/// Counters a Node keeps. Every drop, refusal and malformed input is counted here;
-/// nothing is lost without a number going up.
+/// Counters and gauges a Node keeps, taken with Node::stats(). Every drop, refusal and
+/// malformed input is counted here; nothing is lost without a number going up.
+///
+/// The fields, with a line on each, are listed once in meshbus/detail/stats_fields.hpp;
+/// the same list gives the name table stat_fields and for_each_stat(), so tools and
+/// metric exporters can show every statistic without naming each.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
+
+#include "meshbus/detail/stats_fields.hpp"
 
 namespace meshbus {
 
+/// A snapshot of a Node's statistics: plain fields, one per entry of MESHBUS_STATS
+/// (see meshbus/detail/stats_fields.hpp for what each counts).
 struct Stats {
-  // --- publishing ---
-  std::uint64_t events_published = 0;     ///< events accepted by publish()
-  std::uint64_t batches_sent = 0;         ///< data messages handed to ZeroMQ
-  std::uint64_t bytes_sent = 0;           ///< bytes of those messages
-  std::uint64_t publish_would_block = 0;  ///< publish() returned would_block: send queue full
-  std::uint64_t send_stalls = 0;          ///< times ZeroMQ refused a data message at its
-                                          ///< high-water mark (a subscriber is slow); retried
-  std::uint64_t sent_past_gone = 0;       ///< data messages sent while a departed peer's full
-                                          ///< queue refused them; that peer does not get them
-  std::uint64_t heartbeats_sent = 0;
-  std::uint64_t control_send_failures = 0;  ///< control messages refused: a full peer queue, or no connection to the peer
-                                            ///< (their timers send them again)
-  std::uint64_t window_waits = 0;           ///< publish() waited: a subscriber's window was full
-  std::uint64_t nacks_received = 0;
-  std::uint64_t repairs_sent = 0;           ///< batches sent again on request
-  std::uint64_t losses_sent = 0;            ///< "no longer in history" answers
-  std::uint64_t redeliveries = 0;           ///< times unacknowledged events were sent again
-  std::uint64_t acks_received = 0;
-  std::uint64_t bad_acks = 0;               ///< acks from unknown subscribers or beyond what was sent
-  std::uint64_t bad_nacks = 0;              ///< NACKs for what was never sent, or of another epoch
-  // --- receiving ---
-  std::uint64_t batches_received = 0;
-  std::uint64_t events_received = 0;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t events_delivered = 0;   ///< handler calls that returned normally
-  std::uint64_t handler_errors = 0;     ///< handler calls that threw
-  std::uint64_t events_unmatched = 0;   ///< passed ZeroMQ's prefix filter, matched no pattern
-  std::uint64_t gaps = 0;               ///< sequence gaps detected
-  std::uint64_t events_lost = 0;        ///< events that will never arrive (loss notices)
-  std::uint64_t loss_notices = 0;
-  std::uint64_t nacks_sent = 0;
-  std::uint64_t repairs_received = 0;   ///< batches received as repairs
-  std::uint64_t acks_sent = 0;
-  std::uint64_t duplicates_dropped = 0; ///< events already received, not delivered again
-  std::uint64_t reorder_overflow = 0;   ///< held batches dropped to bound the reorder buffer
-                                        ///< (asked for again later)
-  std::uint64_t rejected_sequences = 0; ///< batches or heartbeats too far ahead, or of an
-                                        ///< older epoch: not believed
-  std::uint64_t receive_pauses = 0;     ///< times reading paused: handler queue full
-  std::uint64_t unknown_starts = 0;     ///< streams started at the first event received because the
-                                        ///< publisher's READY (where "now" is) never came
-  std::uint64_t handler_retries = 0;    ///< acknowledged: handler calls repeated after a throw
-  std::uint64_t dead_letters = 0;       ///< events dead-lettered
-  std::uint64_t dead_letters_dropped = 0;  ///< dead letters evicted from a full store
-  // --- request/reply ---
-  std::uint64_t requests_sent = 0;
-  std::uint64_t requests_failed = 0;   ///< of those: no service, timeout, remote failure, ...
-  std::uint64_t requests_served = 0;
-  std::uint64_t late_replies = 0;      ///< replies that came after their request timed out
-  // --- bad input (dropped, counted, logged once per cause) ---
-  std::uint64_t malformed_beacons = 0;
-  std::uint64_t unsupported_beacons = 0;      ///< another protocol version
-  std::uint64_t foreign_cluster_beacons = 0;  ///< another cluster name: ignored
-  std::uint64_t foreign_network_beacons = 0;  ///< from outside the selected interfaces
-  std::uint64_t malformed_messages = 0;       ///< data or control frames
-  std::uint64_t unsupported_messages = 0;     ///< another protocol version
-  std::uint64_t unknown_senders = 0;          ///< directed messages without a valid sender id
-  // --- peers ---
-  std::uint64_t peers_joined = 0;
-  std::uint64_t peers_left = 0;
-  std::uint64_t peers_suspected = 0;
-  std::size_t peers_alive = 0;
-  std::size_t peers_suspect = 0;
-  std::size_t send_queue_bytes = 0;     ///< published, not yet taken by ZeroMQ
-  std::size_t receive_queue_bytes = 0;  ///< received, not yet handled
-  std::size_t unacknowledged_events = 0;  ///< sent, not yet acknowledged, over all subscribers
-  std::size_t history_events = 0;
-  std::size_t history_bytes = 0;
+#define MESHBUS_DETAIL_STAT_FIELD(section, kind, name, doc) MESHBUS_DETAIL_STAT_TYPE_##kind name = 0;
+  MESHBUS_STATS(MESHBUS_DETAIL_STAT_FIELD)
+#undef MESHBUS_DETAIL_STAT_FIELD
 };
+
+/// Whether a statistic only grows (counter) or is a current value (gauge).
+enum class StatKind : std::uint8_t { counter, gauge };
+
+/// The group a statistic is shown under.
+enum class StatSection : std::uint8_t { publishing, receiving, groups, requests, bad_input, peers, queues };
+
+/// The name of a section ("publishing", "bad_input", ...).
+constexpr std::string_view to_string(StatSection s) noexcept {
+  switch (s) {
+    case StatSection::publishing: return "publishing";
+    case StatSection::receiving: return "receiving";
+    case StatSection::groups: return "groups";
+    case StatSection::requests: return "requests";
+    case StatSection::bad_input: return "bad_input";
+    case StatSection::peers: return "peers";
+    case StatSection::queues: return "queues";
+  }
+  return "?";
+}
+
+/// What the list says of one statistic.
+struct StatInfo {
+  std::string_view name;  ///< the Stats field, also the metric name
+  StatSection section;
+  StatKind kind;
+  std::string_view doc;  ///< one line on what it counts
+};
+
+/// Every statistic, in the order of the fields of Stats.
+inline constexpr std::array stat_fields = {
+#define MESHBUS_DETAIL_STAT_INFO(section, kind, name, doc) \
+  StatInfo{#name, StatSection::section, StatKind::kind, doc},
+    MESHBUS_STATS(MESHBUS_DETAIL_STAT_INFO)
+#undef MESHBUS_DETAIL_STAT_INFO
+};
+
+/// Calls `f(const StatInfo&, std::uint64_t value)` for every statistic of `s`, in the
+/// order of stat_fields.
+template <class F>
+void for_each_stat(const Stats& s, F&& f) {
+  std::size_t i = 0;
+#define MESHBUS_DETAIL_STAT_VISIT(section, kind, name, doc) f(stat_fields[i++], static_cast<std::uint64_t>(s.name));
+  MESHBUS_STATS(MESHBUS_DETAIL_STAT_VISIT)
+#undef MESHBUS_DETAIL_STAT_VISIT
+}
 
 }  // namespace meshbus

@@ -127,6 +127,7 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
     for (const auto& sub : *d.subscriptions) {
       if (!sub->active.load(std::memory_order_acquire)) {
         if (!d.abandon_if_inactive) continue;
+        bump(counters_.events_abandoned, d.count - i);
         if (d.on_done) d.on_done(delivery_outcome::abandoned);
         return false;
       }
@@ -259,11 +260,21 @@ void dispatcher::run_worker(worker& w) {
     local.clear();
     resume_due(w, clock::now());
   }
-  // Retries still waiting are abandoned: their events were not acknowledged.
   for (auto& [id, p] : w.parked_streams) {
     account_done(delivery_bytes(p.d));
     for (auto& it : p.backlog) {
       if (auto* d = std::get_if<delivery>(&it)) account_done(delivery_bytes(*d));
+    }
+  }
+  abandon_parked(w);
+}
+
+// Retries still waiting at stop are abandoned (counted): their events were not acknowledged.
+void dispatcher::abandon_parked(worker& w) {
+  for (auto& [id, p] : w.parked_streams) {
+    bump(counters_.events_abandoned, p.d.count - std::min(p.resume, p.d.count));
+    for (auto& it : p.backlog) {
+      if (auto* d = std::get_if<delivery>(&it)) bump(counters_.events_abandoned, d->count - std::min(d->skip, d->count));
     }
   }
   w.parked_streams.clear();
@@ -302,7 +313,7 @@ void dispatcher::stop() {
   }
   if (inline_) {
     run_inline();
-    workers_[0]->parked_streams.clear();
+    abandon_parked(*workers_[0]);
   }
 }
 

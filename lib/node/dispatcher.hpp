@@ -138,6 +138,8 @@ class dispatcher {
   void run_worker(worker& w);
   void process(worker& w, item&& it);
   void resume_due(worker& w, clock::time_point now);
+  /// Drops the worker's waiting retries at stop, counting their events as abandoned.
+  void abandon_parked(worker& w);
   /// Runs handlers from event `from` on; returns true when it had to park.
   bool deliver(worker& w, delivery& d, std::uint32_t from, unsigned attempts, std::deque<item>* backlog);
   void run_task(std::function<void()>& task);

@@ -25,6 +25,7 @@ class category final : public std::error_category {
       case errc::malformed_input: return "malformed input dropped";
       case errc::peer_overloaded: return "peer overloaded";
       case errc::data_loss: return "data loss";
+      case errc::group_conflict: return "service group conflict";
     }
     return "unknown meshbus error";
   }

@@ -1,6 +1,7 @@
 // Reports background faults of one node: to the log and to Options::on_error.
 // Every fault is also counted by its caller in node_counters; this only decides when
-// a cause is worth telling about (fault_log) and tells it. Any thread; never throws.
+// a cause is worth telling about (fault_log: the first time, then at most once per
+// quiet period, saying how many occurrences were only counted) and tells it. Any thread; never throws.
 #pragma once
 
 #include <functional>

@@ -26,16 +26,4 @@ spdlog::logger& logger() {
   return *instance;
 }
 
-errc code_of(fault f) noexcept {
-  switch (f) {
-    case fault::handler_exception:
-    case fault::dead_letter: return errc::handler_failed;
-    case fault::sent_past_gone:
-    case fault::control_send_failure: return errc::peer_overloaded;
-    case fault::sequence_gap:
-    case fault::unknown_start: return errc::data_loss;
-    default: return errc::malformed_input;
-  }
-}
-
 }  // namespace meshbus::detail

@@ -56,6 +56,7 @@ void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std
   const auto bytes = frame.size();
   history_.append(topic, first_seq, count, bytes, std::move(frame));
   tracker_.sent(topic, first_seq + count - 1, now);
+  count_tallies();
 }
 
 void outbound_streams::send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends) {
@@ -65,6 +66,19 @@ void outbound_streams::send_all(std::vector<reliability::group_assigner<zmq::mes
     sink_.send_assignment(s.member, s.group, s.seq, std::move(copy));
   }
   sends.clear();
+  count_tallies();
+}
+
+void outbound_streams::count_tallies() {
+  auto add = [](counter& c, std::uint64_t now, std::uint64_t& counted) {
+    if (now == counted) return;
+    bump(c, now - counted);
+    counted = now;
+  };
+  add(counters_.history_evicted, history_.evicted_events(), counted_.evicted);
+  add(counters_.group_reassignments, groups_.reassigned(), counted_.reassigned);
+  add(counters_.group_backlog_dropped, groups_.backlog_dropped(), counted_.backlog_dropped);
+  add(counters_.group_out_of_scope, groups_.out_of_scope(), counted_.out_of_scope);
 }
 
 void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
@@ -162,6 +176,7 @@ void outbound_streams::reconcile(const std::string& name, group_info& g, clock::
       return std::any_of(patterns.begin(), patterns.end(),
                          [&](const wire::pattern& p) { return p.matches(topic); });
     });
+    count_tallies();
   }
   for (const auto& [id, texts] : g.wanted) {
     if (texts != g.texts) {

@@ -85,9 +85,7 @@ class outbound_streams {
   std::uint64_t unacknowledged() const noexcept {
     return tracker_.total_unacknowledged() + groups_.unacknowledged();
   }
-  std::uint64_t reassigned() const noexcept { return groups_.reassigned(); }
   std::size_t group_backlog() const { return groups_.backlog(); }
-  std::uint64_t group_out_of_scope() const noexcept { return groups_.out_of_scope(); }
   std::size_t history_events() const noexcept { return history_.events(); }
   std::size_t history_bytes() const noexcept { return history_.bytes(); }
   /// The last sequence of every topic sent, for READY.
@@ -113,6 +111,9 @@ class outbound_streams {
   };
   void reconcile(const std::string& name, group_info& g, clock::time_point now);
   void send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends);
+  /// Adds what the history and the group assigner counted since the last call to the
+  /// node's counters.
+  void count_tallies();
   void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
   void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,
               std::size_t& budget);
@@ -125,6 +126,10 @@ class outbound_streams {
   std::vector<reliability::group_assigner<zmq::message_t>::send> group_sends_;  ///< reused
   outbound_sink& sink_;
   node_counters& counters_;
+  /// The history's and the group assigner's tallies already added to counters_.
+  struct {
+    std::uint64_t evicted = 0, reassigned = 0, backlog_dropped = 0, out_of_scope = 0;
+  } counted_;
   std::map<wire::node_id_bytes, subscriber> subscribers_;
   /// Topics sent, with the subscriber generation their tracking was last checked at.
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> topics_;

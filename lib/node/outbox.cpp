@@ -27,11 +27,12 @@ void frame_pool::give_back(wire::bytes&& b) {
 }
 
 outbox::outbox(const wire::node_id_bytes& publisher, std::uint64_t epoch, limits lim,
-               std::function<void()> wake)
+               std::function<void()> wake, counter* accepted)
     : publisher_(publisher),
       epoch_(epoch),
       limits_(lim),
       wake_(std::move(wake)),
+      accepted_(accepted != nullptr ? accepted : &own_accepted_),
       pool_(std::make_shared<frame_pool>(64, 2 * lim.max_batch_bytes, std::min<std::size_t>(lim.max_batch_bytes, 4096))) {}
 
 void outbox::close_open_batch_locked() {
@@ -80,7 +81,7 @@ outbox::push_result outbox::push(std::string_view topic, wire::byte_view payload
     wire::append_event(open_.frame, payload, fields);
     ++open_.count;
     bytes_ += open_.frame.size() - before;
-    ++accepted_;
+    accepted_->store(read(*accepted_) + 1, std::memory_order_relaxed);  // under mu_: no read-modify-write needed
   }
   if (was_empty && wake_) wake_();
   return push_result::ok;
@@ -121,10 +122,7 @@ std::size_t outbox::bytes() const {
   return bytes_;
 }
 
-std::uint64_t outbox::events_accepted() const {
-  std::lock_guard lock(mu_);
-  return accepted_;
-}
+std::uint64_t outbox::events_accepted() const { return read(*accepted_); }
 
 bool outbox::wait_released(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);

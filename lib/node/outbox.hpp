@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lib/node/counters.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
@@ -64,8 +65,9 @@ class outbox {
   enum class push_result : std::uint8_t { ok, full, closed };
 
   /// `wake` is called (outside the lock) when the outbox goes from empty to not empty.
+  /// Accepted events are counted in `accepted` (Stats::events_published) when given.
   outbox(const wire::node_id_bytes& publisher, std::uint64_t epoch, limits lim,
-         std::function<void()> wake);
+         std::function<void()> wake, counter* accepted = nullptr);
 
   /// Where frame buffers come from and go back to.
   const std::shared_ptr<frame_pool>& pool() const noexcept { return pool_; }
@@ -103,7 +105,8 @@ class outbox {
   bool has_open_ = false;
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> next_seq_;
   std::size_t bytes_ = 0;
-  std::uint64_t accepted_ = 0;
+  counter own_accepted_{0};
+  counter* accepted_;  ///< written under mu_ only, read by anyone
   bool closed_for_good_ = false;
   std::shared_ptr<frame_pool> pool_;
 };

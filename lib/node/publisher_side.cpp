@@ -75,7 +75,7 @@ publisher_side::publisher_side(node_context& ctx, transport::zmq_transport& tran
       subs_(subs),
       self_route_(self_route),
       outbox_(std::make_unique<outbox>(ctx.self.bytes, ctx.self.epoch, outbox_limits_of(ctx.opts),
-                                       [&loop = ctx.loop] { loop.wake(); })),
+                                       [&loop = ctx.loop] { loop.wake(); }, &ctx.counters.events_published)),
       outbound_(reliability::history_limits{ctx.opts.history_events, ctx.opts.history_bytes},
                 tracker_config_of(ctx.opts), group_config_of(ctx.opts), ctx.self.epoch,
                 static_cast<outbound_sink&>(*this), ctx.counters) {}
@@ -169,7 +169,6 @@ void publisher_side::wake_waiters() {
 }
 
 void publisher_side::fill(Stats& s) const {
-  s.events_published = outbox_->events_accepted();
   s.send_queue_bytes = outbox_->bytes();
   s.unacknowledged_events = unacknowledged_.load(std::memory_order_relaxed);
   s.history_events = history_events_.load(std::memory_order_relaxed);
@@ -398,7 +397,7 @@ void publisher_side::send_assignment(const wire::node_id_bytes& to, const std::s
 
 void publisher_side::group_conflict(const wire::node_id_bytes& member, const std::string& group,
                                     const std::string& patterns, const std::string& group_patterns) {
-  bump(ctx_.counters.malformed_messages);
+  bump(ctx_.counters.group_conflicts);
   logger().info(
       "node {}: node {} subscribes group '{}' with {}, the group (most of its nodes) with {}: it gets no "
       "work from this node",

@@ -116,11 +116,17 @@ class ledger {
 struct error_log {
   std::mutex mu;
   std::vector<std::string> messages;
+  std::vector<std::error_code> codes;
   void attach(Options& o) {
-    o.on_error = [this](std::error_code, const std::string& what) {
+    o.on_error = [this](std::error_code code, const std::string& what) {
       std::lock_guard lock(mu);
       messages.push_back(what);
+      codes.push_back(code);
     };
+  }
+  bool has(errc code) {
+    std::lock_guard lock(mu);
+    return std::find(codes.begin(), codes.end(), make_error_code(code)) != codes.end();
   }
   bool mentions(const std::string& text) {
     std::lock_guard lock(mu);
@@ -385,7 +391,9 @@ TEST_CASE("a node that subscribes another set of patterns in a group gets no wor
   odd.subscribe(charge, l.handler("odd", charge), in_group("payments"));
   REQUIRE(pub.wait_for_subscribers(charge, 4, 10s));
   REQUIRE(eventually([&] { return errors.mentions("group 'payments'"); }, 10s));
-  CHECK(pub.stats().malformed_messages >= 1);
+  CHECK(pub.stats().group_conflicts >= 1);
+  CHECK(pub.stats().malformed_messages == 0);  // a conflict is not bad input
+  CHECK(errors.has(errc::group_conflict));
   constexpr int n = 3000;
   publish_payments(pub, n);
   REQUIRE(eventually([&] { return l.distinct() == 2 * n; }, 30s));

@@ -1,0 +1,109 @@
+/// @file
+/// The one list of a Node's statistics. Stats, the node's live counters, the copy
+/// between them, the name table (meshbus::stat_fields) and, through it, metric names
+/// are all generated from MESHBUS_STATS, so a statistic is added in one place.
+///
+/// Each entry is X(section, kind, name, doc):
+/// * section — the group it is shown under: publishing, receiving, groups, requests,
+///   bad_input, peers, queues;
+/// * kind — `counter` (only grows over the Node's life; std::uint64_t) or `gauge`
+///   (a current value, read when Stats is taken; std::size_t);
+/// * name — the Stats field, also the metric name;
+/// * doc — one line on what it counts.
+///
+/// Every drop, refusal and malformed input has a counter here: nothing is lost without
+/// a number going up.
+#pragma once
+
+// clang-format off
+#define MESHBUS_STATS(X)                                                                                       \
+  /* publishing */                                                                                             \
+  X(publishing, counter, events_published, "events accepted by publish()")                                     \
+  X(publishing, counter, batches_sent, "data messages handed to ZeroMQ")                                       \
+  X(publishing, counter, bytes_sent, "bytes of those data messages")                                           \
+  X(publishing, counter, publish_would_block, "publish() returned would_block: the send queue was full")       \
+  X(publishing, counter, send_stalls,                                                                          \
+    "times ZeroMQ refused a data message at its high-water mark (a subscriber is slow); retried")             \
+  X(publishing, counter, sent_past_gone,                                                                       \
+    "data messages sent while a departed or stalled peer's full queue refused them; that peer does not get "   \
+    "them")                                                                                                    \
+  X(publishing, counter, heartbeats_sent, "heartbeats sent by idle streams")                                   \
+  X(publishing, counter, control_send_failures,                                                                \
+    "control messages refused: a full peer queue, or no connection to the peer (their timers send them "      \
+    "again)")                                                                                                  \
+  X(publishing, counter, window_waits, "publish() waited: a subscriber's window was full")                     \
+  X(publishing, counter, nacks_received, "NACKs received from subscribers")                                    \
+  X(publishing, counter, repairs_sent, "batches sent again on request")                                        \
+  X(publishing, counter, losses_sent, "\"no longer in history\" answers sent")                                 \
+  X(publishing, counter, redeliveries, "times unacknowledged events were sent again")                          \
+  X(publishing, counter, acks_received, "acks received from subscribers")                                      \
+  X(publishing, counter, bad_acks, "acks from unknown subscribers or beyond what was sent")                    \
+  X(publishing, counter, bad_nacks, "NACKs for what was never sent, or of another epoch")                      \
+  X(publishing, counter, history_evicted,                                                                      \
+    "events evicted from the bounded history (a NACK for them is answered with a loss)")                       \
+  /* receiving */                                                                                              \
+  X(receiving, counter, batches_received, "data messages received")                                            \
+  X(receiving, counter, events_received, "events in those data messages")                                     \
+  X(receiving, counter, bytes_received, "bytes of those data messages")                                        \
+  X(receiving, counter, events_delivered, "handler calls that returned normally")                              \
+  X(receiving, counter, handler_errors, "handler calls that threw")                                            \
+  X(receiving, counter, events_unmatched, "events that passed ZeroMQ's prefix filter but matched no pattern")  \
+  X(receiving, counter, gaps, "sequence gaps detected")                                                        \
+  X(receiving, counter, events_lost, "events that will never arrive (announced by loss notices)")              \
+  X(receiving, counter, loss_notices, "loss notices given to the loss handler")                                \
+  X(receiving, counter, nacks_sent, "NACKs sent to publishers")                                                \
+  X(receiving, counter, repairs_received, "batches received as repairs")                                       \
+  X(receiving, counter, acks_sent, "acks sent to publishers")                                                  \
+  X(receiving, counter, duplicates_dropped, "events already received, not delivered again")                    \
+  X(receiving, counter, reorder_overflow,                                                                      \
+    "held batches dropped to bound the reorder buffer (asked for again later)")                                \
+  X(receiving, counter, rejected_sequences,                                                                    \
+    "batches or heartbeats too far ahead, or of an older epoch: not believed")                                 \
+  X(receiving, counter, receive_pauses, "times reading paused because the handler queue was full")             \
+  X(receiving, counter, unknown_starts,                                                                        \
+    "streams started at the first event received because the publisher's READY (where \"now\" is) never "     \
+    "came")                                                                                                    \
+  X(receiving, counter, handler_retries, "acknowledged: handler calls repeated after a throw")                 \
+  X(receiving, counter, dead_letters, "events dead-lettered")                                                  \
+  X(receiving, counter, dead_letters_dropped, "dead letters evicted from a full dead-letter store")             \
+  X(receiving, counter, events_abandoned,                                                                      \
+    "events left unhandled because the node stopped, or their group subscription ended, while they waited; "  \
+    "not acknowledged")                                                                                        \
+  /* service groups, on the publisher side */                                                                  \
+  X(groups, counter, group_conflicts,                                                                          \
+    "times a node subscribed a service group with other patterns than the group's (it gets no work)")          \
+  X(groups, counter, group_reassignments, "group batches handed from one member to another")                   \
+  X(groups, counter, group_backlog_dropped,                                                                    \
+    "group batches dropped, oldest first, from a full backlog while the group had no member")                 \
+  X(groups, counter, group_out_of_scope,                                                                       \
+    "group batches dropped because their topic was no longer the group's work")                                \
+  /* request/reply */                                                                                          \
+  X(requests, counter, requests_sent, "requests sent")                                                         \
+  X(requests, counter, requests_failed, "of those: no service, timeout, remote failure, ...")                  \
+  X(requests, counter, requests_served, "requests this node's services answered")                              \
+  X(requests, counter, late_replies, "replies that came after their request timed out")                        \
+  /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
+  X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
+  X(bad_input, counter, unsupported_beacons, "beacons of another protocol version")                            \
+  X(bad_input, counter, foreign_cluster_beacons, "beacons or HELLOs of another cluster name: ignored")          \
+  X(bad_input, counter, foreign_network_beacons, "beacons from outside the selected interfaces")               \
+  X(bad_input, counter, malformed_messages, "malformed data or control frames")                                \
+  X(bad_input, counter, unsupported_messages, "data or control frames of another protocol version")            \
+  X(bad_input, counter, unknown_senders, "directed messages without a valid sender id")                        \
+  /* peers */                                                                                                  \
+  X(peers, counter, peers_joined, "peers that joined")                                                         \
+  X(peers, counter, peers_left, "peers that left or expired")                                                  \
+  X(peers, counter, peers_suspected, "times a peer became suspect")                                            \
+  X(peers, gauge, peers_alive, "peers alive now")                                                              \
+  X(peers, gauge, peers_suspect, "peers suspect now")                                                          \
+  /* queues and history */                                                                                     \
+  X(queues, gauge, send_queue_bytes, "bytes published, not yet taken by ZeroMQ")                               \
+  X(queues, gauge, receive_queue_bytes, "bytes received, not yet handled")                                     \
+  X(queues, gauge, unacknowledged_events, "events sent, not yet acknowledged, over all subscribers")           \
+  X(queues, gauge, history_events, "events held in the publisher's history")                                   \
+  X(queues, gauge, history_bytes, "bytes held in the publisher's history")
+// clang-format on
+
+/// The C++ type of a Stats field of each kind.
+#define MESHBUS_DETAIL_STAT_TYPE_counter std::uint64_t
+#define MESHBUS_DETAIL_STAT_TYPE_gauge std::size_t
