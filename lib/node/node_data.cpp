@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "lib/node/node_loop.hpp"
+#include "lib/wire/dead_letter.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
@@ -63,7 +64,7 @@ void node_impl::pump_outbox(clock::time_point now) {
   for (auto& b : drained_) {
     wire::finish_batch(b.frame, b.marks, b.count, ts);
     const auto frame_size = b.frame.size();
-    const auto events_offset = b.marks.count_at + 4;
+    const auto events_offset = b.marks.events_at;
     pending_send p{to_message(std::move(b.frame), outbox_->pool()), frame_size, std::move(b.topic), b.first_seq,
                    b.count};
     if (opts_.local_delivery) deliver_locally(p, events_offset, ts);
@@ -394,16 +395,21 @@ void node_impl::dead_letter(const Event& e, const subscription_entry& sub, std::
   report(fault::dead_letter, fmt::format("dead-lettered event {} of '{}' after {} attempt(s): {}", e.id(), d.topic,
                                          attempts, d.reason));
   // Announce it on "$dlq.<topic>", so tools and other nodes can see it.
-  const auto announce_topic = d.topic.size() + 5 <= wire::max_topic_length ? "$dlq." + d.topic : std::string("$dlq");
+  const auto announce_topic = wire::dead_letter_topic(d.topic);
   const auto id_text = std::to_string(id);
   const auto attempts_text = std::to_string(attempts);
   const auto seq_text = std::to_string(d.sequence);
   const auto publisher_text = d.publisher.to_string();
   const auto node_text = id_.to_string();
-  const Header headers[] = {{"dlq-id", id_text},           {"dlq-node", node_text},
-                            {"dlq-reason", d.reason},      {"dlq-attempts", attempts_text},
-                            {"dlq-pattern", d.pattern},    {"original-topic", d.topic},
-                            {"original-publisher", publisher_text}, {"original-sequence", seq_text}};
+  namespace name = wire::dead_letter_header;
+  const Header headers[] = {{name::id, id_text},
+                            {name::node, node_text},
+                            {name::reason, d.reason},
+                            {name::attempts, attempts_text},
+                            {name::pattern, d.pattern},
+                            {name::original_topic, d.topic},
+                            {name::original_publisher, publisher_text},
+                            {name::original_sequence, seq_text}};
   PublishOptions po;
   po.headers = headers;
   po.type_name = d.type_name;
@@ -420,34 +426,31 @@ void node_impl::dead_letter(const Event& e, const subscription_entry& sub, std::
   }
 }
 
-namespace {
-constexpr std::string_view replay_request_topic = "$meshbus.dlq.replay";
-constexpr std::string_view replay_answer_topic = "$meshbus.dlq.replayed";
-}  // namespace
-
 PublishResult node_impl::request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
   const auto node_text = node.to_string();
   const auto id_text = std::to_string(id);
-  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}};
+  const Header headers[] = {{wire::dead_letter_header::node, node_text}, {wire::dead_letter_header::id, id_text}};
   PublishOptions po;
   po.headers = headers;
-  return publish_reserved(replay_request_topic, {}, &po);
+  return publish_reserved(wire::dead_letter_replay_topic, {}, &po);
 }
 
 // A replay request on "$meshbus.dlq.replay" (handler thread): act if it is for us.
 void node_impl::answer_replay_request(const Event& request) {
-  if (request.header("dlq-node").value_or("") != id_.to_string()) return;
-  const auto id_text = std::string(request.header("dlq-id").value_or(""));
+  if (request.header(wire::dead_letter_header::node).value_or("") != id_.to_string()) return;
+  const auto id_text = std::string(request.header(wire::dead_letter_header::id).value_or(""));
   std::uint64_t id = 0;
   const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
   const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay_dead_letter(id);
   const auto node_text = id_.to_string();
-  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}, {"dlq-result", ok ? "replayed" : "unknown"}};
+  const Header headers[] = {{wire::dead_letter_header::node, node_text},
+                            {wire::dead_letter_header::id, id_text},
+                            {wire::dead_letter_header::result, ok ? wire::dead_letter_replayed : wire::dead_letter_unknown}};
   const std::string cause = request.id();  // made on the fly: keep it alive for publish
   PublishOptions po;
   po.headers = headers;
   po.causation_id = cause;
-  (void)publish_reserved(replay_answer_topic, {}, &po);
+  (void)publish_reserved(wire::dead_letter_replayed_topic, {}, &po);
 }
 
 bool node_impl::replay_dead_letter(std::uint64_t id) {
@@ -491,7 +494,7 @@ bool node_impl::replay_dead_letter(std::uint64_t id) {
   d.first_seq = letter.sequence;
   d.count = 1;
   d.topic_size = static_cast<std::uint32_t>(letter.topic.size());
-  d.events_offset = marks.count_at + 4;
+  d.events_offset = marks.events_at;
   d.stream_id = (std::uint64_t{1} << 63) | id;  // its own ordering: nothing waits behind it
   // Done either way: handled, or dead-lettered again as a new entry that replaces it.
   d.on_done = [this, id](delivery_outcome) { dead_letters_.remove(id); };

@@ -16,6 +16,7 @@
 #include "discovery/interfaces.hpp"
 #include "lib/node/options.hpp"
 #include "lib/wire/beacon.hpp"
+#include "lib/wire/dead_letter.hpp"
 #include "lib/wire/envelope.hpp"
 #include "lib/wire/topic.hpp"
 
@@ -115,7 +116,7 @@ node_impl::node_impl(const Options& given)
   // Generation 1: the sentinel lets every publisher confirm it has our (empty) set.
   subscriptions_changed();
   // Every node answers dead-letter replay requests addressed to it (meshbus dlq replay).
-  subscribe("$meshbus.dlq.replay", [this](const Event& e) { answer_replay_request(e); }, SubscribeOptions{});
+  subscribe(wire::dead_letter_replay_topic, [this](const Event& e) { answer_replay_request(e); }, SubscribeOptions{});
   const auto now = clock::now();
   next_beacon_ = now;
   next_tick_ = now;

@@ -10,32 +10,14 @@
 #include "lib/node/node_loop.hpp"
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/envelope.hpp"
+#include "lib/wire/sentinel.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
 namespace {
 
-// "\xFF" "mb" 0x01, subscriber id, generation (big-endian): sorts after every
-// UTF-8 topic prefix, so it reaches a publisher after the subscriber's real ones.
-std::string make_sentinel(const wire::node_id_bytes& self, std::uint64_t generation) {
-  std::string s("\xFFmb\x01", 4);
-  s.append(reinterpret_cast<const char*>(self.data()), self.size());
-  for (int i = 7; i >= 0; --i) s.push_back(static_cast<char>((generation >> (8 * i)) & 0xff));
-  return s;
-}
-
-bool parse_sentinel(const zmq::message_t& msg, wire::node_id_bytes& who, std::uint64_t& generation) {
-  if (msg.size() != 1 + 4 + 16 + 8) return false;
-  const auto* p = static_cast<const std::uint8_t*>(msg.data());
-  if (p[0] != 1 || std::memcmp(p + 1, "\xFFmb\x01", 4) != 0) return false;
-  std::memcpy(who.data(), p + 5, 16);
-  generation = 0;
-  for (int i = 0; i < 8; ++i) generation = (generation << 8) | p[21 + i];
-  return true;
-}
-
 // meshbus's own subscriptions (every node has them) are not shown as a peer's.
-bool is_internal_pattern(std::string_view pattern) { return pattern.rfind("$meshbus.", 0) == 0; }
+bool is_internal_pattern(std::string_view pattern) { return pattern.rfind(wire::internal_topic_prefix, 0) == 0; }
 
 }  // namespace
 
@@ -101,7 +83,7 @@ std::size_t node_impl::process_router(clock::time_point now) {
     auto status = wire::decode_control(
         wire::byte_view(static_cast<const std::uint8_t*>(frame.data()), frame.size()), msg);
     // Only repairs and assignments have a second frame (the data frame they carry).
-    const bool two_frames = std::holds_alternative<wire::repair_msg>(msg) || std::holds_alternative<wire::assign_msg>(msg);
+    const bool two_frames = wire::has_data_frame(msg);
     if (status == wire::decode_status::ok && has_second != two_frames) status = wire::decode_status::malformed;
     if (status == wire::decode_status::malformed) {
       bump(counters_.malformed_messages);
@@ -173,7 +155,7 @@ void node_impl::handle_control(const wire::node_id_bytes& from, wire::control_ms
     if (ack != nullptr && leaving) {
       wire::ack_msg group_acks{ack->epoch, {}};
       for (const auto& a : ack->acks) {
-        if (a.first.rfind(group_stream_prefix, 0) == 0) group_acks.acks.push_back(a);
+        if (wire::is_group_stream(a.first)) group_acks.acks.push_back(a);
       }
       outbound_->on_ack(from, group_acks, now);
       update_flow_state();
@@ -283,7 +265,8 @@ std::size_t node_impl::process_xpub() {
     if (!transport_->receive_subscription(msg)) break;
     wire::node_id_bytes who{};
     std::uint64_t generation = 0;
-    if (!parse_sentinel(msg, who, generation)) continue;  // ordinary (un)subscriptions
+    const wire::byte_view sub(static_cast<const std::uint8_t*>(msg.data()), msg.size());
+    if (!wire::decode_sentinel_subscribe(sub, who, generation)) continue;  // ordinary (un)subscriptions
     auto it = sessions_.find(who);
     if (it == sessions_.end()) {
       early_ready_[who] = std::max(early_ready_[who], generation);
@@ -551,7 +534,7 @@ void node_impl::announce(PeerEvent::Kind kind, const peer_session& s) {
 
 void node_impl::subscriptions_changed() {
   ++sub_generation_;
-  auto next = make_sentinel(id_bytes_, sub_generation_);
+  auto next = wire::encode_sentinel(id_bytes_, sub_generation_);
   transport_->subscribe(next);
   if (!sentinel_.empty()) transport_->unsubscribe(sentinel_);
   sentinel_ = std::move(next);
