@@ -7,12 +7,11 @@
 
 #include <fmt/format.h>
 
+#include "lib/wire/dead_letter.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
 namespace {
-
-constexpr std::string_view replay_answer_topic = "$meshbus.dlq.replayed";
 
 wire::byte_view bytes_of(std::string_view s) {
   return wire::byte_view(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
@@ -85,16 +84,21 @@ void dead_letter_office::dead_letter(const Event& e, const subscription_entry& s
 
 // On "$dlq.<topic>", so tools and other nodes can see it.
 void dead_letter_office::announce(const DeadLetter& d, std::uint64_t id, const Event& e) {
-  const auto topic = d.topic.size() + 5 <= wire::max_topic_length ? "$dlq." + d.topic : std::string("$dlq");
+  const auto topic = wire::dead_letter_topic(d.topic);
   const auto id_text = std::to_string(id);
   const auto attempts_text = std::to_string(d.attempts);
   const auto seq_text = std::to_string(d.sequence);
   const auto publisher_text = d.publisher.to_string();
   const auto node_text = ctx_.self.id.to_string();
-  const Header headers[] = {{"dlq-id", id_text},           {"dlq-node", node_text},
-                            {"dlq-reason", d.reason},      {"dlq-attempts", attempts_text},
-                            {"dlq-pattern", d.pattern},    {"original-topic", d.topic},
-                            {"original-publisher", publisher_text}, {"original-sequence", seq_text}};
+  namespace h = wire::dead_letter_header;
+  const Header headers[] = {{h::id, id_text},
+                            {h::node, node_text},
+                            {h::reason, d.reason},
+                            {h::attempts, attempts_text},
+                            {h::pattern, d.pattern},
+                            {h::original_topic, d.topic},
+                            {h::original_publisher, publisher_text},
+                            {h::original_sequence, seq_text}};
   PublishOptions po;
   po.headers = headers;
   po.type_name = d.type_name;
@@ -112,25 +116,27 @@ void dead_letter_office::announce(const DeadLetter& d, std::uint64_t id, const E
 PublishResult dead_letter_office::request_replay(const NodeId& node, std::uint64_t id) {
   const auto node_text = node.to_string();
   const auto id_text = std::to_string(id);
-  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}};
+  const Header headers[] = {{wire::dead_letter_header::node, node_text}, {wire::dead_letter_header::id, id_text}};
   PublishOptions po;
   po.headers = headers;
-  return publish_(replay_request_topic, {}, po);
+  return publish_(wire::dead_letter_replay_topic, {}, po);
 }
 
 void dead_letter_office::answer_replay_request(const Event& request) {
   const auto node_text = ctx_.self.id.to_string();
-  if (request.header("dlq-node").value_or("") != node_text) return;
-  const auto id_text = std::string(request.header("dlq-id").value_or(""));
+  namespace h = wire::dead_letter_header;
+  if (request.header(h::node).value_or("") != node_text) return;
+  const auto id_text = std::string(request.header(h::id).value_or(""));
   std::uint64_t id = 0;
   const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
   const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay(id);
-  const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}, {"dlq-result", ok ? "replayed" : "unknown"}};
+  const Header headers[] = {
+      {h::node, node_text}, {h::id, id_text}, {h::result, ok ? wire::dead_letter_replayed : wire::dead_letter_unknown}};
   const std::string cause = request.id();  // made on the fly: keep it alive for publish
   PublishOptions po;
   po.headers = headers;
   po.causation_id = cause;
-  (void)publish_(replay_answer_topic, {}, po);
+  (void)publish_(wire::dead_letter_replayed_topic, {}, po);
 }
 
 bool dead_letter_office::replay(std::uint64_t id) {
@@ -149,7 +155,7 @@ bool dead_letter_office::replay(std::uint64_t id) {
   d.first_seq = letter.sequence;
   d.count = 1;
   d.topic_size = static_cast<std::uint32_t>(letter.topic.size());
-  d.events_offset = marks.count_at + 4;
+  d.events_offset = marks.events_at;
   d.stream_id = (std::uint64_t{1} << 63) | id;  // its own ordering: nothing waits behind it
   // Done either way: handled, or dead-lettered again as a new entry that replaces it.
   d.on_done = [this, id](delivery_outcome) { store_.remove(id); };

@@ -21,10 +21,6 @@ class dead_letter_office {
   /// How the office publishes on meshbus's own '$' topics (publisher_side::publish).
   using publish_reserved = std::function<PublishResult(std::string_view topic, wire::byte_view payload,
                                                        const PublishOptions& po)>;
-  /// The reserved topic the office's replay requests arrive on; the node subscribes
-  /// answer_replay_request() to it.
-  static constexpr std::string_view replay_request_topic = "$meshbus.dlq.replay";
-
   dead_letter_office(node_context& ctx, dispatcher& handlers, subscription_registry& subs,
                      publish_reserved publish);
 

@@ -11,7 +11,6 @@
 #include <mutex>
 #include <set>
 
-#include "lib/node/outbound.hpp"  // group_stream_prefix
 
 namespace meshbus::detail {
 
@@ -246,7 +245,7 @@ inbound_streams::group_stream& inbound_streams::group_stream_for(publisher_state
   if (it != p.groups.end()) return it->second;
   // Assignments are numbered from 1 per member: the window starts there. The stream
   // outlives this node's subscriptions of the group: if it joins again, the numbers go on.
-  group_stream g{std::string(group_stream_prefix) + group,
+  group_stream g{wire::group_stream_name(group),
                  group,
                  window(reliability::delivery_mode::acknowledged, cfg_.window, 1),
                  std::make_shared<group_progress>(),
@@ -466,10 +465,10 @@ void inbound_streams::on_loss(const wire::node_id_bytes& publisher, const wire::
     bump(counters_.rejected_sequences);
     return;
   }
-  if (m.topic.rfind(group_stream_prefix, 0) == 0) {
+  if (wire::is_group_stream(m.topic)) {
     // Those assignments are not ours any more (the publisher gave them to another
     // member, or never gave them to us): stop waiting for them, and for their handlers.
-    auto g = it->second.groups.find(std::string_view(m.topic).substr(group_stream_prefix.size()));
+    auto g = it->second.groups.find(wire::group_of_stream(m.topic));
     if (g == it->second.groups.end()) return;
     auto& gs = g->second;
     {

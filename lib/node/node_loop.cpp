@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "lib/wire/beacon.hpp"
+#include "lib/wire/dead_letter.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
@@ -111,7 +112,7 @@ node_impl::node_impl(const Options& given)
   // Generation 1: the sentinel lets every publisher confirm it has our (empty) set.
   sessions_->subscriptions_changed();
   // Every node answers dead-letter replay requests addressed to it (meshbus dlq replay).
-  subscribe(dead_letter_office::replay_request_topic, [this](const Event& e) { dead_letters_->answer_replay_request(e); },
+  subscribe(wire::dead_letter_replay_topic, [this](const Event& e) { dead_letters_->answer_replay_request(e); },
             SubscribeOptions{});
   const auto now = clock::now();
   next_beacon_ = now;
@@ -456,9 +457,7 @@ std::size_t node_impl::process_router(clock::time_point now) {
     auto status =
         wire::decode_control(wire::byte_view(static_cast<const std::uint8_t*>(frame.data()), frame.size()), msg);
     // Only repairs and assignments have a second frame (the data frame they carry).
-    const bool two_frames =
-        std::holds_alternative<wire::repair_msg>(msg) || std::holds_alternative<wire::assign_msg>(msg);
-    if (status == wire::decode_status::ok && has_second != two_frames) status = wire::decode_status::malformed;
+    if (status == wire::decode_status::ok && has_second != wire::has_data_frame(msg)) status = wire::decode_status::malformed;
     if (status == wire::decode_status::malformed) {
       bump(counters_.malformed_messages);
       faults_.report(fault::malformed_control, fmt::format("dropped a malformed control message from {}", ip));

@@ -246,10 +246,10 @@ void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack
     bump(counters_.bad_nacks);  // meant for an earlier life of this node
     return;
   }
-  if (m.topic.rfind(group_stream_prefix, 0) == 0) {
+  if (wire::is_group_stream(m.topic)) {
     // Group work: a member's own assignments again, or, for a member that no longer
     // serves the group as it did, to the others; LOSS for the numbers it does not hold.
-    const auto group = m.topic.substr(group_stream_prefix.size());
+    const auto group = std::string(wire::group_of_stream(m.topic));
     std::vector<reliability::seq_range> gone;
     bool ok = true;
     group_sends_.clear();
@@ -274,8 +274,8 @@ void outbound_streams::on_ack(const wire::node_id_bytes& from, const wire::ack_m
     return;
   }
   for (const auto& [topic, seq] : m.acks) {
-    const bool ok = topic.rfind(group_stream_prefix, 0) == 0
-                        ? groups_.ack(from, topic.substr(group_stream_prefix.size()), seq, now)
+    const bool ok = wire::is_group_stream(topic)
+                        ? groups_.ack(from, std::string(wire::group_of_stream(topic)), seq, now)
                         : tracker_.ack(from, topic, seq, now) == reliability::ack_result::ok;
     if (!ok) bump(counters_.bad_acks);
   }

@@ -52,9 +52,6 @@ class outbound_sink {
   virtual void group_changed(const std::string& group, const std::string& before, const std::string& now) = 0;
 };
 
-/// Acks and NACKs of group work name the group as "$group.<name>".
-inline constexpr std::string_view group_stream_prefix = "$group.";
-
 class outbound_streams {
  public:
   outbound_streams(reliability::history_limits history, reliability::tracker_config tracker,

@@ -5,35 +5,17 @@
 #include "lib/node/peer_sessions.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "discovery/interfaces.hpp"
 #include "lib/node/log.hpp"
+#include "lib/wire/sentinel.hpp"
+#include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
 namespace {
 
-// "\xFF" "mb" 0x01, subscriber id, generation (big-endian): sorts after every
-// UTF-8 topic prefix, so it reaches a publisher after the subscriber's real ones.
-std::string make_sentinel(const wire::node_id_bytes& self, std::uint64_t generation) {
-  std::string s("\xFFmb\x01", 4);
-  s.append(reinterpret_cast<const char*>(self.data()), self.size());
-  for (int i = 7; i >= 0; --i) s.push_back(static_cast<char>((generation >> (8 * i)) & 0xff));
-  return s;
-}
-
-bool parse_sentinel(wire::byte_view msg, wire::node_id_bytes& who, std::uint64_t& generation) {
-  if (msg.size() != 1 + 4 + 16 + 8) return false;
-  const auto* p = msg.data();
-  if (p[0] != 1 || std::memcmp(p + 1, "\xFFmb\x01", 4) != 0) return false;
-  std::memcpy(who.data(), p + 5, 16);
-  generation = 0;
-  for (int i = 0; i < 8; ++i) generation = (generation << 8) | p[21 + i];
-  return true;
-}
-
 // meshbus's own subscriptions (every node has them) are not shown as a peer's.
-bool is_internal_pattern(std::string_view pattern) { return pattern.rfind("$meshbus.", 0) == 0; }
+bool is_internal_pattern(std::string_view pattern) { return pattern.rfind(wire::internal_topic_prefix, 0) == 0; }
 
 }  // namespace
 
@@ -192,7 +174,7 @@ void peer_sessions::on_ready(peer_session& s, const wire::ready_msg& m) {
 void peer_sessions::on_xpub_subscription(wire::byte_view msg) {
   wire::node_id_bytes who{};
   std::uint64_t generation = 0;
-  if (!parse_sentinel(msg, who, generation)) return;  // ordinary (un)subscriptions
+  if (!wire::decode_sentinel_subscribe(msg, who, generation)) return;  // ordinary (un)subscriptions
   auto it = sessions_.find(who);
   if (it == sessions_.end()) {
     early_ready_[who] = std::max(early_ready_[who], generation);
@@ -421,7 +403,7 @@ void peer_sessions::update_subscriber(const peer_session& s) {
 
 void peer_sessions::subscriptions_changed() {
   ++sub_generation_;
-  auto next = make_sentinel(ctx_.self.bytes, sub_generation_);
+  auto next = wire::encode_sentinel(ctx_.self.bytes, sub_generation_);
   transport_.subscribe(next);
   if (!sentinel_.empty()) transport_.unsubscribe(sentinel_);
   sentinel_ = std::move(next);

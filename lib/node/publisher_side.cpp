@@ -191,7 +191,7 @@ void publisher_side::pump(clock::time_point now) {
   for (auto& b : drained_) {
     wire::finish_batch(b.frame, b.marks, b.count, ts);
     const auto frame_size = b.frame.size();
-    const auto events_offset = b.marks.count_at + 4;
+    const auto events_offset = b.marks.events_at;
     pending_send p{to_message(std::move(b.frame), outbox_->pool()), frame_size, std::move(b.topic), b.first_seq,
                    b.count};
     if (ctx_.opts.local_delivery) deliver_locally(p, events_offset, ts);
@@ -351,7 +351,7 @@ void publisher_side::on_late_group_acks(const wire::node_id_bytes& from, const w
                                         clock::time_point now) {
   wire::ack_msg group_acks{m.epoch, {}};
   for (const auto& a : m.acks) {
-    if (a.first.rfind(group_stream_prefix, 0) == 0) group_acks.acks.push_back(a);
+    if (wire::is_group_stream(a.first)) group_acks.acks.push_back(a);
   }
   on_ack(from, group_acks, now);
 }

@@ -6,20 +6,15 @@
 
 #include <fmt/format.h>
 
+#include "lib/wire/control.hpp"
 #include "meshbus/error.hpp"
 
 namespace meshbus::transport {
 
-std::string routing_id_for(const wire::node_id_bytes& id) {
-  std::string rid(1, '\x01');
-  rid.append(reinterpret_cast<const char*>(id.data()), id.size());
-  return rid;
-}
+std::string routing_id_for(const wire::node_id_bytes& id) { return wire::routing_id(id); }
 
 bool node_id_from_routing_id(const zmq::message_t& rid, wire::node_id_bytes& out) {
-  if (rid.size() != 17 || static_cast<const std::uint8_t*>(rid.data())[0] != 0x01) return false;
-  std::memcpy(out.data(), static_cast<const std::uint8_t*>(rid.data()) + 1, 16);
-  return true;
+  return wire::decode_routing_id(wire::byte_view(static_cast<const std::uint8_t*>(rid.data()), rid.size()), out);
 }
 
 zmq_transport::zmq_transport(const transport_config& cfg)

@@ -54,7 +54,7 @@ decode_status decode_beacon(byte_view datagram, beacon& out) {
   std::uint32_t n = 0;
   std::uint64_t flags = 0, epoch = 0, cluster = 0, router = 0, pub = 0;
   beacon b;
-  r.read_array(n, 64);
+  r.read_array(n, max_beacon_fields);
   if (n < 6) r.fail();
   r.read_uint(flags, 0xff);
   r.read_fixed_bin(b.node_id.data(), b.node_id.size());

@@ -7,6 +7,8 @@
 namespace meshbus::wire {
 
 inline constexpr std::size_t max_beacon_size = 512;
+/// Elements of the beacon's array; more than known are skipped.
+inline constexpr std::uint32_t max_beacon_fields = 64;
 
 struct beacon {
   static constexpr std::uint8_t flag_goodbye = 0x01;

@@ -1,11 +1,14 @@
 // Control messages addressed to one peer, sent DEALER -> ROUTER: hello, subscription
-// updates, subscription readiness, liveness pings with gossip, goodbye.
+// updates, subscription readiness, liveness pings with gossip, goodbye, the
+// reliability messages and request/reply.
 // Frame: version byte, kind byte, MessagePack body (docs/protocol.md §4). The sender
 // is known from the ROUTER routing id, so bodies do not repeat it (but HELLO does,
-// to bind the id to the session).
+// to bind the id to the session). Each kind has its own body codec
+// (lib/wire/control_codec.hpp); this header is what the rest of meshbus uses.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -37,6 +40,29 @@ inline constexpr std::uint32_t max_positions = 65536;
 inline constexpr std::uint32_t max_nack_ranges = 64;
 inline constexpr std::uint32_t max_acks = 65536;
 inline constexpr std::uint32_t max_services = 1024;
+/// Elements of a message body; more than a kind knows are skipped, up to this.
+inline constexpr std::uint32_t max_body_fields = 64;
+/// Elements of one entry of a list (a pattern, a gossip peer, a [topic, seq] pair,
+/// a NACK range).
+inline constexpr std::uint32_t max_entry_fields = 16;
+/// Cluster name, node name, gossip host, metadata key.
+inline constexpr std::size_t max_name_length = 255;
+
+/// The routing id of every DEALER of a node: this byte, then its 16-byte node id.
+/// (A ROUTER gives peers without one an id starting with 0x00.)
+inline constexpr std::uint8_t routing_id_marker = 0x01;
+inline constexpr std::size_t routing_id_size = 17;
+std::string routing_id(const node_id_bytes& id);
+/// The sender's node id from a ROUTER routing id; false when it is not a meshbus one.
+bool decode_routing_id(byte_view rid, node_id_bytes& out) noexcept;
+
+/// Acks, NACKs and LOSSes about a group's assignments name the stream
+/// "$group.<group>" in their topic field (docs/protocol.md §7).
+inline constexpr std::string_view group_stream_prefix = "$group.";
+std::string group_stream_name(std::string_view group);
+bool is_group_stream(std::string_view topic) noexcept;
+/// The group of a "$group.<group>" stream name; empty for any other topic.
+std::string_view group_of_stream(std::string_view topic) noexcept;
 
 /// A subscription pattern with the delivery mode asked for (0 best effort,
 /// 1 reliable, 2 acknowledged).
@@ -174,7 +200,13 @@ struct reply_msg {
 using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg,
                                  ack_msg, repair_msg, loss_msg, assign_msg, request_msg, reply_msg>;
 
+/// One frame: version, kind, body. REPAIR and ASSIGN are followed by a second frame,
+/// the data frame they carry, which the caller sends.
 bytes encode_control(const control_msg& msg);
+/// Decodes the first frame of a control message; a body with more fields than its
+/// kind knows is accepted (the rest skipped), fewer is malformed.
 decode_status decode_control(byte_view frame, control_msg& out);
+/// REPAIR and ASSIGN are two frames (this header, then a data frame); the rest one.
+bool has_data_frame(const control_msg& msg) noexcept;
 
 }  // namespace meshbus::wire

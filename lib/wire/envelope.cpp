@@ -37,6 +37,7 @@ void begin_batch(bytes& out, std::string_view topic, const node_id_bytes& publis
   w.uint(first_seq);
   marks.timestamp_at = w.uint64_fixed(0);
   marks.count_at = w.uint32_fixed(0);
+  marks.events_at = out.size();
 }
 
 std::size_t event_size_bound(std::size_t payload_size, const event_fields* f) noexcept {
@@ -116,7 +117,7 @@ bool read_event(mp_reader& r, byte_view& payload, event_fields& f) {
   }
   std::uint32_t n = 0;
   std::uint64_t flags = 0;
-  if (!r.read_array(n, 64) || n < 2 || !r.read_uint(flags, UINT32_MAX)) return r.fail();
+  if (!r.read_array(n, max_event_fields) || n < 2 || !r.read_uint(flags, UINT32_MAX)) return r.fail();
   if (!r.read_bin(payload, SIZE_MAX)) return false;
   f = event_fields{};
   f.flags = static_cast<std::uint32_t>(flags);
@@ -134,7 +135,7 @@ bool read_event(mp_reader& r, byte_view& payload, event_fields& f) {
   if (known & event_flag::type) {
     std::uint32_t tn = 0;
     std::uint64_t version = 0;
-    if (r.read_array(tn, 16) && tn >= 2) {
+    if (r.read_array(tn, max_type_fields) && tn >= 2) {
       r.read_str(f.type_name, max_short_field);
       r.read_uint(version, UINT32_MAX);
       r.skip_n(tn - 2);
@@ -181,7 +182,7 @@ decode_status decode_batch(byte_view frame, std::size_t body_offset, batch_heade
   std::uint32_t n = 0;
   std::uint64_t count = 0;
   batch_header h;
-  r.read_array(n, 32);
+  r.read_array(n, max_frame_header_fields);
   if (n < 5) r.fail();
   r.read_fixed_bin(h.publisher.data(), h.publisher.size());
   r.read_uint(h.epoch);
@@ -221,7 +222,7 @@ decode_status decode_heartbeat(byte_view frame, std::size_t body_offset, heartbe
   mp_reader r(frame.subspan(body_offset));
   std::uint32_t n = 0;
   heartbeat hb;
-  r.read_array(n, 32);
+  r.read_array(n, max_frame_header_fields);
   if (n < 4) r.fail();
   r.read_fixed_bin(hb.publisher.data(), hb.publisher.size());
   r.read_uint(hb.epoch);

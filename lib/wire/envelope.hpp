@@ -20,6 +20,12 @@ inline constexpr std::size_t max_short_field = 255;     ///< ids, type name, con
 inline constexpr std::uint32_t max_headers = 64;
 inline constexpr std::size_t max_header_value = 4096;
 inline constexpr std::uint32_t max_batch_events = 1u << 20;
+/// Elements of a batch or heartbeat header array; more than known are skipped.
+inline constexpr std::uint32_t max_frame_header_fields = 32;
+/// Elements of one event's array; more than its flags announce are skipped.
+inline constexpr std::uint32_t max_event_fields = 64;
+/// Elements of an event's type array ([name, version], then skipped ones).
+inline constexpr std::uint32_t max_type_fields = 16;
 
 /// Optional per-event fields; a flag bit says which are present, in this order.
 namespace event_flag {
@@ -54,10 +60,12 @@ struct event_fields {
   std::uint32_t header_count = 0;
 };
 
-/// Where the fixed-width fields of an open batch sit, to be patched when it closes.
+/// Where the fixed-width fields of an open batch sit, to be patched when it closes,
+/// and where its events begin.
 struct batch_marks {
   std::size_t timestamp_at = 0;
   std::size_t count_at = 0;
+  std::size_t events_at = 0;  ///< offset of the first event (batch_header::events_offset)
 };
 
 /// Starts a batch frame in `out` (which is cleared).

@@ -356,9 +356,9 @@ bool mp_reader::skip(int max_depth) {
   switch (tag) {
     case 0xcc: case 0xd0: return take(2, p);
     case 0xcd: case 0xd1: return take(3, p);
-    case 0xce: case 0xd2: case 0xca: return take(5, p);
-    case 0xcf: case 0xd3: case 0xcb: return take(9, p);
-    default: return fail();  // ext types and the reserved tag are not part of the protocol
+    case 0xce: case 0xd2: return take(5, p);
+    case 0xcf: case 0xd3: return take(9, p);
+    default: return fail();  // floats, ext types and the reserved tag are not part of the protocol
   }
 }
 

@@ -6,6 +6,8 @@
 // subset of MessagePack the protocol uses (nil, bool, ints, str, bin, array, map);
 // tests check every encoding against msgpack-c. A generic msgpack-c parse builds
 // an object tree in a zone per message, which costs a visible share of the hot path.
+// The reader accepts every width of a type (non-minimal encodings included); the
+// writer always picks the smallest. Floats and ext types are malformed, even skipped.
 #pragma once
 
 #include <cstddef>
@@ -69,16 +71,20 @@ class mp_reader {
 
   bool is_nil();  ///< true and consumed when the next item is nil
   bool read_bool(bool& v);
+  /// An unsigned format (positive fixint, uint 8/16/32/64); the signed formats are
+  /// refused even for non-negative values.
   bool read_uint(std::uint64_t& v);
   bool read_uint(std::uint64_t& v, std::uint64_t max);
+  /// Any integer format whose value fits an int64.
   bool read_sint(std::int64_t& v);
   bool read_str(std::string_view& v, std::size_t max_len);
   bool read_bin(byte_view& v, std::size_t max_len);
-  /// Reads a str or a bin of exactly `len` bytes.
+  /// Reads a bin of exactly `len` bytes.
   bool read_fixed_bin(std::uint8_t* dst, std::size_t len);
   bool read_array(std::uint32_t& n, std::uint32_t max);
   bool read_map(std::uint32_t& n, std::uint32_t max);
-  /// Skips one item of any supported type, nesting at most `max_depth` deep.
+  /// Skips one item of any supported type (not floats or ext), nesting at most
+  /// `max_depth` deep.
   bool skip(int max_depth = 8);
   /// Skips `n` items.
   bool skip_n(std::uint64_t n, int max_depth = 8);

@@ -13,6 +13,9 @@ namespace meshbus::wire {
 
 inline constexpr std::size_t max_topic_length = 255;
 inline constexpr std::size_t max_topic_segments = 128;
+/// Topics of meshbus's own subscriptions, which every node has (e.g. dead-letter
+/// replay requests); a reserved ('$') prefix.
+inline constexpr std::string_view internal_topic_prefix = "$meshbus.";
 
 /// Returns an empty string when `topic` is a valid topic to publish on, otherwise
 /// a sentence saying what is wrong. `allow_reserved` admits '$' topics.

@@ -82,3 +82,9 @@ TEST_CASE("a later revision's extra beacon fields are skipped", "[unit][wire]") 
   beacon out;
   CHECK(decode_beacon(bytes, out) == decode_status::ok);
 }
+
+TEST_CASE("the cluster hash is 64-bit FNV-1a of the cluster name", "[unit][wire]") {
+  CHECK(fnv1a64("") == 0xcbf29ce484222325ULL);
+  CHECK(fnv1a64("a") == 0xaf63dc4c8601ec8cULL);
+  CHECK(fnv1a64("meshbus") == 0x8efd40df9109498aULL);
+}

@@ -110,3 +110,93 @@ TEST_CASE("hostile counts inside control messages are refused", "[unit][wire]") 
     CHECK(decode_control(bytes, out) == decode_status::malformed);
   }
 }
+
+TEST_CASE("a later revision's extra body and entry fields are skipped", "[unit][wire]") {
+  // READY with a third body field and a third element in its position entry.
+  bytes b = {protocol_version, static_cast<std::uint8_t>(control_kind::ready)};
+  mp_writer w(b);
+  w.array(3);
+  w.uint(4);
+  w.array(1);
+  w.array(3);
+  w.str("a.b");
+  w.uint(9);
+  w.str("later");
+  w.map(1);
+  w.str("k");
+  w.boolean(true);
+  control_msg out;
+  REQUIRE(decode_control(b, out) == decode_status::ok);
+  CHECK(std::get<ready_msg>(out) == ready_msg{4, {{"a.b", 9}}});
+}
+
+TEST_CASE("a float among a body's extra fields makes it malformed", "[unit][wire]") {
+  auto b = encode_control(repair_msg{7});
+  b[2] = 0x92;  // fixarray(1) -> fixarray(2)
+  b.insert(b.end(), {0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0});  // float64 1.5
+  control_msg out;
+  CHECK(decode_control(b, out) == decode_status::malformed);
+}
+
+TEST_CASE("bodies and list entries have bounded element counts", "[unit][wire]") {
+  control_msg out;
+  SECTION("a body of more than max_body_fields elements") {
+    bytes b = {protocol_version, static_cast<std::uint8_t>(control_kind::goodbye)};
+    mp_writer w(b);
+    w.array(max_body_fields + 1);
+    for (std::uint32_t i = 0; i <= max_body_fields; ++i) w.uint(0);
+    CHECK(decode_control(b, out) == decode_status::malformed);
+    b[4] = static_cast<std::uint8_t>(max_body_fields);  // array16 count, low byte
+    b.pop_back();
+    CHECK(decode_control(b, out) == decode_status::ok);
+  }
+  SECTION("an ACK entry of more than max_entry_fields elements") {
+    bytes b = {protocol_version, static_cast<std::uint8_t>(control_kind::ack)};
+    mp_writer w(b);
+    w.array(2);
+    w.uint(1);
+    w.array(1);
+    w.array(max_entry_fields + 1);
+    w.str("t");
+    for (std::uint32_t i = 1; i <= max_entry_fields; ++i) w.uint(1);
+    CHECK(decode_control(b, out) == decode_status::malformed);
+  }
+  SECTION("a node name longer than max_name_length") {
+    auto h = std::get<hello_msg>(samples()[0]);
+    h.name.assign(max_name_length, 'n');
+    CHECK(decode_control(encode_control(h), out) == decode_status::ok);
+    h.name.push_back('n');
+    CHECK(decode_control(encode_control(h), out) == decode_status::malformed);
+  }
+}
+
+TEST_CASE("only REPAIR and ASSIGN carry a data frame", "[unit][wire]") {
+  for (const auto& m : samples()) {
+    const bool expected = std::holds_alternative<repair_msg>(m) || std::holds_alternative<assign_msg>(m);
+    CHECK(has_data_frame(m) == expected);
+  }
+}
+
+TEST_CASE("a routing id is 0x01 then the node id, and nothing else decodes", "[unit][wire]") {
+  const auto rid = routing_id(id_of(5));
+  REQUIRE(rid.size() == routing_id_size);
+  CHECK(rid[0] == '\x01');
+  const byte_view view(reinterpret_cast<const std::uint8_t*>(rid.data()), rid.size());
+  node_id_bytes id{};
+  REQUIRE(decode_routing_id(view, id));
+  CHECK(id == id_of(5));
+  CHECK_FALSE(decode_routing_id(view.subspan(1), id));
+  CHECK_FALSE(decode_routing_id(view.subspan(0, 16), id));
+  bytes zmq_assigned(view.begin(), view.end());
+  zmq_assigned[0] = 0x00;  // what a ROUTER makes up for a peer without a routing id
+  CHECK_FALSE(decode_routing_id(zmq_assigned, id));
+}
+
+TEST_CASE("group streams are named $group.<group> in acks, NACKs and LOSSes", "[unit][wire]") {
+  CHECK(group_stream_name("billing") == "$group.billing");
+  CHECK(is_group_stream("$group.billing"));
+  CHECK(group_of_stream("$group.billing") == "billing");
+  CHECK_FALSE(is_group_stream("orders.eu"));
+  CHECK_FALSE(is_group_stream("$group"));
+  CHECK(group_of_stream("orders.eu").empty());
+}

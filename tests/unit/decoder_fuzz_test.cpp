@@ -1,10 +1,13 @@
 // Every decoder of network bytes gets random bytes, mutations of valid messages
-// and the stored corpus: none may crash, read out of bounds (run under ASan in CI)
-// or accept garbage as a different valid message without a full re-check.
+// and the stored corpus. Each decode must return ok, malformed or unsupported version
+// and never throw; input sits in a buffer of exactly its size, so a read past the
+// end is caught under ASan. Whatever decodes ok must survive a round trip: encoding
+// the decoded value and decoding that gives the same value again.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 
 #include "lib/wire/beacon.hpp"
@@ -15,43 +18,213 @@ using namespace meshbus::wire;
 
 namespace {
 
-// Runs every decoder on `in`; returns how many accepted it.
-int decode_everything(byte_view in) {
-  int accepted = 0;
-  beacon b;
-  accepted += decode_beacon(in, b) == decode_status::ok;
-  control_msg c;
-  accepted += decode_control(in, c) == decode_status::ok;
+/// Outcomes of one decoder over many inputs.
+struct outcomes {
+  std::size_t ok = 0;
+  std::size_t malformed = 0;
+  std::size_t unsupported = 0;
+  std::size_t invalid = 0;  ///< a status outside the three: never
+  void add(decode_status s) {
+    switch (s) {
+      case decode_status::ok: ++ok; return;
+      case decode_status::malformed: ++malformed; return;
+      case decode_status::unsupported_version: ++unsupported; return;
+    }
+    ++invalid;
+  }
+  std::size_t total() const { return ok + malformed + unsupported + invalid; }
+};
+
+struct fuzz_report {
+  outcomes beacon, control, data_prefix, batch, heartbeat;
+  std::size_t inputs = 0;
+  std::size_t accepted = 0;          ///< inputs some decoder took as a whole message
+  std::size_t threw = 0;             ///< a decoder threw: never
+  std::size_t unreadable = 0;        ///< a validated batch whose events did not read back: never
+  std::size_t round_trip_fails = 0;  ///< decode(encode(decoded)) != decoded: never
+
+  std::size_t invalid() const {
+    return beacon.invalid + control.invalid + data_prefix.invalid + batch.invalid + heartbeat.invalid;
+  }
+};
+
+/// One event of a batch, copied out of the frame.
+struct event_copy {
+  bytes payload;
+  std::uint32_t flags = 0;  ///< known bits only: unknown ones are not re-encoded
+  std::int64_t timestamp_ns = 0;
+  std::string event_id, type_name, correlation_id, causation_id, content_type;
+  std::uint32_t type_version = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  friend bool operator==(const event_copy&, const event_copy&) = default;
+};
+
+struct batch_copy {
+  std::string topic;
+  batch_header header;
+  std::vector<event_copy> events;
+};
+
+bool same_header(const batch_header& a, const batch_header& b) {
+  return a.publisher == b.publisher && a.epoch == b.epoch && a.first_seq == b.first_seq &&
+         a.timestamp_ns == b.timestamp_ns && a.count == b.count;
+}
+
+// Reads every event of a validated batch; false if any does not read back whole.
+bool read_events(byte_view frame, const batch_header& h, std::vector<event_copy>& out) {
+  mp_reader r(frame.subspan(h.events_offset));
+  for (std::uint32_t i = 0; i < h.count; ++i) {
+    byte_view payload;
+    event_fields f;
+    if (!read_event(r, payload, f)) return false;
+    event_copy e;
+    e.payload.assign(payload.begin(), payload.end());
+    e.flags = f.flags & event_flag::known;
+    e.timestamp_ns = f.timestamp_ns;
+    e.event_id = f.event_id;
+    e.type_name = f.type_name;
+    e.type_version = f.type_version;
+    e.correlation_id = f.correlation_id;
+    e.causation_id = f.causation_id;
+    e.content_type = f.content_type;
+    header_iterator it(f);
+    header_view hv;
+    while (it.next(hv)) e.headers.emplace_back(hv.name, hv.value);
+    if (e.headers.size() != f.header_count) return false;
+    out.push_back(std::move(e));
+  }
+  return r.at_end();
+}
+
+bytes encode_batch(const batch_copy& b) {
+  bytes frame;
+  batch_marks marks;
+  begin_batch(frame, b.topic, b.header.publisher, b.header.epoch, b.header.first_seq, marks);
+  for (const auto& e : b.events) {
+    std::vector<header_view> headers;
+    for (const auto& [k, v] : e.headers) headers.push_back({k, v});
+    event_fields f;
+    f.flags = e.flags;
+    f.timestamp_ns = e.timestamp_ns;
+    f.event_id = e.event_id;
+    f.type_name = e.type_name;
+    f.type_version = e.type_version;
+    f.correlation_id = e.correlation_id;
+    f.causation_id = e.causation_id;
+    f.content_type = e.content_type;
+    f.headers = headers;
+    append_event(frame, e.payload, &f);
+  }
+  finish_batch(frame, marks, b.header.count, b.header.timestamp_ns);
+  return frame;
+}
+
+// Decodes a data frame completely: prefix, then batch (with its events) or heartbeat.
+decode_status decode_data(byte_view in, fuzz_report& rep, batch_copy* batch, std::string* topic_out,
+                          heartbeat* hb) {
   std::string_view topic;
   data_kind kind{};
   std::size_t body = 0;
-  if (decode_data_prefix(in, topic, kind, body) == decode_status::ok) {
-    if (kind == data_kind::batch) {
-      batch_header h;
-      if (decode_batch(in, body, h) == decode_status::ok) {
-        ++accepted;
-        // A batch that validates must be fully readable.
-        mp_reader r(in.subspan(h.events_offset));
-        for (std::uint32_t i = 0; i < h.count; ++i) {
-          byte_view p;
-          event_fields f;
-          REQUIRE(read_event(r, p, f));
-          header_iterator it(f);
-          header_view hv;
-          while (it.next(hv)) {
-          }
-        }
-        CHECK(r.at_end());
-      }
-    } else {
-      heartbeat hb;
-      accepted += decode_heartbeat(in, body, hb) == decode_status::ok;
+  const auto prefix = decode_data_prefix(in, topic, kind, body);
+  rep.data_prefix.add(prefix);
+  if (prefix != decode_status::ok) return prefix;
+  if (kind == data_kind::heartbeat) {
+    heartbeat h;
+    const auto s = decode_heartbeat(in, body, h);
+    rep.heartbeat.add(s);
+    if (s == decode_status::ok && hb != nullptr) *hb = h;
+    if (topic_out != nullptr) topic_out->assign(topic);
+    return s;
+  }
+  batch_header h;
+  const auto s = decode_batch(in, body, h);
+  rep.batch.add(s);
+  if (s != decode_status::ok || batch == nullptr) return s;
+  batch->topic.assign(topic);
+  batch->header = h;
+  if (!read_events(in, h, batch->events)) ++rep.unreadable;
+  return s;
+}
+
+void check_beacon(byte_view in, fuzz_report& rep) {
+  beacon b;
+  const auto s = decode_beacon(in, b);
+  rep.beacon.add(s);
+  if (s != decode_status::ok) return;
+  ++rep.accepted;
+  beacon again;
+  const auto re = encode_beacon(b);
+  if (decode_beacon(re, again) != decode_status::ok || again.flags != b.flags || again.node_id != b.node_id ||
+      again.epoch != b.epoch || again.cluster_hash != b.cluster_hash || again.router_port != b.router_port ||
+      again.pub_port != b.pub_port) {
+    ++rep.round_trip_fails;
+  }
+}
+
+void check_control(byte_view in, fuzz_report& rep) {
+  control_msg c;
+  const auto s = decode_control(in, c);
+  rep.control.add(s);
+  if (s != decode_status::ok) return;
+  ++rep.accepted;
+  control_msg again;
+  if (decode_control(encode_control(c), again) != decode_status::ok || !(again == c)) ++rep.round_trip_fails;
+}
+
+void check_data(byte_view in, fuzz_report& rep) {
+  fuzz_report scratch;  // the re-decode is not an input of its own
+  batch_copy batch;
+  std::string topic;
+  heartbeat hb;
+  if (decode_data(in, rep, &batch, &topic, &hb) != decode_status::ok) return;
+  ++rep.accepted;
+  if (batch.header.count != 0) {  // a batch (count >= 1), not a heartbeat
+    batch_copy again;
+    const auto re = encode_batch(batch);
+    if (decode_data(re, scratch, &again, nullptr, nullptr) != decode_status::ok || again.topic != batch.topic ||
+        !same_header(again.header, batch.header) || again.events != batch.events) {
+      ++rep.round_trip_fails;
+    }
+  } else {
+    std::string topic_again;
+    heartbeat hb_again;
+    const auto re = encode_heartbeat(topic, hb);
+    if (decode_data(re, scratch, nullptr, &topic_again, &hb_again) != decode_status::ok || topic_again != topic ||
+        hb_again.publisher != hb.publisher || hb_again.epoch != hb.epoch || hb_again.last_seq != hb.last_seq ||
+        hb_again.timestamp_ns != hb.timestamp_ns) {
+      ++rep.round_trip_fails;
     }
   }
-  mp_reader r(in);
-  while (!r.at_end() && r.skip()) {
+}
+
+// Runs every decoder on `in`, from a heap buffer of exactly its size.
+void decode_everything(byte_view in, fuzz_report& rep) {
+  ++rep.inputs;
+  const auto exact = std::make_unique<std::uint8_t[]>(in.size());
+  std::copy(in.begin(), in.end(), exact.get());
+  const byte_view view(exact.get(), in.size());
+  try {
+    check_beacon(view, rep);
+    check_control(view, rep);
+    check_data(view, rep);
+    mp_reader r(view);
+    while (!r.at_end() && r.skip()) {
+    }
+  } catch (...) {
+    ++rep.threw;
   }
-  return accepted;
+}
+
+void require_sound(const fuzz_report& rep) {
+  INFO("inputs " << rep.inputs);
+  CHECK(rep.threw == 0);
+  CHECK(rep.invalid() == 0);
+  CHECK(rep.unreadable == 0);
+  CHECK(rep.round_trip_fails == 0);
+  CHECK(rep.beacon.total() == rep.inputs);
+  CHECK(rep.control.total() == rep.inputs);
+  CHECK(rep.data_prefix.total() == rep.inputs);
+  CHECK(rep.batch.total() + rep.heartbeat.total() == rep.data_prefix.ok);
 }
 
 std::vector<bytes> valid_messages() {
@@ -74,11 +247,17 @@ std::vector<bytes> valid_messages() {
   out.push_back(encode_control(nack_msg{4, "a.b", {{1, 9}}}));
   out.push_back(encode_control(ack_msg{4, {{"a.b", 9}}}));
   out.push_back(encode_control(loss_msg{4, "a.b", 1, 2}));
+  out.push_back(encode_control(request_msg{9, "svc", 100, "T", 1, "c", "d", "payload"}));
   const header_view hv[] = {{"a", "b"}};
   event_fields f;
   f.flags = event_flag::known;
+  f.timestamp_ns = -3;
   f.event_id = "id";
   f.type_name = "T";
+  f.type_version = 2;
+  f.correlation_id = "co";
+  f.causation_id = "ca";
+  f.content_type = "ct";
   f.headers = hv;
   bytes frame;
   batch_marks marks;
@@ -92,40 +271,65 @@ std::vector<bytes> valid_messages() {
   return out;
 }
 
+bytes mutate(bytes m, std::mt19937_64& rng) {
+  const int edits = 1 + static_cast<int>(rng() % 4);
+  for (int e = 0; e < edits && !m.empty(); ++e) {
+    const auto at = rng() % m.size();
+    switch (rng() % 4) {
+      case 0: m[at] = static_cast<std::uint8_t>(rng()); break;
+      case 1: m[at] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
+      case 2: m.erase(m.begin() + static_cast<std::ptrdiff_t>(at)); break;
+      default: m.insert(m.begin() + static_cast<std::ptrdiff_t>(at), static_cast<std::uint8_t>(rng())); break;
+    }
+  }
+  if (rng() % 8 == 0) m.resize(rng() % (m.size() + 1));
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("decoders survive random bytes", "[unit][wire][fuzz]") {
   std::mt19937_64 rng(20261128);
   bytes buf;
-  int accepted = 0;
+  fuzz_report rep;
   for (int i = 0; i < 200000; ++i) {
     buf.resize(rng() % 96);
     for (auto& x : buf) x = static_cast<std::uint8_t>(rng());
-    accepted += decode_everything(buf);
+    decode_everything(buf, rep);
   }
-  CHECK(accepted < 50);  // random bytes are (almost) never a valid message
+  require_sound(rep);
+  CHECK(rep.accepted < 50);  // random bytes are (almost) never a valid message
+  CHECK(rep.beacon.malformed > rep.inputs * 99 / 100);
+}
+
+TEST_CASE("every seed message decodes ok and round-trips", "[unit][wire][fuzz]") {
+  fuzz_report rep;
+  for (const auto& seed : valid_messages()) decode_everything(seed, rep);
+  require_sound(rep);
+  CHECK(rep.accepted == rep.inputs);
 }
 
 TEST_CASE("decoders survive mutations of valid messages", "[unit][wire][fuzz]") {
   std::mt19937_64 rng(7);
   const auto seeds = valid_messages();
-  for (const auto& seed : seeds) REQUIRE(decode_everything(seed) >= 1);
-  for (int i = 0; i < 200000; ++i) {
-    auto m = seeds[rng() % seeds.size()];
-    const int edits = 1 + static_cast<int>(rng() % 4);
-    for (int e = 0; e < edits && !m.empty(); ++e) {
-      const auto at = rng() % m.size();
-      switch (rng() % 4) {
-        case 0: m[at] = static_cast<std::uint8_t>(rng()); break;
-        case 1: m[at] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
-        case 2: m.erase(m.begin() + static_cast<std::ptrdiff_t>(at)); break;
-        default: m.insert(m.begin() + static_cast<std::ptrdiff_t>(at), static_cast<std::uint8_t>(rng())); break;
-      }
-    }
-    if (rng() % 8 == 0) m.resize(rng() % (m.size() + 1));
-    decode_everything(m);
-  }
-  SUCCEED("no crash on 200,000 mutated messages");
+  fuzz_report rep;
+  for (int i = 0; i < 200000; ++i) decode_everything(mutate(seeds[rng() % seeds.size()], rng), rep);
+  require_sound(rep);
+  INFO("accepted " << rep.accepted << " of " << rep.inputs);
+  // Edits that land in a payload, a string or a number leave a valid message; most
+  // others break it. Either way both outcomes must be common, and every decoder
+  // must have seen its version byte changed.
+  CHECK(rep.accepted > rep.inputs / 20);
+  CHECK(rep.accepted < rep.inputs / 2);
+  CHECK(rep.beacon.ok > 0);
+  CHECK(rep.control.ok > 0);
+  CHECK(rep.batch.ok > 0);
+  CHECK(rep.heartbeat.ok > 0);
+  CHECK(rep.beacon.unsupported > 0);
+  CHECK(rep.control.unsupported > 0);
+  CHECK(rep.data_prefix.unsupported > 0);
+  CHECK(rep.batch.malformed > 0);
+  CHECK(rep.heartbeat.malformed > 0);
 }
 
 TEST_CASE("the stored corpus replays through every decoder", "[unit][wire][fuzz]") {
@@ -133,19 +337,22 @@ TEST_CASE("the stored corpus replays through every decoder", "[unit][wire][fuzz]
   const fs::path dir(MESHBUS_CORPUS_DIR);
   REQUIRE(fs::is_directory(dir));
   int files = 0;
+  fuzz_report all;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     const bytes data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     INFO(entry.path().filename().string());
-    const int accepted = decode_everything(data);
+    const auto before = all.accepted;
+    decode_everything(data, all);
     // Files named valid-* hold well-formed messages; all others must be refused.
     if (entry.path().filename().string().rfind("valid-", 0) == 0) {
-      CHECK(accepted >= 1);
+      CHECK(all.accepted > before);
     } else {
-      CHECK(accepted == 0);
+      CHECK(all.accepted == before);
     }
     ++files;
   }
+  require_sound(all);
   CHECK(files >= 10);
 }

@@ -62,6 +62,22 @@ TEST_CASE("a batch round-trips its shared header and every event", "[unit][wire]
   CHECK(r.at_end());
 }
 
+TEST_CASE("a batch's marks say where its events begin, as the decoder finds it", "[unit][wire]") {
+  bytes frame;
+  batch_marks marks;
+  begin_batch(frame, "orders.eu.placed", publisher(), 77, 1000, marks);
+  CHECK(marks.events_at == frame.size());
+  append_event(frame, view("x"), nullptr);
+  finish_batch(frame, marks, 1, 5);
+  std::string_view topic;
+  data_kind kind{};
+  std::size_t body = 0;
+  REQUIRE(decode_data_prefix(frame, topic, kind, body) == decode_status::ok);
+  batch_header h;
+  REQUIRE(decode_batch(frame, body, h) == decode_status::ok);
+  CHECK(h.events_offset == marks.events_at);
+}
+
 TEST_CASE("a small event costs only a few bytes beyond its payload", "[unit][wire]") {
   const auto one = sample_batch(1);
   const auto two = sample_batch(2);
@@ -209,4 +225,47 @@ TEST_CASE("heartbeats round-trip and reject garbage", "[unit][wire]") {
   for (std::size_t n = body; n < frame.size(); ++n) {
     CHECK(decode_heartbeat(byte_view(frame.data(), n), body, out) == decode_status::malformed);
   }
+}
+
+TEST_CASE("an event's unknown flag bits and extra elements are skipped", "[unit][wire]") {
+  // Hand-written event: flags = bit 7 (unknown) | event id; elements: flags, payload,
+  // event id, then whatever a later revision appends (`extra` elements).
+  auto frame_with = [](std::uint32_t extra) {
+    bytes frame;
+    batch_marks marks;
+    begin_batch(frame, "t", publisher(), 1, 1, marks);
+    mp_writer w(frame);
+    w.array(3 + extra);
+    w.uint((1u << 7) | event_flag::event_id);
+    w.bin(view("p"));
+    w.str("id-1");
+    for (std::uint32_t i = 0; i < extra; ++i) w.str("later");
+    finish_batch(frame, marks, 1, 5);
+    return frame;
+  };
+  for (std::uint32_t extra : {0u, 1u, 3u}) {
+    INFO("extra elements: " << extra);
+    const auto frame = frame_with(extra);
+    batch_header h;
+    REQUIRE(decode_batch(frame, 4, h) == decode_status::ok);
+    mp_reader r(byte_view(frame).subspan(h.events_offset));
+    byte_view payload;
+    event_fields f;
+    REQUIRE(read_event(r, payload, f));
+    CHECK(f.event_id == "id-1");
+    CHECK(r.at_end());
+  }
+}
+
+TEST_CASE("an event with fewer elements than its known flags announce is malformed", "[unit][wire]") {
+  bytes frame;
+  batch_marks marks;
+  begin_batch(frame, "t", publisher(), 1, 1, marks);
+  mp_writer w(frame);
+  w.array(2);
+  w.uint(event_flag::event_id);
+  w.bin(view("p"));
+  finish_batch(frame, marks, 1, 5);
+  batch_header h;
+  CHECK(decode_batch(frame, 4, h) == decode_status::malformed);
 }

@@ -153,6 +153,54 @@ TEST_CASE("declared lengths beyond the input are malformed, never read", "[unit]
   }
 }
 
+TEST_CASE("floats are malformed, even where a value would only be skipped", "[unit][wire]") {
+  msgpack::sbuffer sb;
+  msgpack::packer<msgpack::sbuffer> pk(sb);
+  pk.pack_double(1.5);
+  pk.pack_float(2.5f);
+  const auto b = from_sbuffer(sb);
+  REQUIRE(b.size() == 9 + 5);
+  mp_reader doubles(b);
+  CHECK_FALSE(doubles.skip());
+  mp_reader floats(byte_view(b).subspan(9));
+  CHECK_FALSE(floats.skip());
+  std::uint64_t u = 0;
+  std::int64_t i = 0;
+  CHECK_FALSE(mp_reader(b).read_uint(u));
+  CHECK_FALSE(mp_reader(b).read_sint(i));
+}
+
+TEST_CASE("integers and lengths are accepted in any width, not only the smallest", "[unit][wire]") {
+  // 5 as uint8, uint16, uint32 and uint64; "ab" as str8 and str16; a 1-element array16.
+  const bytes b = {0xcc, 0x05, 0xcd, 0x00, 0x05, 0xce, 0x00, 0x00, 0x00, 0x05, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x05,
+                   0xd9, 0x02, 'a', 'b', 0xda, 0x00, 0x02, 'a', 'b', 0xdc, 0x00, 0x01, 0x07};
+  mp_reader r(b);
+  for (int i = 0; i < 4; ++i) {
+    std::uint64_t v = 0;
+    REQUIRE(r.read_uint(v));
+    CHECK(v == 5);
+  }
+  for (int i = 0; i < 2; ++i) {
+    std::string_view s;
+    REQUIRE(r.read_str(s, 10));
+    CHECK(s == "ab");
+  }
+  std::uint32_t n = 0;
+  REQUIRE(r.read_array(n, 10));
+  CHECK(n == 1);
+  REQUIRE(r.skip());
+  CHECK(r.at_end());
+}
+
+TEST_CASE("an unsigned field refuses the signed formats, even for non-negative values", "[unit][wire]") {
+  const bytes b = {0xd0, 0x05};  // int8 5
+  std::uint64_t v = 0;
+  CHECK_FALSE(mp_reader(b).read_uint(v));
+  std::int64_t s = 0;
+  REQUIRE(mp_reader(b).read_sint(s));
+  CHECK(s == 5);
+}
+
 TEST_CASE("fixed-width fields can be patched after writing", "[unit][wire]") {
   bytes b;
   mp_writer w(b);
