@@ -443,10 +443,9 @@ void node_impl::answer_replay_request(const Event& request) {
   const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay_dead_letter(id);
   const auto node_text = id_.to_string();
   const Header headers[] = {{"dlq-node", node_text}, {"dlq-id", id_text}, {"dlq-result", ok ? "replayed" : "unknown"}};
-  const std::string cause = request.id();  // made on the fly: keep it alive for publish
   PublishOptions po;
   po.headers = headers;
-  po.causation_id = cause;
+  po.causation_id = request.id();
   (void)publish_reserved(replay_answer_topic, {}, &po);
 }
 
