@@ -85,7 +85,7 @@ struct manual_clock {
 /// correlation ids they saw.
 struct services {
   explicit services(Node& n) : node(n) {
-    (void)node.on_command<ReserveStock, StockReserved>([this](const ReserveStock& r, const Event& e) {
+    (void)node.serve<ReserveStock, StockReserved>([this](const ReserveStock& r, const Event& e) {
       std::lock_guard lock(mu);
       seen.push_back("reserve " + r.order);
       correlation[r.order].insert(std::string(e.correlation_id()));
