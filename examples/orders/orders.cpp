@@ -72,8 +72,8 @@ void declare_steps(order_saga& saga, const console& out, order_index& index) {
                   ? fmt::format("saga started: {} for {}", describe(placed.items), money(placed.total_cents))
                   : fmt::format("saga started: {} for {} (upcast from v{})", describe(placed.items),
                                 money(placed.total_cents, placed.currency), s.placed_version));
-    flow.execute<ReserveStock, StockReservation>(
-        ReserveStock{placed.order_id, placed.items}, [say](Flow& f, meshbus::CommandResult<StockReservation> r) {
+    flow.request<ReserveStock, StockReservation>(
+        ReserveStock{placed.order_id, placed.items}, [say](Flow& f, meshbus::RequestResult<StockReservation> r) {
           if (!r) return f.fail("inventory did not answer: " + r.message());
           if (!r->reserved) return f.fail("out of stock: " + r->reason);
           f.state().reserved = true;
