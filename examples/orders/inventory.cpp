@@ -63,7 +63,7 @@ int run_inventory(const demo_config& cfg) {
   meshbus::Node node(node_options(cfg));
   stock store;
 
-  (void)node.on_command<ReserveStock, StockReservation>([&](const ReserveStock& r, const meshbus::Event& e) {
+  (void)node.serve<ReserveStock, StockReservation>([&](const ReserveStock& r, const meshbus::Event& e) {
     auto answer = store.reserve(r);
     out.print(flow_line(e.correlation_id(), r.order_id,
                         answer.reserved ? fmt::format("reserved {}", describe(r.items))
@@ -80,7 +80,7 @@ int run_inventory(const demo_config& cfg) {
                                      : std::string("release: nothing held (already released)")));
       },
       acknowledged);
-  (void)node.on_query<GetStockLevels, StockLevels>([&](const GetStockLevels&) { return store.levels(); });
+  (void)node.serve<GetStockLevels, StockLevels>([&](const GetStockLevels&) { return store.levels(); });
   out.print("serving reservations, releases and stock levels");
   wait_for_stop();
   node.stop();

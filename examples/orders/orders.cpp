@@ -72,8 +72,8 @@ void declare_steps(order_saga& saga, const console& out, order_index& index) {
                   ? fmt::format("saga started: {} for {}", describe(placed.items), money(placed.total_cents))
                   : fmt::format("saga started: {} for {} (upcast from v{})", describe(placed.items),
                                 money(placed.total_cents, placed.currency), s.placed_version));
-    flow.execute<ReserveStock, StockReservation>(
-        ReserveStock{placed.order_id, placed.items}, [say](Flow& f, meshbus::CommandResult<StockReservation> r) {
+    flow.request<ReserveStock, StockReservation>(
+        ReserveStock{placed.order_id, placed.items}, [say](Flow& f, meshbus::RequestResult<StockReservation> r) {
           if (!r) return f.fail("inventory did not answer: " + r.message());
           if (!r->reserved) return f.fail("out of stock: " + r->reason);
           f.state().reserved = true;
@@ -180,7 +180,7 @@ int summarize(const demo_config& cfg, meshbus::Node& node, const order_saga& sag
   // Stock: what left the shelves is exactly what was shipped.
   if (!node.flush(10s)) problems.push_back("the releases were not all acknowledged within 10 s");
   try {
-    const auto levels = node.query<GetStockLevels, StockLevels>(GetStockLevels{}, 5s).get();
+    const auto levels = node.request<GetStockLevels, StockLevels>(GetStockLevels{}, {.timeout = 5s}).get();
     for (const auto& [sku, initial] : levels.initial) {
       const auto available = levels.available.count(sku) != 0 ? levels.available.at(sku) : 0;
       const auto gone = initial - available;
@@ -242,7 +242,7 @@ int run_orders(const demo_config& cfg) {
   declare_steps(*saga, out, index);
 
   // The query shipping asks: where does this order go?
-  (void)node.on_query<GetOrder, OrderDetails>([&](const GetOrder& q) {
+  (void)node.serve<GetOrder, OrderDetails>([&](const GetOrder& q) {
     OrderDetails d;
     d.order_id = q.order_id;
     const auto flow = index.flow_of(q.order_id);

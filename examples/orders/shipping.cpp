@@ -21,7 +21,7 @@ int run_shipping(const demo_config& cfg) {
   (void)node.subscribe<ShipOrder>(
       [&](const ShipOrder& ship, const meshbus::Event& e) {
         // Blocking here is fine: the reply completes on the I/O thread, not this one.
-        const auto order = node.query<GetOrder, OrderDetails>(GetOrder{ship.order_id}, 5s).get();
+        const auto order = node.request<GetOrder, OrderDetails>(GetOrder{ship.order_id}, {.timeout = 5s}).get();
         if (!order.found) throw std::runtime_error("the orders service does not know " + ship.order_id);
         if (order.country == unreachable_country) {
           const auto reason = fmt::format("no carrier delivers to {}", order.country);

@@ -2,6 +2,8 @@
 /// meshbus::Event — what a subscription handler receives.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -43,7 +45,10 @@ class Event {
   std::chrono::system_clock::time_point timestamp() const noexcept;
 
   /// The event id: the publisher's explicit id, or "<publisher>-<epoch>-<sequence>".
-  std::string id() const;
+  /// Like every view of an Event, valid while the handler runs, so it can be given
+  /// on as it is (`options.causation_id = e.id();`). The default id is written
+  /// into the Event the first time it is asked for.
+  std::string_view id() const noexcept;
   bool has_explicit_id() const noexcept;
   std::string_view type_name() const noexcept;
   std::uint32_t type_version() const noexcept;
@@ -80,6 +85,14 @@ struct Event::fields {
   std::string_view content_type;
   std::span<const std::byte> headers_raw;
   std::uint32_t header_count = 0;
+
+  /// id() of an event without an explicit id, written on first use (by whichever
+  /// thread asks first; the others wait for it). The receive path calls forget_id()
+  /// whenever it refills these fields for another event.
+  mutable std::atomic<std::uint8_t> id_state{0};  ///< 0 not written, 1 being written, 2 ready
+  mutable std::uint8_t id_size = 0;
+  mutable std::array<char, 80> id_text{};  ///< 32 hex digits, '-', two 20-digit numbers
+  void forget_id() noexcept { id_state.store(0, std::memory_order_relaxed); }
 };
 
 inline std::string_view Event::topic() const noexcept { return f_->topic; }

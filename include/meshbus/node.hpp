@@ -60,19 +60,20 @@ enum class [[nodiscard]] PublishResult : std::uint8_t {
 };
 
 /// Optional parts of an event. All views are copied before publish() returns.
+/// Designated initializers work: `node.publish(topic, text, {.correlation_id = id})`.
 /// Published from inside a handler, an event without its own correlation id gets
 /// the handled event's (or, if it has none, the handled event's id), and without its
 /// own causation id the handled event's id: a whole flow can be traced.
 struct PublishOptions {
-  std::string_view event_id;  ///< default: derived from (publisher, epoch, sequence)
-  std::string_view type_name;
+  std::string_view event_id{};  ///< default: derived from (publisher, epoch, sequence)
+  std::string_view type_name{};
   std::uint32_t type_version = 0;
-  std::string_view correlation_id;
-  std::string_view causation_id;
-  std::string_view content_type;
-  std::span<const Header> headers;
+  std::string_view correlation_id{};
+  std::string_view causation_id{};
+  std::string_view content_type{};
+  std::span<const Header> headers{};
   /// Default: the time the batch is sent (one clock read per batch).
-  std::optional<std::chrono::system_clock::time_point> timestamp;
+  std::optional<std::chrono::system_clock::time_point> timestamp{};
 };
 
 /// What a subscription is promised.
@@ -183,8 +184,8 @@ struct DeadLetter {
 ///       MSGPACK_DEFINE_MAP(order_id, amount)
 ///     };
 ///
-/// The typed members of Node below are defined in <meshbus/typed.hpp>; include it
-/// where you use them.
+/// The typed members of Node below are defined in <meshbus/typed.hpp>; using one
+/// without including it is a compile error that says so.
 template <class T>
 concept TypedEvent = requires {
   { T::event_name } -> std::convertible_to<std::string_view>;
@@ -206,12 +207,14 @@ struct Reply {
   std::string_view text() const noexcept { return payload; }
 };
 
+/// How a request is made; typed and untyped requests take the same options.
 struct RequestOptions {
   std::chrono::milliseconds timeout{5000};
-  std::string_view type_name;  ///< for typed requests
+  /// For untyped requests that carry a type; a typed request sets both to its type's.
+  std::string_view type_name{};
   std::uint32_t type_version = 0;
   /// Default: the flow of the handler this is called from (as for publish), if any.
-  std::string_view correlation_id;
+  std::string_view correlation_id{};
 };
 
 /// Serves one request. It gets the request as an Event: topic() is the service,
@@ -240,6 +243,32 @@ struct Subscription {
   explicit operator bool() const noexcept { return id != 0; }
 };
 
+namespace detail {
+template <class T>
+inline constexpr bool typed_header_included = false;
+
+/// Node's typed members are carried out by typed_node<T>, which <meshbus/typed.hpp>
+/// defines (detail/typed_node.hpp) for every TypedEvent. Without that header only
+/// this primary template exists, and its static_assert says what to include; the
+/// stubs keep the compiler from piling further errors on top of it.
+template <class T>
+struct typed_node {
+  static_assert(typed_header_included<T>,
+                "meshbus: Node's typed members (publish/subscribe of a TypedEvent, typed request, "
+                "request_async and serve) are defined in <meshbus/typed.hpp>: #include <meshbus/typed.hpp>");
+  template <class... A>
+  static PublishResult publish(A&&...) { return PublishResult::ok; }
+  template <class... A>
+  static Subscription subscribe(A&&...) { return {}; }
+  template <class Rep, class... A>
+  static std::future<Rep> request(A&&...) { return {}; }
+  template <class Rep, class... A>
+  static void request_async(A&&...) {}
+  template <class Rep, class... A>
+  static Service serve(A&&...) { return {}; }
+};
+}  // namespace detail
+
 class Node {
  public:
   /// Binds, starts discovery and (in background mode) the threads.
@@ -259,9 +288,13 @@ class Node {
   /// Publishes a typed event (MessagePack map, its type name and version in the
   /// envelope) on its topic, or on `topic`. Needs <meshbus/typed.hpp>.
   template <TypedEvent T>
-  PublishResult publish(const T& event, const PublishOptions& options = {});
+  PublishResult publish(const T& event, const PublishOptions& options = {}) {
+    return detail::typed_node<T>::publish(*this, event, options);
+  }
   template <TypedEvent T>
-  PublishResult publish(std::string_view topic, const T& event, const PublishOptions& options = {});
+  PublishResult publish(std::string_view topic, const T& event, const PublishOptions& options = {}) {
+    return detail::typed_node<T>::publish(*this, topic, event, options);
+  }
 
   /// Calls `handler` for every event whose topic matches `pattern`: `*` matches
   /// one segment, `**` any number (zero or more). Throws meshbus::error:
@@ -274,14 +307,26 @@ class Node {
   /// (the reason names the field) or fail validation never reach the handler: they
   /// are dead-lettered. Needs <meshbus/typed.hpp>.
   template <TypedEvent T, class F>
-  Subscription subscribe(F&& handler, const SubscribeOptions& options = SubscribeOptions{});
+  Subscription subscribe(F&& handler, const SubscribeOptions& options = SubscribeOptions{}) {
+    return detail::typed_node<T>::subscribe(*this, std::forward<F>(handler), options);
+  }
   template <TypedEvent T, class F>
-  Subscription subscribe(std::string_view pattern, F&& handler, const SubscribeOptions& options = SubscribeOptions{});
+  Subscription subscribe(std::string_view pattern, F&& handler, const SubscribeOptions& options = SubscribeOptions{}) {
+    return detail::typed_node<T>::subscribe(*this, pattern, std::forward<F>(handler), options);
+  }
   /// After this returns no new call of the handler starts (one already running
   /// may finish). Unknown or already removed subscriptions are ignored.
   void unsubscribe(Subscription subscription);
 
   // --- request/reply: over ROUTER/DEALER, to one live instance of a service ---
+  //
+  // One verb pair, typed or not: request() and request_async() ask, serve() answers.
+  // Commands and queries (CQRS) are typed requests - a command changes state, a
+  // query only reads - and need no names of their own: a typed request without a
+  // service goes to the service named after its type, so
+  //     inventory.serve<ReserveStock, Reserved>([](const ReserveStock& c) { ... });
+  //     auto reserved = shop.request<ReserveStock, Reserved>(ReserveStock{"apple", 3});
+  // are a command handler and a command.
 
   /// Sends a request to one live instance of `service` (round robin over the
   /// instances, this node included). Fails at once with errc::no_service when none
@@ -294,6 +339,8 @@ class Node {
   /// The same, completing through a callback on a handler thread.
   void request_async(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
                      const RequestOptions& options = RequestOptions{});
+  void request_async(std::string_view service, std::string_view text, ReplyCallback done,
+                     const RequestOptions& options = RequestOptions{});
   /// Serves `service` (a name with topic syntax) on this node; peers learn of it by
   /// HELLO and subscription updates. One handler per service per node. Throws
   /// meshbus::error: invalid_topic, invalid_argument (already served), stopped.
@@ -302,25 +349,41 @@ class Node {
   /// Live instances of `service` (this node included when it serves it).
   std::vector<NodeId> instances(std::string_view service) const;
 
-  /// Typed request/reply (<meshbus/typed.hpp>): `handler(const Req&)` or
-  /// `handler(const Req&, const Event&)` returns a Rep. A reply that does not
-  /// decode as Rep fails the future with errc::bad_reply.
+  /// Typed request/reply (<meshbus/typed.hpp>): sends a Req to `service`, or to the
+  /// service named after Req (Req::event_name), and expects a Rep. The same
+  /// failures as above, plus errc::bad_reply for a reply that does not decode as Rep.
+  template <TypedEvent Req, TypedEvent Rep>
+  std::future<Rep> request(const Req& request, const RequestOptions& options = RequestOptions{}) {
+    return detail::typed_node<Req>::template request<Rep>(*this, Req::event_name, request, options);
+  }
   template <TypedEvent Req, TypedEvent Rep>
   std::future<Rep> request(std::string_view service, const Req& request,
-                           std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+                           const RequestOptions& options = RequestOptions{}) {
+    return detail::typed_node<Req>::template request<Rep>(*this, service, request, options);
+  }
+  /// The same, completing through `done(std::optional<Rep> reply, std::exception_ptr
+  /// failure)` on a handler thread (exactly one of the two is set).
   template <TypedEvent Req, TypedEvent Rep, class F>
-  Service handle(std::string_view service, F&& handler);
-
-  /// CQRS: a command changes state and is handled by the service named after its
-  /// type (Cmd::event_name); a query only reads, likewise. Both are request/reply.
-  template <TypedEvent Cmd, TypedEvent Result>
-  std::future<Result> execute(const Cmd& command, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
-  template <TypedEvent Cmd, TypedEvent Result, class F>
-  Service on_command(F&& handler);
-  template <TypedEvent Query, TypedEvent Result>
-  std::future<Result> query(const Query& query, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
-  template <TypedEvent Query, TypedEvent Result, class F>
-  Service on_query(F&& handler);
+  void request_async(const Req& request, F&& done, const RequestOptions& options = RequestOptions{}) {
+    detail::typed_node<Req>::template request_async<Rep>(*this, Req::event_name, request, std::forward<F>(done),
+                                                         options);
+  }
+  template <TypedEvent Req, TypedEvent Rep, class F>
+  void request_async(std::string_view service, const Req& request, F&& done,
+                     const RequestOptions& options = RequestOptions{}) {
+    detail::typed_node<Req>::template request_async<Rep>(*this, service, request, std::forward<F>(done), options);
+  }
+  /// Serves typed requests on `service`, or on the service named after Req:
+  /// `handler(const Req&)` or `handler(const Req&, const Event&)` returns a Rep. A
+  /// request that does not decode as Req is rejected (errc::request_rejected).
+  template <TypedEvent Req, TypedEvent Rep, class F>
+  Service serve(F&& handler) {
+    return detail::typed_node<Req>::template serve<Rep>(*this, Req::event_name, std::forward<F>(handler));
+  }
+  template <TypedEvent Req, TypedEvent Rep, class F>
+  Service serve(std::string_view service, F&& handler) {
+    return detail::typed_node<Req>::template serve<Rep>(*this, service, std::forward<F>(handler));
+  }
 
   /// Peer joined / suspect / alive again / left, on a handler thread. Replaces
   /// any previous peer handler.
@@ -380,6 +443,9 @@ class Node {
   std::uint16_t beacon_port() const noexcept;
 
  private:
+  template <class T>
+  friend struct detail::typed_node;
+
   // Completes on the I/O thread, for the typed future form: a future's get() may be
   // called on a handler thread, which must not be the one that completes it.
   void request_on_io_thread(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,

@@ -132,10 +132,9 @@ void dead_letter_office::answer_replay_request(const Event& request) {
   const bool ok = ec == std::errc{} && end == id_text.data() + id_text.size() && replay(id);
   const Header headers[] = {
       {h::node, node_text}, {h::id, id_text}, {h::result, ok ? wire::dead_letter_replayed : wire::dead_letter_unknown}};
-  const std::string cause = request.id();  // made on the fly: keep it alive for publish
   PublishOptions po;
   po.headers = headers;
-  po.causation_id = cause;
+  po.causation_id = request.id();  // a view that lives as long as the request
   (void)publish_(wire::dead_letter_replayed_topic, {}, po);
 }
 

@@ -124,6 +124,7 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
     f.content_type = ef.content_type;
     f.headers_raw = std::as_bytes(std::span(ef.headers_raw.data(), ef.headers_raw.size()));
     f.header_count = ef.header_count;
+    f.forget_id();
     for (const auto& sub : *d.subscriptions) {
       if (!sub->active.load(std::memory_order_acquire)) {
         if (!d.abandon_if_inactive) continue;

@@ -1,5 +1,7 @@
 // Event accessors and the small public value types.
+#include <charconv>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -77,10 +79,31 @@ std::chrono::system_clock::time_point Event::timestamp() const noexcept {
           std::chrono::nanoseconds(f_->timestamp_ns)));
 }
 
-std::string Event::id() const {
-  if (!f_->explicit_id.empty()) return std::string(f_->explicit_id);
-  return fmt::format("{}-{}-{}", f_->publisher != nullptr ? f_->publisher->to_string() : "", f_->epoch,
-                     f_->sequence);
+std::string_view Event::id() const noexcept {
+  if (!f_->explicit_id.empty()) return f_->explicit_id;
+  auto& state = f_->id_state;
+  std::uint8_t expected = 0;
+  if (state.load(std::memory_order_acquire) != 2 &&
+      state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    static constexpr char digits[] = "0123456789abcdef";
+    char* out = f_->id_text.data();
+    char* const end = out + f_->id_text.size();
+    if (f_->publisher != nullptr) {
+      for (const auto b : f_->publisher->bytes) {
+        *out++ = digits[b >> 4];
+        *out++ = digits[b & 0xf];
+      }
+    }
+    *out++ = '-';
+    out = std::to_chars(out, end, f_->epoch).ptr;
+    *out++ = '-';
+    out = std::to_chars(out, end, f_->sequence).ptr;
+    f_->id_size = static_cast<std::uint8_t>(out - f_->id_text.data());
+    state.store(2, std::memory_order_release);
+  } else {
+    while (state.load(std::memory_order_acquire) != 2) std::this_thread::yield();  // another thread writes it
+  }
+  return {f_->id_text.data(), f_->id_size};
 }
 
 namespace {

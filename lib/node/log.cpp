@@ -1,8 +1,12 @@
-// Logger set-up: one stderr logger shared by every Node of the process.
+// Logger set-up: one stderr logger shared by every Node of the process, its level
+// from MESHBUS_LOG (checked when a Node is made: a typo must not silence the log).
 #include "lib/node/log.hpp"
 
 #include <cstdlib>
 #include <mutex>
+#include <utility>
+
+#include <fmt/format.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -19,11 +23,31 @@ spdlog::logger& logger() {
       }
     }
     l->set_pattern("%Y-%m-%d %H:%M:%S.%e [meshbus] %^%l%$ %v");
+    // An invalid MESHBUS_LOG is refused by check_log_variable() when a Node is made;
+    // should anything log before that, it keeps the default rather than going silent.
     const char* level = std::getenv("MESHBUS_LOG");
-    l->set_level(level != nullptr ? spdlog::level::from_str(level) : spdlog::level::warn);
+    l->set_level(level != nullptr ? log_level_named(level).value_or(spdlog::level::warn) : spdlog::level::warn);
     return l;
   }();
   return *instance;
+}
+
+std::optional<spdlog::level::level_enum> log_level_named(std::string_view name) noexcept {
+  using spdlog::level::level_enum;
+  static constexpr std::pair<std::string_view, level_enum> levels[] = {
+      {"trace", level_enum::trace}, {"debug", level_enum::debug}, {"info", level_enum::info},
+      {"warn", level_enum::warn},   {"error", level_enum::err},   {"off", level_enum::off}};
+  for (const auto& [n, level] : levels) {
+    if (n == name) return level;
+  }
+  return std::nullopt;
+}
+
+void check_log_variable() {
+  const char* level = std::getenv("MESHBUS_LOG");
+  if (level == nullptr || *level == '\0' || log_level_named(level)) return;
+  throw error(errc::configuration, fmt::format("MESHBUS_LOG='{}' is not a log level; use one of {} (default: warn)",
+                                               std::string_view(level).substr(0, 64), log_level_names));
 }
 
 }  // namespace meshbus::detail

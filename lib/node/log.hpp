@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -14,7 +16,15 @@
 namespace meshbus::detail {
 
 /// The shared "meshbus" logger (stderr). Level from MESHBUS_LOG (trace, debug,
-/// info, warn, error, off); default warn.
+/// info, warn, error, off); default warn. Node construction rejects other values
+/// (check_log_variable), so the level is never switched off by a typo.
 spdlog::logger& logger();
+
+/// The level called `name` (one of log_level_names, exactly), if it is one.
+std::optional<spdlog::level::level_enum> log_level_named(std::string_view name) noexcept;
+/// The accepted names, for messages: "trace, debug, info, warn, error, off".
+inline constexpr std::string_view log_level_names = "trace, debug, info, warn, error, off";
+/// Throws meshbus::error(configuration) when MESHBUS_LOG is set to something else.
+void check_log_variable();
 
 }  // namespace meshbus::detail

@@ -50,6 +50,11 @@ void Node::request_async(std::string_view service, std::span<const std::byte> pa
                        wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
                        std::move(done), options);
 }
+void Node::request_async(std::string_view service, std::string_view text, ReplyCallback done,
+                         const RequestOptions& options) {
+  impl_->request_async(service, wire::byte_view(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                       std::move(done), options);
+}
 void Node::request_on_io_thread(std::string_view service, std::span<const std::byte> payload, ReplyCallback done,
                                 const RequestOptions& options) {
   impl_->request_on_io_thread(

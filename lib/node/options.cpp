@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "discovery/beacon_socket.hpp"
+#include "lib/node/log.hpp"
 #include "meshbus/error.hpp"
 
 namespace meshbus::detail {
@@ -52,6 +53,7 @@ resolved_options resolve_options(const Options& given) {
   Options& o = r.options;
   o = given;
   const bool use_env = given.use_environment;
+  check_log_variable();  // read by the process-wide logger whatever use_environment says
   if (o.name.empty() && use_env && env("MESHBUS_NAME")) o.name = env("MESHBUS_NAME");
   if (o.name.empty()) {
     char host[256] = {};

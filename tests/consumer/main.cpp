@@ -1,4 +1,5 @@
-// Uses an installed meshbus: one node publishes to its own subscription.
+// Uses an installed meshbus: one node publishes to its own subscription, and a typed
+// event drives a saga (typed.cpp).
 #include <meshbus/meshbus.hpp>
 
 #include <chrono>
@@ -7,6 +8,8 @@
 #include <mutex>
 #include <string>
 #include <unistd.h>
+
+bool typed_flow_completes(meshbus::Node& node);
 
 int main() {
   meshbus::Options options;
@@ -24,5 +27,9 @@ int main() {
   std::unique_lock lock(mu);
   if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return !got.empty(); })) return 1;
   std::printf("%s\n", got.c_str());
-  return got == "consumer.check works" ? 0 : 1;
+  if (got != "consumer.check works") return 1;
+  lock.unlock();
+  if (!typed_flow_completes(node)) return 1;
+  std::printf("typed saga flow completed\n");
+  return 0;
 }

@@ -1,6 +1,7 @@
 // Request/reply between real nodes: replies, distinct errors (timeout, no service,
 // handler failure, rejection, instance gone), spreading over instances, typed
-// requests and the CQRS command/query names, and correlation into handlers.
+// requests (commands and queries: services named after their type), and
+// correlation into handlers.
 #include <catch2/catch.hpp>
 
 #include <meshbus/typed.hpp>
@@ -142,17 +143,18 @@ TEST_CASE("requests are spread over the live instances", "[integration][request]
   for (int i = 0; i < 10; ++i) CHECK(client.request("work.do", "x").get().payload != "s2");
 }
 
-TEST_CASE("typed requests, commands and queries", "[integration][request][typed]") {
+TEST_CASE("typed requests go to the service named after their type, or to the one given",
+          "[integration][request][typed]") {
   const auto cluster = unique_cluster("cqrs");
   Node client(fast_options(cluster, "client"));
   Node inventory(fast_options(cluster, "inventory"));
   std::mutex mu;
   std::map<std::string, int> stock{{"apple", 5}};
-  inventory.on_query<StockQuery, StockLevel>([&](const StockQuery& q) {
+  inventory.serve<StockQuery, StockLevel>([&](const StockQuery& q) {
     std::lock_guard lock(mu);
     return StockLevel{q.sku, stock[q.sku]};
   });
-  inventory.on_command<ReserveStock, Reserved>([&](const ReserveStock& c) {
+  inventory.serve<ReserveStock, Reserved>([&](const ReserveStock& c) {
     std::lock_guard lock(mu);
     auto& left = stock[c.sku];
     if (left < c.quantity) return Reserved{false, left};
@@ -160,11 +162,22 @@ TEST_CASE("typed requests, commands and queries", "[integration][request][typed]
     return Reserved{true, left};
   });
   REQUIRE(eventually([&] { return client.instances("inventory.reserve").size() == 1; }, 10s));
-  CHECK(client.query<StockQuery, StockLevel>(StockQuery{"apple"}).get().available == 5);
-  const auto r1 = client.execute<ReserveStock, Reserved>(ReserveStock{"apple", 3}).get();
+  CHECK(client.request<StockQuery, StockLevel>(StockQuery{"apple"}).get().available == 5);
+  const auto r1 = client.request<ReserveStock, Reserved>(ReserveStock{"apple", 3}).get();
   CHECK((r1.ok && r1.left == 2));
-  const auto r2 = client.execute<ReserveStock, Reserved>(ReserveStock{"apple", 3}).get();
+  const auto r2 = client.request<ReserveStock, Reserved>(ReserveStock{"apple", 3}).get();
   CHECK((!r2.ok && r2.left == 2));
+  // The callback form takes the same options and completes on a handler thread.
+  std::promise<std::string> level;
+  RequestOptions patient;
+  patient.timeout = 10s;
+  client.request_async<StockQuery, StockLevel>(
+      StockQuery{"apple"},
+      [&](std::optional<StockLevel> l, std::exception_ptr failed) {
+        level.set_value(l ? l->sku + " " + std::to_string(l->available) : failed ? "failed" : "neither");
+      },
+      patient);
+  CHECK(level.get_future().get() == "apple 2");
   // A typed reply that is not what the caller expects fails with bad_reply.
   auto wrong = client.request<StockQuery, Reserved>("inventory.stock", StockQuery{"apple"});
   CHECK_THROWS_MATCHES(wrong.get(), error, Catch::Matchers::Predicate<error>([](const error& e) {
@@ -192,7 +205,8 @@ TEST_CASE("a request from a handler belongs to the handled event's flow", "[inte
   REQUIRE(eventually([&] { return a.instances("flow.check").size() == 1; }, 10s));
   std::promise<std::string> done;
   a.subscribe("flow.start", [&](const Event&) {
-    a.request_async("flow.check", {}, [&](std::optional<Reply> r, std::exception_ptr) { done.set_value(r ? r->payload : "failed"); });
+    a.request_async("flow.check", "",
+                    [&](std::optional<Reply> r, std::exception_ptr) { done.set_value(r ? r->payload : "failed"); });
   });
   REQUIRE(a.publish("flow.start", "go") == PublishResult::ok);
   REQUIRE(done.get_future().get() == "ok");
@@ -207,14 +221,15 @@ TEST_CASE("a handler can wait for a typed query, to another node or to its own",
   options.handler_threads = 1;  // the one thread that runs the handler must not be needed for the reply
   Node shop(options);
   Node inventory(fast_options(cluster, "inventory"));
-  inventory.on_query<StockQuery, StockLevel>([](const StockQuery& q) { return StockLevel{q.sku, 7}; });
-  shop.on_query<ReserveStock, Reserved>([](const ReserveStock& c) { return Reserved{true, c.quantity}; });
+  inventory.serve<StockQuery, StockLevel>([](const StockQuery& q) { return StockLevel{q.sku, 7}; });
+  shop.serve<ReserveStock, Reserved>([](const ReserveStock& c) { return Reserved{true, c.quantity}; });
   REQUIRE(eventually([&] { return shop.instances("inventory.stock").size() == 1; }, 10s));
   std::promise<std::string> done;
   shop.subscribe("shop.check", [&](const Event&) {
     try {
-      const auto remote = shop.query<StockQuery, StockLevel>(StockQuery{"pear"}, 5s).get();
-      const auto local = shop.request<ReserveStock, Reserved>("inventory.reserve", ReserveStock{"pear", 2}, 5s).get();
+      const auto remote = shop.request<StockQuery, StockLevel>(StockQuery{"pear"}, {.timeout = 5s}).get();
+      const auto local =
+          shop.request<ReserveStock, Reserved>("inventory.reserve", ReserveStock{"pear", 2}, {.timeout = 5s}).get();
       done.set_value(remote.sku + " " + std::to_string(remote.available) + " " + std::to_string(local.left));
     } catch (const std::exception& e) {
       done.set_value(std::string("failed: ") + e.what());

@@ -85,7 +85,7 @@ struct manual_clock {
 /// correlation ids they saw.
 struct services {
   explicit services(Node& n) : node(n) {
-    (void)node.on_command<ReserveStock, StockReserved>([this](const ReserveStock& r, const Event& e) {
+    (void)node.serve<ReserveStock, StockReserved>([this](const ReserveStock& r, const Event& e) {
       std::lock_guard lock(mu);
       seen.push_back("reserve " + r.order);
       correlation[r.order].insert(std::string(e.correlation_id()));
@@ -123,8 +123,8 @@ void declare_order_flow(Saga<Order>& saga) {
     flow.state().id = placed.order;
     flow.state().cents = placed.cents;
     flow.state().steps.push_back("placed");
-    flow.execute<ReserveStock, StockReserved>(ReserveStock{placed.order},
-                                              [](Flow& f, CommandResult<StockReserved> reserved) {
+    flow.request<ReserveStock, StockReserved>(ReserveStock{placed.order},
+                                              [](Flow& f, RequestResult<StockReserved> reserved) {
                                                 if (!reserved) return f.fail("no stock: " + reserved.message());
                                                 f.state().reserved = true;
                                                 f.state().steps.push_back("reserved");
@@ -358,4 +358,81 @@ TEST_CASE("saga API misuse throws meshbus::error", "[integration][saga]") {
   saga.start();
   CHECK(code([&] { saga.start(); }) == errc::invalid_argument);
   CHECK(code([&] { saga.on<PaymentResult>([](Flow&, const PaymentResult&) {}); }) == errc::invalid_argument);
+}
+
+TEST_CASE("steps of different saga instances run in parallel, the steps of one instance one at a time",
+          "[integration][saga]") {
+  Node node(fast_options(unique_cluster("saga-parallel"), "n"));
+  SagaOptions so;
+  so.timer_thread = false;
+  const auto core = std::make_shared<detail::saga_core>(
+      node, "parallel", so, [] { return std::make_shared<detail::saga_instance_of<Order>>(); });
+  // Events of two flows, as the receive path hands them to a saga's subscription.
+  const NodeId publisher;
+  auto event_of = [&](Event::fields& f, std::string_view flow, std::uint64_t sequence) {
+    f.publisher = &publisher;
+    f.correlation_id = flow;
+    f.sequence = sequence;
+  };
+  Event::fields a1;
+  Event::fields a2;
+  Event::fields b1;
+  event_of(a1, "flow-a", 1);
+  event_of(a2, "flow-a", 2);
+  event_of(b1, "flow-b", 3);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool a_started = false;
+  bool b_ran = false;
+  bool b_seen_during_a = false;
+  int inside_a = 0;
+  int most_inside_a = 0;
+  auto enter_a = [&] {
+    std::lock_guard lock(mu);
+    most_inside_a = std::max(most_inside_a, ++inside_a);
+    a_started = true;
+    cv.notify_all();
+  };
+  auto leave_a = [&] {
+    std::lock_guard lock(mu);
+    --inside_a;
+  };
+  auto wait_for = [&](const bool& flag) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 10s, [&] { return flag; });
+  };
+
+  // Flow a's first step waits for flow b's step: with one lock for all instances it
+  // would wait in vain. Flow a's second step must wait for its first.
+  std::thread first_a([&] {
+    core->on_event(Event(a1), true, [&](detail::saga_step&) {
+      enter_a();
+      b_seen_during_a = wait_for(b_ran);
+      leave_a();
+    });
+  });
+  REQUIRE(wait_for(a_started));
+  std::thread second_a([&] {
+    core->on_event(Event(a2), false, [&](detail::saga_step&) {
+      enter_a();
+      leave_a();
+    });
+  });
+  std::thread only_b([&] {
+    core->on_event(Event(b1), true, [&](detail::saga_step&) {
+      std::lock_guard lock(mu);
+      b_ran = true;
+      cv.notify_all();
+    });
+  });
+  first_a.join();
+  second_a.join();
+  only_b.join();
+  CHECK(b_seen_during_a);
+  CHECK(most_inside_a == 1);
+  const auto stats = core->stats();
+  CHECK(stats.started == 2);
+  CHECK(stats.steps == 3);
+  CHECK(stats.running == 2);
 }

@@ -214,7 +214,7 @@ TEST_CASE("optional event fields and headers reach the handler", "[integration]"
   std::string seen;
   a.subscribe("f.g", [&](const Event& e) {
     std::lock_guard lock(mu);
-    seen = std::string(e.type_name()) + "/" + std::to_string(e.type_version()) + "/" + e.id() + "/" +
+    seen = std::string(e.type_name()) + "/" + std::to_string(e.type_version()) + "/" + std::string(e.id()) + "/" +
            std::string(e.correlation_id()) + "/" + std::string(e.causation_id()) + "/" +
            std::string(e.content_type()) + "/" + std::string(e.header("tenant").value_or("?")) + "/" +
            std::to_string(e.headers().size()) + "/" +
@@ -246,6 +246,34 @@ TEST_CASE("the default event id is publisher, epoch and sequence", "[integration
   REQUIRE(a.publish("i.d", "x") == PublishResult::ok);
   REQUIRE(eventually([&] { std::lock_guard lock(mu); return !id.empty(); }, 5s));
   CHECK(id == a.id().to_string() + "-" + std::to_string(a.epoch()) + "-1");
+}
+
+TEST_CASE("an event's id can be given on as a causation id, and each event of a batch has its own",
+          "[integration]") {
+  Node a(fast_options(unique_cluster("cause"), "a"));
+  std::mutex mu;
+  std::vector<std::string> ids;
+  std::vector<std::string> causes;
+  a.subscribe("c.first", [&](const Event& e) {
+    PublishOptions po;
+    po.causation_id = e.id();  // a view into the event, valid while this handler runs
+    po.correlation_id = "flow";
+    {
+      std::lock_guard lock(mu);
+      ids.emplace_back(e.id());
+    }
+    REQUIRE(a.publish("c.second", "y", po) == PublishResult::ok);
+  });
+  a.subscribe("c.second", [&](const Event& e) {
+    std::lock_guard lock(mu);
+    causes.emplace_back(e.causation_id());
+  });
+  for (int i = 0; i < 20; ++i) REQUIRE(a.publish("c.first", "x") == PublishResult::ok);
+  REQUIRE(eventually([&] { std::lock_guard lock(mu); return causes.size() == 20; }, 5s));
+  std::lock_guard lock(mu);
+  const auto prefix = a.id().to_string() + "-" + std::to_string(a.epoch()) + "-";
+  for (std::size_t i = 0; i < ids.size(); ++i) CHECK(ids[i] == prefix + std::to_string(i + 1));
+  CHECK(causes == ids);
 }
 
 TEST_CASE("wait_for_subscribers counts only peers whose patterns match", "[integration]") {

@@ -66,6 +66,24 @@ TEST_CASE("invalid environment values name the variable", "[unit][options]") {
   }
 }
 
+TEST_CASE("an unknown MESHBUS_LOG level is refused with the valid levels listed", "[unit][options]") {
+  for (const char* bad : {"WARN", "warning", "verbose"}) {
+    env_guard level("MESHBUS_LOG", bad);
+    try {
+      detail::resolve_options(Options{});
+      FAIL("expected meshbus::error for MESHBUS_LOG=" << bad);
+    } catch (const error& e) {
+      CHECK(e.code_value() == errc::configuration);
+      CHECK_THAT(e.what(), Catch::Contains(std::string("MESHBUS_LOG='") + bad + "'") &&
+                               Catch::Contains("trace, debug, info, warn, error, off"));
+    }
+  }
+  for (const char* good : {"trace", "debug", "info", "warn", "error", "off"}) {
+    env_guard level("MESHBUS_LOG", good);
+    CHECK_NOTHROW(detail::resolve_options(Options{}));
+  }
+}
+
 TEST_CASE("bad seeds and bad option values are configuration errors", "[unit][options]") {
   CHECK_THROWS_WITH(discovery::parse_seeds("hostonly"), Catch::Contains("host:port"));
   CHECK_THROWS_WITH(discovery::parse_seeds("h:0"), Catch::Contains("host:port"));
