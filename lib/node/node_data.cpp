@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "lib/node/node_loop.hpp"
+#include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
@@ -135,7 +136,7 @@ void node_impl::send_pending(clock::time_point now) {
     t.last_sent = now;
     t.heartbeat_gap = std::chrono::milliseconds(20);
     t.next_heartbeat = now + t.heartbeat_gap;
-    outbound_->sent(p.topic, p.first_seq, p.count, std::move(kept), now);
+    outbound_->sent(p.topic, p.first_seq, p.count, transport::to_frame(std::move(kept)), now);
     // Lower "all acknowledged" before the bytes are released, or flush() could slip through.
     update_flow_state();
     outbox_->release(p.bytes);
@@ -224,7 +225,8 @@ void node_impl::handle_data(zmq::message_t&& msg, const wire::node_id_bytes* rep
       bump(counters_.bytes_received, msg.size());
       if (h.publisher == id_bytes_) return;
       const std::string topic_copy(topic);  // the view dies with the frame
-      inbound_->on_batch(std::move(msg), h, topic_copy, repaired_by != nullptr, clock::now());
+      inbound_->on_batch(transport::to_frame(std::move(msg)), h, topic_copy, repaired_by != nullptr,
+                         clock::now());
       return;
     }
     if (status == wire::decode_status::ok) status = wire::decode_status::malformed;
@@ -263,7 +265,9 @@ void node_impl::reliability_tick(clock::time_point now) {
 // ---------------------------------------------------------------------------
 // what the reliability layer asks for
 
-void node_impl::deliver(std::size_t hash, delivery&& d) { dispatcher_->post(hash, std::move(d)); }
+void node_impl::deliver(std::size_t hash, const reliability::lane& l, reliability::lane_delivery&& d) {
+  dispatcher_->post(hash, to_delivery(l, std::move(d)));
+}
 
 // Acks, NACKs and LOSSes to this node itself (its own group work) go straight back
 // in; NACKs at the next tick, since their answers go back into the subscriber side.
@@ -285,7 +289,8 @@ void node_impl::send_ack(const wire::node_id_bytes& publisher, const wire::ack_m
 }
 
 void node_impl::send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                                zmq::message_t&& frame) {
+                                transport::frame&& data) {
+  auto frame = transport::to_message(std::move(data));
   if (to == id_bytes_) {  // this node's own share of the group's work
     handle_assignment(id_bytes_, wire::assign_msg{epoch_, group, seq}, std::move(frame));
     return;
@@ -334,10 +339,12 @@ void node_impl::handle_assignment(const wire::node_id_bytes& from, const wire::a
   bump(counters_.batches_received);
   bump(counters_.events_received, h.count);
   const std::string topic_copy(topic);
-  inbound_->on_assignment(from, m.epoch, m.group, m.seq, std::move(frame), h, topic_copy, clock::now());
+  inbound_->on_assignment(from, m.epoch, m.group, m.seq, transport::to_frame(std::move(frame)), h, topic_copy,
+                          clock::now());
 }
 
-void node_impl::send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) {
+void node_impl::send_repair(const wire::node_id_bytes& to, transport::frame&& data) {
+  auto frame = transport::to_message(std::move(data));
   const auto head_bytes = wire::encode_control(wire::repair_msg{epoch_});
   zmq::message_t head(head_bytes.data(), head_bytes.size());
   if (transport_->send_to(to, head, frame) != transport::send_status::ok) {
@@ -353,7 +360,8 @@ void node_impl::send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m
   }
 }
 
-void node_impl::lost(std::size_t stream_hash, const LossNotice& notice) {
+void node_impl::lost(std::size_t stream_hash, const reliability::loss_report& loss) {
+  const auto notice = to_notice(loss);
   report(fault::sequence_gap,
          fmt::format("{} events of '{}' from {} will not arrive ({})", notice.to - notice.from + 1, notice.topic,
                      notice.publisher.short_string(), to_string(notice.reason)));

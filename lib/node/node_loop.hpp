@@ -233,15 +233,15 @@ class node_impl final : private inbound_sink, private outbound_sink {
   void answer_replay_request(const Event& request);
 
   // inbound_sink
-  void deliver(std::size_t stream_hash, delivery&& d) override;
+  void deliver(std::size_t stream_hash, const reliability::lane& l, reliability::lane_delivery&& d) override;
   void send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) override;
   void send_ack(const wire::node_id_bytes& publisher, const wire::ack_msg& m) override;
-  void lost(std::size_t stream_hash, const LossNotice& notice) override;
+  void lost(std::size_t stream_hash, const reliability::loss_report& loss) override;
   // outbound_sink
-  void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) override;
+  void send_repair(const wire::node_id_bytes& to, transport::frame&& frame) override;
   void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) override;
   void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                       zmq::message_t&& frame) override;
+                       transport::frame&& frame) override;
   void group_conflict(const wire::node_id_bytes& member, const std::string& group,
                       const std::string& patterns, const std::string& group_patterns) override;
   void group_changed(const std::string& group, const std::string& before, const std::string& now) override;

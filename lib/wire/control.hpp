@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -37,6 +38,10 @@ inline constexpr std::uint32_t max_positions = 65536;
 inline constexpr std::uint32_t max_nack_ranges = 64;
 inline constexpr std::uint32_t max_acks = 65536;
 inline constexpr std::uint32_t max_services = 1024;
+
+/// NACK, ACK and LOSS of service-group work name the group's stream "$group.<group>"
+/// (docs/protocol.md §7).
+inline constexpr std::string_view group_stream_prefix = "$group.";
 
 /// A subscription pattern with the delivery mode asked for (0 best effort,
 /// 1 reliable, 2 acknowledged).
