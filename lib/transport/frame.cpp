@@ -5,6 +5,7 @@
 #include "lib/transport/frame.hpp"
 
 #include <cstring>
+#include <functional>
 #include <new>
 
 #include <zmq.h>
@@ -35,20 +36,32 @@ frame::~frame() {
   zmq_msg_close(msg(msg_));
 }
 
-frame::frame(frame&& other) noexcept {
-  zmq_msg_init(msg(msg_));
-  zmq_msg_move(msg(msg_), msg(other.msg_));
-  refresh();
-  other.refresh();
-}
+// A move copies the message's 64 bytes and leaves the source an empty message, as
+// zmq_msg_move does; only the cached pointer of a small message, which points into
+// the message itself, has to follow.
+frame::frame(frame&& other) noexcept { take(other); }
 
 frame& frame::operator=(frame&& other) noexcept {
   if (this != &other) {
-    zmq_msg_move(msg(msg_), msg(other.msg_));  // closes ours first
-    refresh();
-    other.refresh();
+    zmq_msg_close(msg(msg_));
+    take(other);
   }
   return *this;
+}
+
+void frame::take(frame& other) noexcept {
+  std::memcpy(msg_, other.msg_, sizeof msg_);
+  const auto* inside = static_cast<const unsigned char*>(other.data_);
+  const std::less<const unsigned char*> before;
+  if (!before(inside, other.msg_) && before(inside, other.msg_ + sizeof other.msg_)) {
+    data_ = msg_ + (inside - other.msg_);
+  } else {
+    data_ = other.data_;
+  }
+  size_ = other.size_;
+  zmq_msg_init(msg(other.msg_));
+  other.data_ = nullptr;
+  other.size_ = 0;
 }
 
 frame frame::share() const {

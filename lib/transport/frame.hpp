@@ -44,6 +44,8 @@ class frame {
   friend struct zmq_frame_access;
   /// Reads the message's data pointer and size again after it changed.
   void refresh() noexcept;
+  /// Takes `other`'s message into this frame's storage (not initialised, or closed).
+  void take(frame& other) noexcept;
 
   // A zmq_msg_t: 64 bytes, pointer-aligned (checked in frame.cpp). Mutable: sharing
   // the buffer counts a reference inside it.
