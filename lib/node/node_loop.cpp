@@ -346,7 +346,7 @@ clock::time_point node_impl::next_due() const {
   const bool busy = tick_soon_ || !own_nacks_.empty() || publisher_->busy() || dispatcher_->queued_bytes() != 0 ||
                     subscriber_->busy();
   if (busy) return std::min(next, next_reliability_tick_);
-  return std::min({next, requests_->next_due(), publisher_->next_due(), subscriber_->next_due()});
+  return std::min({next, requests_->next_due(), publisher_->next_due(), subscriber_->next_due(clock::now())});
 }
 
 void node_impl::run_timers(clock::time_point now) {

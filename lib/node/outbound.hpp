@@ -1,137 +1,30 @@
-// outbound_streams: what a node keeps and does as a publisher for reliability.
-//
-// Every sent batch goes into the bounded history; subscribers' cumulative acks go
-// into the delivery tracker, which tracks each ready subscriber on each topic its
-// reliable or acknowledged patterns match, from the moment it became ready. NACKs
-// are answered from history to that subscriber alone (repairs), or with a loss
-// message for what history no longer holds; acknowledged subscribers without
-// progress get their unacknowledged events again. Service groups: each batch on a
-// topic one of a group's patterns matches goes to one member (the group assigner);
-// a group's NACKs resend or hand on that member's assignments, and LOSS tells it
-// which numbers it no longer holds. I/O thread only.
+// The node's publisher side: reliability::publisher_streams on this node's counters.
+// I/O thread only.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
-#include <map>
-#include <set>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
-#include <zmq.hpp>
 
 #include "lib/node/counters.hpp"
-#include "lib/node/outbox.hpp"
-#include "lib/reliability/delivery_tracker.hpp"
-#include "lib/reliability/group_assigner.hpp"
-#include "lib/reliability/send_history.hpp"
-#include "lib/wire/control.hpp"
-#include "lib/wire/topic.hpp"
+#include "lib/reliability/publisher_streams.hpp"
 
 namespace meshbus::detail {
 
-using clock = std::chrono::steady_clock;
+using outbound_sink = reliability::publisher_sink;
 
-class outbound_sink {
- public:
-  virtual ~outbound_sink() = default;
-  /// Sends `frame` (an original data frame) to one subscriber, as a repair.
-  virtual void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) = 0;
-  virtual void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) = 0;
-  /// Sends `frame` to a group member as its `seq`-th batch of `group`.
-  virtual void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                               zmq::message_t&& frame) = 0;
-  /// A node subscribes a group with another set of patterns than the group's (both
-  /// given as text, e.g. "[a.*, b.c]"): it gets no work from this node.
-  virtual void group_conflict(const wire::node_id_bytes& member, const std::string& group,
-                              const std::string& patterns, const std::string& group_patterns) = 0;
-  /// A group's set of patterns changed (it had `before`, empty text for none).
-  virtual void group_changed(const std::string& group, const std::string& before, const std::string& now) = 0;
-};
+/// The publisher side's tallies are the node's own Stats counters.
+inline reliability::publisher_counters publisher_counters_of(node_counters& c) noexcept {
+  return {c.nacks_received, c.bad_nacks,       c.repairs_sent,        c.losses_sent,
+          c.redeliveries,   c.acks_received,   c.bad_acks,            c.history_evicted,
+          c.group_reassignments, c.group_backlog_dropped, c.group_out_of_scope};
+}
 
-class outbound_streams {
+/// publisher_streams on this node's counters.
+class outbound_streams final : public reliability::publisher_streams {
  public:
   outbound_streams(reliability::history_limits history, reliability::tracker_config tracker,
-                   reliability::group_config groups, std::uint64_t epoch, outbound_sink& sink, node_counters& counters)
-      : epoch_(epoch), history_(history), tracker_(tracker), groups_(groups), sink_(sink), counters_(counters) {}
-
-  /// A batch went out: keep it, and count it against every tracked subscriber.
-  void sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count, zmq::message_t&& frame,
-            clock::time_point now);
-  /// A subscriber's patterns or readiness changed.
-  void set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
-                      clock::time_point now);
-  /// A subscriber is gone: it is no longer tracked and gets no new group work. Its
-  /// unacknowledged group work goes to the other members now, or, with
-  /// `keep_group_work` (it said goodbye, and its last acks may still be on the way),
-  /// when release_group_work() is called.
-  void forget_subscriber(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work = false);
-  /// What a forgotten subscriber still holds of group work goes to the other members.
-  void release_group_work(const wire::node_id_bytes& id, clock::time_point now);
-  void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m, clock::time_point now);
-  void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
-  /// Redeliveries that are due.
-  void tick(clock::time_point now);
-  clock::time_point next_due() const { return tracker_.next_redelivery(); }
-
-  bool window_full() const noexcept { return tracker_.window_full() || groups_.window_full(); }
-  bool all_acknowledged() const noexcept { return tracker_.all_acknowledged() && groups_.all_acknowledged(); }
-  std::uint64_t unacknowledged() const noexcept {
-    return tracker_.total_unacknowledged() + groups_.unacknowledged();
-  }
-  std::size_t group_backlog() const { return groups_.backlog(); }
-  std::size_t history_events() const noexcept { return history_.events(); }
-  std::size_t history_bytes() const noexcept { return history_.bytes(); }
-  /// The last sequence of every topic sent, for READY.
-  std::vector<std::pair<std::string, std::uint64_t>> positions(std::size_t max) const;
-
- private:
-  struct subscriber {
-    std::vector<std::pair<wire::pattern, reliability::delivery_mode>> patterns;
-    std::set<std::string> groups;
-    bool ready = false;
-  };
-  /// A service group as this publisher sees it (docs/protocol.md §7): the set of
-  /// patterns it subscribes is the set most of its nodes subscribe (a tie keeps the
-  /// current one); nodes that subscribe exactly that set are its members, the others
-  /// get no work from here.
-  struct group_info {
-    std::vector<std::string> texts;       ///< the group's set, sorted; empty until a node subscribes
-    std::vector<wire::pattern> patterns;  ///< the same, compiled
-    std::map<wire::node_id_bytes, std::vector<std::string>> wanted;   ///< each subscribing node's set
-    std::set<wire::node_id_bytes> members;                            ///< active: wanted == texts
-    std::map<wire::node_id_bytes, std::vector<std::string>> refused;  ///< conflicts reported
-    bool matches(std::string_view topic) const;
-  };
-  void reconcile(const std::string& name, group_info& g, clock::time_point now);
-  void send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends);
-  /// Adds what the history and the group assigner counted since the last call to the
-  /// node's counters.
-  void count_tallies();
-  void track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic, clock::time_point now);
-  void resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from, std::uint64_t to_seq,
-              std::size_t& budget);
-
-  std::uint64_t epoch_;
-  reliability::send_history<zmq::message_t> history_;
-  reliability::delivery_tracker tracker_;
-  reliability::group_assigner<zmq::message_t> groups_;
-  std::map<std::string, group_info> group_info_;
-  std::vector<reliability::group_assigner<zmq::message_t>::send> group_sends_;  ///< reused
-  outbound_sink& sink_;
-  node_counters& counters_;
-  /// The history's and the group assigner's tallies already added to counters_.
-  struct {
-    std::uint64_t evicted = 0, reassigned = 0, backlog_dropped = 0, out_of_scope = 0;
-  } counted_;
-  std::map<wire::node_id_bytes, subscriber> subscribers_;
-  /// Topics sent, with the subscriber generation their tracking was last checked at.
-  std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> topics_;
-  std::uint64_t generation_ = 1;
-  std::vector<reliability::redelivery> due_;  ///< reused
+                   reliability::group_config groups, std::uint64_t epoch, outbound_sink& sink,
+                   node_counters& counters)
+      : publisher_streams(history, tracker, groups, epoch, sink, publisher_counters_of(counters)) {}
 };
 
 }  // namespace meshbus::detail

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "lib/node/publish_fields.hpp"
+#include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
@@ -238,7 +239,7 @@ void publisher_side::send_pending(clock::time_point now) {
     t.last_sent = now;
     t.heartbeat_gap = std::chrono::milliseconds(20);
     t.next_heartbeat = now + t.heartbeat_gap;
-    outbound_.sent(p.topic, p.first_seq, p.count, std::move(kept), now);
+    outbound_.sent(p.topic, p.first_seq, p.count, transport::to_frame(std::move(kept)), now);
     // Lower "all acknowledged" before the bytes are released, or flush() could slip through.
     update_flow_state();
     outbox_->release(p.bytes);
@@ -373,7 +374,8 @@ void publisher_side::release_group_work(const wire::node_id_bytes& id, clock::ti
   update_flow_state();
 }
 
-void publisher_side::send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) {
+void publisher_side::send_repair(const wire::node_id_bytes& to, transport::frame&& data) {
+  auto frame = transport::to_message(std::move(data));
   control_.send_with_frame(to, wire::repair_msg{ctx_.self.epoch}, frame);
 }
 
@@ -386,7 +388,8 @@ void publisher_side::send_loss(const wire::node_id_bytes& to, const wire::loss_m
 }
 
 void publisher_side::send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                                     zmq::message_t&& frame) {
+                                     transport::frame&& data) {
+  auto frame = transport::to_message(std::move(data));
   const wire::assign_msg head{ctx_.self.epoch, group, seq};
   if (to == ctx_.self.bytes) {  // this node's own share of the group's work
     self_route_.own_assignment(head, std::move(frame));

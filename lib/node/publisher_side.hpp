@@ -120,10 +120,10 @@ class publisher_side final : private outbound_sink {
   void update_flow_state();
 
   // outbound_sink
-  void send_repair(const wire::node_id_bytes& to, zmq::message_t&& frame) override;
+  void send_repair(const wire::node_id_bytes& to, transport::frame&& frame) override;
   void send_loss(const wire::node_id_bytes& to, const wire::loss_msg& m) override;
   void send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                       zmq::message_t&& frame) override;
+                       transport::frame&& frame) override;
   void group_conflict(const wire::node_id_bytes& member, const std::string& group, const std::string& patterns,
                       const std::string& group_patterns) override;
   void group_changed(const std::string& group, const std::string& before, const std::string& now) override;

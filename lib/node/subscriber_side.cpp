@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
@@ -55,7 +56,7 @@ void subscriber_side::on_frame(zmq::message_t&& msg, const wire::node_id_bytes* 
       bump(ctx_.counters.bytes_received, msg.size());
       if (h.publisher == ctx_.self.bytes) return;
       const std::string topic_copy(topic);  // the view dies with the frame
-      inbound_.on_batch(std::move(msg), h, topic_copy, repaired_by != nullptr, clock::now());
+      inbound_.on_batch(transport::to_frame(std::move(msg)), h, topic_copy, repaired_by != nullptr, clock::now());
       return;
     }
     if (status == wire::decode_status::ok) status = wire::decode_status::malformed;
@@ -91,7 +92,8 @@ void subscriber_side::on_assignment(const wire::node_id_bytes& from, const wire:
   bump(ctx_.counters.batches_received);
   bump(ctx_.counters.events_received, h.count);
   const std::string topic_copy(topic);
-  inbound_.on_assignment(from, m.epoch, m.group, m.seq, std::move(frame), h, topic_copy, clock::now());
+  inbound_.on_assignment(from, m.epoch, m.group, m.seq, transport::to_frame(std::move(frame)), h, topic_copy,
+                          clock::now());
 }
 
 void subscriber_side::tick(clock::time_point now) {
@@ -105,7 +107,9 @@ void subscriber_side::tick(clock::time_point now) {
   }
 }
 
-void subscriber_side::deliver(std::size_t hash, delivery&& d) { handlers_.post(hash, std::move(d)); }
+void subscriber_side::deliver(std::size_t hash, const reliability::lane& l, reliability::lane_delivery&& d) {
+  handlers_.post(hash, to_delivery(l, std::move(d)));
+}
 
 void subscriber_side::send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) {
   if (publisher == ctx_.self.bytes) {
@@ -123,7 +127,8 @@ void subscriber_side::send_ack(const wire::node_id_bytes& publisher, const wire:
   }
 }
 
-void subscriber_side::lost(std::size_t stream_hash, const LossNotice& notice) {
+void subscriber_side::lost(std::size_t stream_hash, const reliability::loss_report& loss) {
+  const auto notice = to_notice(loss);
   ctx_.faults.report(fault::sequence_gap,
                      fmt::format("{} events of '{}' from {} will not arrive ({})", notice.to - notice.from + 1,
                                  notice.topic, notice.publisher.short_string(), to_string(notice.reason)));

@@ -61,7 +61,7 @@ class subscriber_side final : private inbound_sink {
 
   /// NACK retries and acks that are due.
   void tick(clock::time_point now);
-  clock::time_point next_due() const { return inbound_.next_due(); }
+  clock::time_point next_due(clock::time_point now) const { return inbound_.next_due(now); }
   bool busy() const { return inbound_.busy(); }
   /// Leaving: no new group work, and every ack that has progressed goes out.
   void stop_taking_group_work() { inbound_.stop_taking_group_work(); }
@@ -69,10 +69,10 @@ class subscriber_side final : private inbound_sink {
 
  private:
   // inbound_sink
-  void deliver(std::size_t stream_hash, delivery&& d) override;
+  void deliver(std::size_t stream_hash, const reliability::lane& l, reliability::lane_delivery&& d) override;
   void send_nack(const wire::node_id_bytes& publisher, const wire::nack_msg& m) override;
   void send_ack(const wire::node_id_bytes& publisher, const wire::ack_msg& m) override;
-  void lost(std::size_t stream_hash, const LossNotice& notice) override;
+  void lost(std::size_t stream_hash, const reliability::loss_report& loss) override;
   void drop(wire::decode_status status, fault malformed, std::string_view what);
 
   node_context& ctx_;

@@ -1,9 +1,10 @@
-// Publisher side of reliability; see outbound.hpp.
-#include "lib/node/outbound.hpp"
+// Publisher side of reliability; see publisher_streams.hpp. Frames in history and in
+// group work are sent again as shares of the same buffer, never copied.
+#include "lib/reliability/publisher_streams.hpp"
 
 #include <algorithm>
 
-namespace meshbus::detail {
+namespace meshbus::reliability {
 namespace {
 // Batches resent for one NACK or one redelivery at most; the rest is asked for again.
 constexpr std::size_t repair_budget = 1024;
@@ -18,24 +19,24 @@ std::string describe(const std::vector<std::string>& texts) {
 }
 }  // namespace
 
-bool outbound_streams::group_info::matches(std::string_view topic) const {
+bool publisher_streams::group_info::matches(std::string_view topic) const {
   return std::any_of(patterns.begin(), patterns.end(),
                      [&](const wire::pattern& p) { return p.matches(topic); });
 }
 
-void outbound_streams::track_topic(const wire::node_id_bytes& id, const subscriber& s, std::string_view topic,
-                                   clock::time_point now) {
+void publisher_streams::track_topic(const wire::node_id_bytes& id, const subscriber& s,
+                                    std::string_view topic, clock::time_point now) {
   if (!s.ready) return;
-  auto mode = reliability::delivery_mode::best_effort;
+  auto mode = delivery_mode::best_effort;
   for (const auto& [p, m] : s.patterns) {
     if (m > mode && p.matches(topic)) mode = m;
   }
-  if (mode == reliability::delivery_mode::best_effort || tracker_.tracks(id, topic)) return;
+  if (mode == delivery_mode::best_effort || tracker_.tracks(id, topic)) return;
   tracker_.track(id, topic, mode, history_.last_sent(topic), now);
 }
 
-void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count,
-                            zmq::message_t&& frame, clock::time_point now) {
+void publisher_streams::sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count,
+                             transport::frame&& frame, clock::time_point now) {
   auto it = topics_.find(topic);
   if (it == topics_.end()) it = topics_.emplace(std::string(topic), 0).first;
   if (it->second != generation_) {
@@ -48,9 +49,7 @@ void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std
   group_sends_.clear();
   for (const auto& [name, g] : group_info_) {
     if (g.members.empty() || !g.matches(topic)) continue;
-    zmq::message_t copy;
-    copy.copy(frame);
-    groups_.assign(name, topic, count, std::move(copy), now, group_sends_);
+    groups_.assign(name, topic, count, frame.share(), now, group_sends_);
   }
   send_all(group_sends_);
   const auto bytes = frame.size();
@@ -59,17 +58,15 @@ void outbound_streams::sent(std::string_view topic, std::uint64_t first_seq, std
   count_tallies();
 }
 
-void outbound_streams::send_all(std::vector<reliability::group_assigner<zmq::message_t>::send>& sends) {
+void publisher_streams::send_all(std::vector<group_assigner<transport::frame>::send>& sends) {
   for (const auto& s : sends) {
-    zmq::message_t copy;
-    copy.copy(const_cast<zmq::message_t&>(*s.payload));  // shares the buffer
-    sink_.send_assignment(s.member, s.group, s.seq, std::move(copy));
+    sink_.send_assignment(s.member, s.group, s.seq, s.payload->share());
   }
   sends.clear();
   count_tallies();
 }
 
-void outbound_streams::count_tallies() {
+void publisher_streams::count_tallies() {
   auto add = [](counter& c, std::uint64_t now, std::uint64_t& counted) {
     if (now == counted) return;
     bump(c, now - counted);
@@ -81,8 +78,9 @@ void outbound_streams::count_tallies() {
   add(counters_.group_out_of_scope, groups_.out_of_scope(), counted_.out_of_scope);
 }
 
-void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
-                                      bool ready, clock::time_point now) {
+void publisher_streams::set_subscriber(const wire::node_id_bytes& id,
+                                       const std::vector<wire::pattern_spec>& patterns, bool ready,
+                                       clock::time_point now) {
   auto& s = subscribers_[id];
   s.patterns.clear();
   for (const auto& spec : patterns) {
@@ -90,7 +88,7 @@ void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::
     wire::pattern p;
     std::string err;
     if (wire::pattern::compile(spec.pattern, p, err)) {
-      s.patterns.emplace_back(std::move(p), static_cast<reliability::delivery_mode>(std::min<std::uint8_t>(spec.mode, 2)));
+      s.patterns.emplace_back(std::move(p), static_cast<delivery_mode>(std::min<std::uint8_t>(spec.mode, 2)));
     }
   }
   s.ready = ready;
@@ -128,7 +126,7 @@ void outbound_streams::set_subscriber(const wire::node_id_bytes& id, const std::
 }
 
 // Chooses the group's set and its members again after a node's set changed.
-void outbound_streams::reconcile(const std::string& name, group_info& g, clock::time_point now) {
+void publisher_streams::reconcile(const std::string& name, group_info& g, clock::time_point now) {
   // The set most of the group's nodes subscribe; a tie keeps the current set, or else
   // goes to the set of the lowest node id (the map's order), so publishers agree.
   bool changed = false;
@@ -199,8 +197,8 @@ void outbound_streams::reconcile(const std::string& name, group_info& g, clock::
   }
 }
 
-void outbound_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
-                                         bool keep_group_work) {
+void publisher_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
+                                          bool keep_group_work) {
   subscribers_.erase(id);
   tracker_.forget(id);
   ++generation_;
@@ -214,24 +212,22 @@ void outbound_streams::forget_subscriber(const wire::node_id_bytes& id, clock::t
   if (!keep_group_work) release_group_work(id, now);
 }
 
-void outbound_streams::release_group_work(const wire::node_id_bytes& id, clock::time_point now) {
+void publisher_streams::release_group_work(const wire::node_id_bytes& id, clock::time_point now) {
   if (subscribers_.count(id) != 0) return;  // known again (a new session): nothing of the old to hand on
   group_sends_.clear();
   groups_.leave("", id, now, group_sends_);
   send_all(group_sends_);
 }
 
-void outbound_streams::resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from,
-                              std::uint64_t to_seq, std::size_t& budget) {
+void publisher_streams::resend(const wire::node_id_bytes& to, std::string_view topic, std::uint64_t from,
+                               std::uint64_t to_seq, std::size_t& budget) {
   const auto found = history_.find(topic, from, to_seq);
   if (found.beyond_sent) bump(counters_.bad_nacks);
   for (const auto* b : found.batches) {
     if (budget == 0) break;
     --budget;
-    zmq::message_t copy;
-    copy.copy(const_cast<zmq::message_t&>(b->payload));  // shares the buffer
     bump(counters_.repairs_sent);
-    sink_.send_repair(to, std::move(copy));
+    sink_.send_repair(to, b->payload.share());
   }
   if (found.evicted_from != 0) {
     bump(counters_.losses_sent);
@@ -239,8 +235,8 @@ void outbound_streams::resend(const wire::node_id_bytes& to, std::string_view to
   }
 }
 
-void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m,
-                               clock::time_point now) {
+void publisher_streams::on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m,
+                                clock::time_point now) {
   bump(counters_.nacks_received);
   if (m.epoch != epoch_) {
     bump(counters_.bad_nacks);  // meant for an earlier life of this node
@@ -250,7 +246,7 @@ void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack
     // Group work: a member's own assignments again, or, for a member that no longer
     // serves the group as it did, to the others; LOSS for the numbers it does not hold.
     const auto group = std::string(wire::group_of_stream(m.topic));
-    std::vector<reliability::seq_range> gone;
+    std::vector<seq_range> gone;
     bool ok = true;
     group_sends_.clear();
     for (const auto& [first, last] : m.ranges)
@@ -267,7 +263,8 @@ void outbound_streams::on_nack(const wire::node_id_bytes& from, const wire::nack
   for (const auto& [first, last] : m.ranges) resend(from, m.topic, first, last, budget);
 }
 
-void outbound_streams::on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now) {
+void publisher_streams::on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m,
+                               clock::time_point now) {
   bump(counters_.acks_received);
   if (m.epoch != epoch_) {
     bump(counters_.bad_acks);
@@ -276,12 +273,12 @@ void outbound_streams::on_ack(const wire::node_id_bytes& from, const wire::ack_m
   for (const auto& [topic, seq] : m.acks) {
     const bool ok = wire::is_group_stream(topic)
                         ? groups_.ack(from, std::string(wire::group_of_stream(topic)), seq, now)
-                        : tracker_.ack(from, topic, seq, now) == reliability::ack_result::ok;
+                        : tracker_.ack(from, topic, seq, now) == ack_result::ok;
     if (!ok) bump(counters_.bad_acks);
   }
 }
 
-void outbound_streams::tick(clock::time_point now) {
+void publisher_streams::tick(clock::time_point now) {
   group_sends_.clear();
   groups_.due(now, group_sends_);
   if (!group_sends_.empty()) bump(counters_.redeliveries);
@@ -295,7 +292,7 @@ void outbound_streams::tick(clock::time_point now) {
   }
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> outbound_streams::positions(std::size_t max) const {
+std::vector<std::pair<std::string, std::uint64_t>> publisher_streams::positions(std::size_t max) const {
   std::vector<std::pair<std::string, std::uint64_t>> out;
   for (const auto& [topic, generation] : topics_) {
     if (out.size() >= max) break;
@@ -304,4 +301,4 @@ std::vector<std::pair<std::string, std::uint64_t>> outbound_streams::positions(s
   return out;
 }
 
-}  // namespace meshbus::detail
+}  // namespace meshbus::reliability
