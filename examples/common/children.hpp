@@ -1,7 +1,7 @@
 // Child processes of a demo launcher: this same binary re-executed through
-// /proc/self/exe with other arguments, its stdout and stderr on pipes the launcher
-// reads line by line, its exit seen through a pidfd, all in one poll() loop. The
-// launcher only ever signals and reaps its own children, by pid.
+// /proc/self/exe (meshbus_support's child_process), its stdout and stderr read line by
+// line, its exit seen through its pidfd, all in one poll() loop. The launcher only ever
+// signals and reaps its own children, by pid.
 #pragma once
 
 #include <sys/types.h>
@@ -11,53 +11,26 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
+
+#include "support/child_process.hpp"
 
 namespace meshbus_examples {
 
-/// Reads one pipe and hands on whole lines.
-class line_reader {
- public:
-  line_reader() = default;
-  explicit line_reader(int fd) : fd_(fd) {}
-  line_reader(const line_reader&) = delete;
-  line_reader& operator=(const line_reader&) = delete;
-  line_reader(line_reader&& o) noexcept;
-  line_reader& operator=(line_reader&& o) noexcept;
-  ~line_reader() { close(); }
+using meshbus::support::line_reader;
 
-  int fd() const noexcept { return fd_; }
-  bool open() const noexcept { return fd_ >= 0; }
-
-  /// Reads what is there; calls on_line for every complete line (and for the rest at
-  /// end of file). Closes the pipe at end of file or on error.
-  void read_lines(const std::function<void(std::string_view)>& on_line);
-  void close() noexcept;
-
- private:
-  int fd_ = -1;
-  std::string partial_;
-};
-
-struct pipe_pair {
-  int read = -1;
-  int write = -1;
-};
-
-/// A pipe with both ends close-on-exec. Throws std::system_error.
-pipe_pair make_pipe();
-
+/// One role process of a demo, as the launcher sees it.
 struct child_process {
   std::string name;
-  pid_t pid = -1;
-  int pidfd = -1;
+  meshbus::support::child_process process;
   line_reader out;
   line_reader err;
-  std::optional<int> exit_code;  ///< set when reaped: the exit status, or 128 + signal
-  bool killed = false;           ///< by the launcher (kill_child)
+  bool killed = false;  ///< by the launcher (kill_child with SIGKILL)
 
-  bool running() const noexcept { return pid > 0 && !exit_code.has_value(); }
+  pid_t pid() const noexcept { return process.pid(); }
+  bool running() const noexcept { return process.running(); }
+  /// Once reaped: the exit status, or 128 + signal.
+  std::optional<int> exit_code() const noexcept { return process.exit_status(); }
   /// "running", "killed", "signal N" or the exit status.
   std::string exit_text() const;
 };
@@ -66,8 +39,6 @@ struct child_process {
 /// fresh stdout/stderr pipes, keeps `inherit_fd` (if >= 0) open across exec, and is
 /// sent SIGTERM if the launcher dies. Throws std::system_error.
 void spawn(child_process& c, std::string_view program, const std::vector<std::string>& args, int inherit_fd = -1);
-/// Waits for an exited child and records its status.
-void reap(child_process& c);
 /// Sends `sig` to a running child, marks it killed when `sig` is SIGKILL.
 void kill_child(child_process& c, int sig);
 

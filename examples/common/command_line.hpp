@@ -1,45 +1,24 @@
-// Command lines of the demos: "--option value" or "--option=value", numbers checked
-// against a range, and one exception type whose message says what is wrong.
+// Command lines of the demos, on CLI11: each demo declares its options on a CLI::App
+// (the hidden ones the launcher passes to its children in group ""), and this runs the
+// parse the same way for all of them.
 #pragma once
 
-#include <charconv>
 #include <functional>
 #include <optional>
 #include <stdexcept>
-#include <string_view>
 
-#include <fmt/format.h>
+#include "support/cli11.hpp"
 
 namespace meshbus_examples {
 
-/// A bad command line; what() says what is wrong.
+/// A command line that parses but makes no sense (checked after parsing); what() says why.
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// `text` as a number from `low` to `high`. Throws usage_error naming `option`.
-template <typename T>
-T parse_number(std::string_view option, std::string_view text, T low, T high) {
-  T value{};
-  const auto* end = text.data() + text.size();
-  const auto [p, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc{} || p != end || value < low || value > high) {
-    throw usage_error(fmt::format("{} needs a number from {} to {}, not '{}'", option, low, high, text));
-  }
-  return value;
-}
-
-/// Calls `apply(option, value)` for every option of argv; `value()` takes the option's
-/// value (after '=' or the next argument) and throws usage_error when there is none.
-/// Returns false at once, without going on, when it meets --help or -h.
-using option_handler = std::function<void(std::string_view option, const std::function<std::string_view()>& value)>;
-bool for_each_option(int argc, char** argv, const option_handler& apply);
-
-/// A demo's whole command line: every option through `apply`, then `check()` for what
-/// depends on several of them (both may throw usage_error). --help prints `usage`
-/// and gives 0; a usage_error prints "<program>: <what> (see <program> --help)" and
-/// gives 2; nullopt means: go on and run.
-std::optional<int> parse_command_line(int argc, char** argv, std::string_view program, std::string_view usage,
-                                      const option_handler& apply, const std::function<void()>& check);
+/// Parses argv with `app`, then calls `check()` for what depends on several options (it
+/// may throw usage_error). --help prints the help and gives 0; a mistake prints
+/// "<program>: <what> (see <program> --help)" and gives 2; nullopt means: go on and run.
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, const std::function<void()>& check);
 
 }  // namespace meshbus_examples

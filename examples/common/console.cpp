@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -41,18 +40,6 @@ void console::print(std::string_view text) const {
 
 void console::error(std::string_view text) const {
   write_all(STDERR_FILENO, tagged(text));
-}
-
-bool write_all(int fd, std::string_view text) noexcept {
-  while (!text.empty()) {
-    const auto n = ::write(fd, text.data(), text.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    text.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
 }
 
 std::string highlight(std::string_view text, bool color) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "support/child_process.hpp"
+
 namespace meshbus_examples {
 
 class console {
@@ -33,7 +35,7 @@ class console {
 };
 
 /// Writes all of `text` to `fd`, retrying short writes and EINTR. False on error.
-bool write_all(int fd, std::string_view text) noexcept;
+using meshbus::support::write_all;
 
 /// ANSI bold red around `text` when `color`, else `text` unchanged.
 std::string highlight(std::string_view text, bool color);

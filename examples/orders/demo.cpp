@@ -5,7 +5,7 @@
 #include <signal.h>
 
 #include <cmath>
-#include <functional>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -15,7 +15,6 @@
 namespace orders_demo {
 
 using namespace std::chrono_literals;
-using meshbus_examples::parse_number;
 using meshbus_examples::usage_error;
 
 const char* to_string(role r) noexcept {
@@ -32,9 +31,7 @@ const char* to_string(role r) noexcept {
 
 namespace {
 
-constexpr std::string_view usage =
-    "Usage: meshbus-orders [--orders N] [--rate HZ] [--kill-after N] [--quiet] [--help]\n"
-    "\n"
+constexpr const char* description =
     "The meshbus order-flow demo: checkout, orders, inventory, shipping and two payment\n"
     "instances run as six processes that find each other by UDP beacon on loopback (no\n"
     "broker). Checkout places orders (every fourth through a legacy storefront that still\n"
@@ -44,57 +41,42 @@ constexpr std::string_view usage =
     "Shipping asks the orders service for the address by a query. Midway, the launcher\n"
     "kills payments-2 with SIGKILL; its work goes to payments-1. Every line shows the\n"
     "flow's correlation id; the summary checks that every order reached a final state\n"
-    "and that stock adds up. Exit code 0 when all checks pass, 1 otherwise.\n"
-    "\n"
-    "Options:\n"
-    "  --orders N       orders to place, 1-2000 (default 30)\n"
-    "  --rate HZ        orders per second, 0.5-500 (default 10)\n"
-    "  --kill-after N   kill payments-2 after it handled N payments, 0 = never (default 3)\n"
-    "  --quiet          print only the final summary\n"
-    "  --help           this text\n";
+    "and that stock adds up. Exit code 0 when all checks pass, 1 otherwise.";
 
-role parse_role(std::string_view text) {
-  for (const auto r : {role::orders, role::checkout, role::payments, role::inventory, role::shipping}) {
-    if (text == to_string(r)) return r;
-  }
-  throw usage_error(fmt::format("unknown --role '{}'", text));
-}
-
-// Applies one option. The hidden ones (--role, --name, --cluster, --color) are how the
-// launcher tells a re-executed copy of itself what to be.
-void apply_option(demo_config& cfg, std::string_view option, const std::function<std::string_view()>& value) {
-  if (option == "--orders") {
-    cfg.orders = parse_number(option, value(), 1, 2000);
-  } else if (option == "--rate") {
-    cfg.rate_hz = parse_number(option, value(), 0.5, 500.0);
-  } else if (option == "--kill-after") {
-    cfg.kill_after = parse_number(option, value(), 0, 100000);
-  } else if (option == "--quiet") {
-    cfg.quiet = true;
-  } else if (option == "--role") {
-    cfg.process_role = parse_role(value());
-  } else if (option == "--name") {
-    cfg.name = value();
-  } else if (option == "--cluster") {
-    cfg.cluster = value();
-  } else if (option == "--color") {
-    cfg.color = true;
-  } else {
-    throw usage_error(fmt::format("unknown option '{}'", option));
-  }
+// The hidden options (--role, --name, --cluster, --color) are how the launcher tells a
+// re-executed copy of itself what to be.
+void add_hidden_options(CLI::App& app, demo_config& cfg) {
+  const std::map<std::string, role> roles{{"orders", role::orders},
+                                          {"checkout", role::checkout},
+                                          {"payments", role::payments},
+                                          {"inventory", role::inventory},
+                                          {"shipping", role::shipping}};
+  app.add_option("--role", cfg.process_role)->transform(CLI::CheckedTransformer(roles))->group("");
+  app.add_option("--name", cfg.name)->group("");
+  app.add_option("--cluster", cfg.cluster)->group("");
+  app.add_flag("--color", cfg.color)->group("");
 }
 
 }  // namespace
 
 std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
-  return meshbus_examples::parse_command_line(
-      argc, argv, "meshbus-orders", usage,
-      [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); },
-      [&cfg] {
-        if (cfg.process_role != role::launcher && cfg.cluster.empty()) {
-          throw usage_error("service processes are started by the launcher; run meshbus-orders without --role");
-        }
-      });
+  CLI::App app{description, "meshbus-orders"};
+  app.add_option("--orders", cfg.orders, "orders to place, 1-2000 (default 30)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 2000));
+  app.add_option("--rate", cfg.rate_hz, "orders per second, 0.5-500 (default 10)")
+      ->type_name("HZ")
+      ->check(CLI::Range(0.5, 500.0));
+  app.add_option("--kill-after", cfg.kill_after, "kill payments-2 after it handled N payments, 0 = never (default 3)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 100000));
+  app.add_flag("--quiet", cfg.quiet, "print only the final summary");
+  add_hidden_options(app, cfg);
+  return meshbus_examples::parse_command_line(app, argc, argv, [&cfg] {
+    if (cfg.process_role != role::launcher && cfg.cluster.empty()) {
+      throw usage_error("service processes are started by the launcher; run meshbus-orders without --role");
+    }
+  });
 }
 
 std::vector<std::string> role_arguments(const demo_config& cfg, role r, const std::string& name) {

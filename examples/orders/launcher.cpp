@@ -52,7 +52,7 @@ int run_launcher(demo_config cfg) {
     children[i].name = services[i].name;
     meshbus_examples::spawn(children[i], "meshbus-orders",
                             role_arguments(cfg, services[i].process_role, services[i].name));
-    out.print(fmt::format("started {:<10} pid {}", children[i].name, children[i].pid));
+    out.print(fmt::format("started {:<10} pid {}", children[i].name, children[i].pid()));
   }
 
   int payments_by_victim = 0;
@@ -63,7 +63,7 @@ int run_launcher(demo_config cfg) {
     if (&c != &children[victim_index] || cfg.kill_after == 0 || victim_killed || !is_payment_line(line)) return;
     if (++payments_by_victim < cfg.kill_after) return;
     out.print(fmt::format("killing {} (pid {}) with SIGKILL mid-flow: what it has not acknowledged goes to payments-1",
-                          c.name, c.pid));
+                          c.name, c.pid()));
     meshbus_examples::kill_child(c, SIGKILL);
     victim_killed = true;
   };
@@ -75,7 +75,7 @@ int run_launcher(demo_config cfg) {
 
   const auto deadline = steady_clock::now() + launcher_deadline(cfg);
   auto kill_late = [&](const child_process& c) {
-    out.error(fmt::format("deadline passed: killing {} (pid {})", c.name, c.pid));
+    out.error(fmt::format("deadline passed: killing {} (pid {})", c.name, c.pid()));
   };
   if (!meshbus_examples::supervise(children, what, deadline)) meshbus_examples::kill_remaining(children, kill_late);
   // The orders service has given its verdict: the others end with SIGTERM, cleanly.
@@ -89,7 +89,7 @@ int run_launcher(demo_config cfg) {
   for (std::size_t i = 0; i < children.size(); ++i) {
     const auto& c = children[i];
     if (i == victim_index && victim_killed) continue;
-    if (c.exit_code != 0) problems.push_back(fmt::format("{} exited with {}", c.name, c.exit_text()));
+    if (c.exit_code() != 0) problems.push_back(fmt::format("{} exited with {}", c.name, c.exit_text()));
   }
   if (cfg.kill_after > 0 && !victim_killed) {
     out.print(fmt::format("payments-2 handled fewer than {} payments and was not killed", cfg.kill_after));

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <functional>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -13,7 +13,6 @@
 
 namespace sensors_demo {
 
-using meshbus_examples::parse_number;
 using meshbus_examples::usage_error;
 
 using namespace std::chrono_literals;
@@ -30,68 +29,47 @@ const char* to_string(role r) noexcept {
 
 namespace {
 
-constexpr std::string_view usage =
-    "Usage: meshbus-demo [--sensors N] [--readings N] [--rate HZ] [--quiet] [--help]\n"
-    "\n"
+constexpr const char* description =
     "The meshbus sensors demo: starts a dashboard, an alerting service and N sensors as\n"
     "separate processes. They find each other by UDP beacon on loopback (no broker),\n"
     "exchange readings over ZeroMQ, and the demo ends with a table of what was sent and\n"
-    "received. Exit code 0 when every event arrived once and in order, 1 otherwise.\n"
-    "\n"
-    "Options:\n"
-    "  --sensors N    sensor processes, 1-20 (default 3)\n"
-    "  --readings N   readings per topic and sensor, 1-100000 (default 60)\n"
-    "  --rate HZ      readings per second and topic, 0.1-1000 (default 25)\n"
-    "  --quiet        print only the final summary\n"
-    "  --help         this text\n";
+    "received. Exit code 0 when every event arrived once and in order, 1 otherwise.";
 
-role parse_role(std::string_view text) {
-  for (const auto r : {role::sensor, role::dashboard, role::alerting}) {
-    if (text == to_string(r)) return r;
-  }
-  throw usage_error(fmt::format("unknown --role '{}'", text));
-}
-
-// Applies one option. The hidden ones (--role, --name, --cluster, --report-fd, --color)
-// are how the launcher tells a re-executed copy of itself what to be.
-void apply_option(demo_config& cfg, std::string_view option, const std::function<std::string_view()>& value) {
-  if (option == "--sensors") {
-    cfg.sensors = parse_number(option, value(), 1, 20);
-  } else if (option == "--readings") {
-    cfg.readings = parse_number(option, value(), 1, 100000);
-  } else if (option == "--rate") {
-    cfg.rate_hz = parse_number(option, value(), 0.1, 1000.0);
-  } else if (option == "--quiet") {
-    cfg.quiet = true;
-  } else if (option == "--role") {
-    cfg.process_role = parse_role(value());
-  } else if (option == "--name") {
-    cfg.name = value();
-  } else if (option == "--cluster") {
-    cfg.cluster = value();
-  } else if (option == "--report-fd") {
-    cfg.report_fd = parse_number(option, value(), 0, 1 << 20);
-  } else if (option == "--color") {
-    cfg.color = true;
-  } else {
-    throw usage_error(fmt::format("unknown option '{}'", option));
-  }
+// The hidden options (--role, --name, --cluster, --report-fd, --color) are how the
+// launcher tells a re-executed copy of itself what to be.
+void add_hidden_options(CLI::App& app, demo_config& cfg) {
+  const std::map<std::string, role> roles{
+      {"sensor", role::sensor}, {"dashboard", role::dashboard}, {"alerting", role::alerting}};
+  app.add_option("--role", cfg.process_role)->transform(CLI::CheckedTransformer(roles))->group("");
+  app.add_option("--name", cfg.name)->group("");
+  app.add_option("--cluster", cfg.cluster)->group("");
+  app.add_option("--report-fd", cfg.report_fd)->check(CLI::Range(0, 1 << 20))->group("");
+  app.add_flag("--color", cfg.color)->group("");
 }
 
 }  // namespace
 
 std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
-  return meshbus_examples::parse_command_line(
-      argc, argv, "meshbus-demo", usage,
-      [&cfg](std::string_view option, const auto& value) { apply_option(cfg, option, value); },
-      [&cfg] {
-        if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
-          throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
-        }
-        if (cfg.process_role != role::launcher && (cfg.cluster.empty() || cfg.report_fd < 0)) {
-          throw usage_error("role processes are started by the launcher; run meshbus-demo without --role");
-        }
-      });
+  CLI::App app{description, "meshbus-demo"};
+  app.add_option("--sensors", cfg.sensors, "sensor processes, 1-20 (default 3)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 20));
+  app.add_option("--readings", cfg.readings, "readings per topic and sensor, 1-100000 (default 60)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--rate", cfg.rate_hz, "readings per second and topic, 0.1-1000 (default 25)")
+      ->type_name("HZ")
+      ->check(CLI::Range(0.1, 1000.0));
+  app.add_flag("--quiet", cfg.quiet, "print only the final summary");
+  add_hidden_options(app, cfg);
+  return meshbus_examples::parse_command_line(app, argc, argv, [&cfg] {
+    if (cfg.process_role == role::sensor && !sensor_index(cfg.name)) {
+      throw usage_error(fmt::format("a sensor's --name must be s1, s2, ... (got '{}')", cfg.name));
+    }
+    if (cfg.process_role != role::launcher && (cfg.cluster.empty() || cfg.report_fd < 0)) {
+      throw usage_error("role processes are started by the launcher; run meshbus-demo without --role");
+    }
+  });
 }
 
 std::vector<std::string> role_arguments(const demo_config& cfg, role r, const std::string& name,

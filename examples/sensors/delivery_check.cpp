@@ -8,9 +8,9 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "config.hpp"
-#include "flat_json.hpp"
 
 namespace sensors_demo {
 namespace {
@@ -58,10 +58,10 @@ std::optional<reading> delivery_check::on_event(const meshbus::Event& event) {
 
   check_sequence(event.topic(), event.sequence());
   changed_.notify_all();
-  const auto fields = parse_json_object(event.text());
-  const auto value = fields ? number_field(*fields, "value") : std::nullopt;
-  if (!value) return std::nullopt;
-  return reading{std::string(parts->sensor), *kind, *value};
+  const auto fields = nlohmann::json::parse(event.text(), nullptr, false);  // discarded when malformed
+  const auto value = fields.is_object() ? fields.find("value") : fields.end();
+  if (value == fields.end() || !value->is_number()) return std::nullopt;
+  return reading{std::string(parts->sensor), *kind, value->get<double>()};
 }
 
 void delivery_check::check_sequence(std::string_view topic, std::uint64_t sequence) {

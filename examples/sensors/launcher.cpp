@@ -64,7 +64,7 @@ std::optional<std::string> process_problem(const child_process& p, const child& 
   if (p.killed) return fmt::format("{} was still running at the deadline and was killed", p.name);
   if (!c.report) return fmt::format("{} sent no report (exit {})", p.name, p.exit_text());
   if (!c.report->ok) return fmt::format("{}: {}", p.name, c.report->note);
-  if (p.exit_code != 0) return fmt::format("{} exited with {}", p.name, p.exit_text());
+  if (p.exit_code() != 0) return fmt::format("{} exited with {}", p.name, p.exit_text());
   return std::nullopt;
 }
 
@@ -138,21 +138,21 @@ int run_launcher(demo_config cfg) {
   out.print(fmt::format("each sensor sends {} temperature and {} humidity readings at {} Hz, then 'done'",
                         cfg.readings, cfg.readings, cfg.rate_hz));
 
-  auto reports = meshbus_examples::make_pipe();
-  line_reader report_reader(reports.read);
+  auto reports = meshbus::support::make_pipe();
+  line_reader report_reader(std::move(reports.read));
   const auto deadline = steady_clock::now() + launcher_deadline(cfg);
   // Subscribers first, then sensors (which also wait for the subscribers to be ready).
   for (std::size_t i = 0; i < processes.size(); ++i) {
     auto& p = processes[i];
-    meshbus_examples::spawn(p, "meshbus-demo", role_arguments(cfg, children[i].process_role, p.name, reports.write),
-                            reports.write);
-    out.print(fmt::format("started {:<9} pid {}", p.name, p.pid));
+    meshbus_examples::spawn(p, "meshbus-demo", role_arguments(cfg, children[i].process_role, p.name, reports.write.get()),
+                            reports.write.get());
+    out.print(fmt::format("started {:<9} pid {}", p.name, p.pid()));
   }
-  ::close(reports.write);  // the children hold the only write ends: EOF when all are gone
+  reports.write.reset();  // the children hold the only write ends: EOF when all are gone
 
   if (!supervise(processes, children, report_reader, out, deadline)) {
     meshbus_examples::kill_remaining(processes, [&out](const child_process& p) {
-      out.error(fmt::format("deadline passed: killing {} (pid {})", p.name, p.pid));
+      out.error(fmt::format("deadline passed: killing {} (pid {})", p.name, p.pid()));
     });
     // Whatever the killed children left in their pipes (they are closed now).
     supervise(processes, children, report_reader, out, steady_clock::now() + std::chrono::seconds(1));

@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 #include <meshbus/node.hpp>
+#include <nlohmann/json.hpp>
 
 #include "console.hpp"
-#include "flat_json.hpp"
 #include "report.hpp"
 #include "roles.hpp"
 
@@ -93,7 +93,9 @@ std::uint64_t publish_readings(const demo_config& cfg, const console& out, meshb
     std::string progress;
     for (const auto& s : streams) {
       const double value = generator.next(s.kind);
-      const auto payload = json_object().add("sensor", cfg.name).add("value", value).add("n", n).str();
+      // {"sensor":"s1","value":21.5,"n":7}; readings are tenths of a degree or percent.
+      const auto payload =
+          nlohmann::ordered_json{{"sensor", cfg.name}, {"value", std::round(value * 10) / 10}, {"n", n}}.dump();
       if (node.publish(s.topic, payload) == meshbus::PublishResult::ok) {
         ++report.sent;
       } else {

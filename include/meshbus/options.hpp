@@ -4,7 +4,8 @@
 /// Fields left at their defaults are filled from the environment when
 /// use_environment is true (the default):
 ///   MESHBUS_NAME, MESHBUS_CLUSTER, MESHBUS_INTERFACE, MESHBUS_BEACON_PORT,
-///   MESHBUS_PEERS, MESHBUS_PORT (ROUTER), MESHBUS_PUB_PORT, MESHBUS_LOG.
+///   MESHBUS_PEERS, MESHBUS_PORT (ROUTER), MESHBUS_PUB_PORT, MESHBUS_MAX_MESSAGE_BYTES,
+///   MESHBUS_LOG.
 /// An explicit option always wins over the environment.
 #pragma once
 
@@ -79,7 +80,8 @@ struct Options {
   /// Largest batch of small events in one ZeroMQ message.
   std::size_t max_batch_bytes = std::size_t{64} << 10;
   /// Largest message accepted from the network (ZMQ_MAXMSGSIZE) and largest event
-  /// that can be published. Must be the same on every node.
+  /// that can be published. Must be the same on every node. Left at the default,
+  /// MESHBUS_MAX_MESSAGE_BYTES (a number of bytes) replaces it.
   std::size_t max_message_bytes = std::size_t{16} << 20;
   /// ZeroMQ high-water mark (messages) per subscriber and per peer. Small events
   /// travel in batches of up to max_batch_bytes, so this bounds the bytes queued in

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -30,6 +32,20 @@ std::uint16_t parse_port(const char* var, std::string_view text) {
                 fmt::format("{}='{}' is not a port number (0-65535)", var, text));
   }
   return static_cast<std::uint16_t>(v);
+}
+
+/// A message size limit: whole bytes, at least `minimum`, at most what ZMQ_MAXMSGSIZE holds.
+std::size_t parse_message_bytes(const char* var, std::string_view text, std::size_t minimum) {
+  constexpr auto maximum = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  std::uint64_t v = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size() || v < minimum || v > maximum) {
+    throw error(errc::configuration,
+                fmt::format("{}='{}' is not a message size: give a number of bytes from {} (at least "
+                            "Options::max_batch_bytes) to {}, e.g. 67108864 for 64 MiB",
+                            var, text, minimum, maximum));
+  }
+  return static_cast<std::size_t>(v);
 }
 
 void require(bool ok, const std::string& message) {
@@ -72,6 +88,11 @@ resolved_options resolve_options(const Options& given) {
   }
   if (o.pub_port == 0 && use_env && env("MESHBUS_PUB_PORT")) {
     o.pub_port = parse_port("MESHBUS_PUB_PORT", env("MESHBUS_PUB_PORT"));
+  }
+  // The default stands for "not set": an explicit other value wins over the variable.
+  if (o.max_message_bytes == Options{}.max_message_bytes && use_env && env("MESHBUS_MAX_MESSAGE_BYTES")) {
+    o.max_message_bytes = parse_message_bytes("MESHBUS_MAX_MESSAGE_BYTES", env("MESHBUS_MAX_MESSAGE_BYTES"),
+                                              std::max<std::size_t>(4096, o.max_batch_bytes));
   }
   for (const auto& s : o.seeds) {
     auto parsed = discovery::parse_seeds(s);

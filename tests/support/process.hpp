@@ -1,5 +1,6 @@
-// Test support: start real child processes (fork + exec), capture their output,
-// wait for them with deadlines, and wait for conditions instead of sleeping.
+// Test support: start real child processes (fork + exec, through meshbus_support),
+// capture their output, wait for them with deadlines, and wait for conditions instead
+// of sleeping.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "support/child_process.hpp"
 
 namespace meshbus::test {
 
@@ -28,7 +31,7 @@ class child_process {
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
 
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept { return process_.pid(); }
   /// Waits for exit up to `timeout`, reading output meanwhile. Returns the exit
   /// code (128 + signal for a signal), or nullopt on timeout (the child keeps running).
   std::optional<int> wait(std::chrono::milliseconds timeout);
@@ -44,12 +47,9 @@ class child_process {
 
  private:
   void read_available(int timeout_ms);
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  int err_fd_ = -1;
+  support::child_process process_;
   std::string out_;
   std::string err_;
-  std::optional<int> status_;
 };
 
 /// Polls `pred` every few milliseconds until it holds or `timeout` passes.

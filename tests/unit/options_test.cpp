@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <string>
 
 #include "discovery/interfaces.hpp"
 #include "discovery/seeds.hpp"
@@ -104,6 +105,34 @@ TEST_CASE("bad seeds and bad option values are configuration errors", "[unit][op
   o.use_environment = false;
   o.max_batch_bytes = 100;
   CHECK_THROWS_AS(detail::resolve_options(o), error);
+}
+
+TEST_CASE("MESHBUS_MAX_MESSAGE_BYTES raises the message limit unless an explicit value is set",
+          "[unit][options]") {
+  env_guard limit("MESHBUS_MAX_MESSAGE_BYTES", "67108864");
+  Options o;
+  CHECK(detail::resolve_options(o).options.max_message_bytes == std::size_t{64} << 20);
+  o.max_message_bytes = std::size_t{1} << 20;
+  CHECK(detail::resolve_options(o).options.max_message_bytes == std::size_t{1} << 20);
+  o = Options{};
+  o.use_environment = false;
+  CHECK(detail::resolve_options(o).options.max_message_bytes == std::size_t{16} << 20);
+}
+
+TEST_CASE("a bad MESHBUS_MAX_MESSAGE_BYTES names the variable and the accepted range", "[unit][options]") {
+  // Not a number, a unit suffix, below the largest batch (64 KiB), beyond what ZeroMQ holds.
+  for (const char* bad : {"lots", "64M", "-1", "1000", "9223372036854775808"}) {
+    env_guard limit("MESHBUS_MAX_MESSAGE_BYTES", bad);
+    INFO("MESHBUS_MAX_MESSAGE_BYTES=" << bad);
+    try {
+      detail::resolve_options(Options{});
+      FAIL("expected meshbus::error");
+    } catch (const error& e) {
+      CHECK(e.code_value() == errc::configuration);
+      CHECK_THAT(e.what(), Catch::Contains("MESHBUS_MAX_MESSAGE_BYTES='" + std::string(bad) + "'") &&
+                               Catch::Contains("number of bytes from 65536"));
+    }
+  }
 }
 
 TEST_CASE("interface selection rejects names that do not exist and lists the real ones", "[unit][options]") {

@@ -1,0 +1,96 @@
+// The explanations meshbus-perf's --help prints after the options: what each command
+// measures and how, so that a number can be read without the source.
+#pragma once
+
+namespace meshbus_perf::help {
+
+/// What both commands do.
+inline constexpr const char* intro = R"(Both commands run this process and a second one (started from this program) over
+TCP loopback, first with raw ZeroMQ (PUB/SUB; DEALER/ROUTER for latency --mode
+request) and then with meshbus, for each size, and print one row (throughput, and
+latency --mode request) or two rows (latency) per size.
+)";
+
+/// throughput: what is timed and how events/s, MB/s and loss are computed.
+inline constexpr const char* throughput = R"(throughput: a publisher (this process) sends count events to a subscriber.
+t0 = CLOCK_MONOTONIC just before the first measured send; t_last = the same clock
+when the subscriber got the last measured event; t_end = the later of t_last and
+the return of meshbus's flush(). events/s = received / (t_end - t0); MB/s =
+events/s x size / 1e6 (payload only); lost = count - received (the subscriber
+gives up after 3 s without a new event); ratio = meshbus events/s / raw events/s.
+meshbus's publisher waits for the subscription (wait_for_subscribers), publishes
+every event with publish() and ends with flush(), which for reliable and
+acknowledged waits until the subscriber has acknowledged everything.
+Raw ZeroMQ: PUB with ZMQ_XPUB_NODROP=1 and blocking sends, so it waits for queue
+space instead of dropping; default high-water marks; one message per event; warm-up
+messages go first until the subscriber has seen one (slow joiner), not counted.
+
+)";
+
+/// throughput --mode typed.
+inline constexpr const char* typed = R"(throughput --mode typed: meshbus publishes a typed event instead of bytes:
+"perf.sample" version 1 on "perf.data", the struct {sequence: uint64, sent_ns:
+int64, padding: string} with MSGPACK_DEFINE_MAP, published with publish(event),
+which encodes it (a MessagePack map with the field names as keys), and received
+with subscribe<T>(), which decodes it (checks every field, converts into the struct)
+before the handler; both are in the measured time; delivery reliable. sent_ns is
+the publisher's clock at publish(); padding is the marker byte and then zeros, as
+long as makes the encoded event size bytes; MB/s counts those bytes, not the type
+name and version the envelope carries with every typed event (the content type,
+implied by the type name, is not carried). MessagePack packs integers in the fewest bytes,
+so sequence numbers start at 2^32 and, like the clock, always take 9 bytes. Where
+the string header grows (77, 302, 65583 and 65584 bytes cannot be encoded) the
+nearest size is used (ties: the smaller): the size column and JSON "size" are the
+encoded size that was sent, JSON "requested_size" is S (the table says so when they
+differ). Raw ZeroMQ sends plain bytes of that size, as in the other modes.
+
+)";
+
+/// latency: one event at a time.
+inline constexpr const char* latency = R"(latency: one event at a time. This process sends a ping (its CLOCK_MONOTONIC send
+time in the payload) on "perf.ping"; the echoer (the second process) records its
+clock minus that time on receipt (one-way) and sends the payload back on
+"perf.pong"; this process takes the round trip on the echo's receipt and then
+sends the next ping. p50/p99/p99.9/max in microseconds, nearest rank; ratio =
+meshbus p50 / raw p50. Raw ZeroMQ: two PUB/SUB pairs; blocking receives, the
+pinger's on its main thread, the echoer's on a thread that also sends the echo.
+meshbus: the echoer's ping handler publishes the pong; the pinger's pong handler
+takes the round trip and publishes the next ping.
+
+)";
+
+/// latency --mode request.
+inline constexpr const char* request = R"(latency --mode request: one request at a time, from this process's main thread.
+It writes a sequence number and its CLOCK_MONOTONIC time into the payload and sends
+it as a request; the replier (the second process) answers with a copy of it; round
+trip = the same clock once the reply is back (raw ZeroMQ: return of the receive;
+meshbus: return of future.get()) minus the time in the payload; then the next
+request goes. Only round trips are timed: there is no one-way row, and the JSON
+fields p50_us, p99_us, ..., baseline_p50_us, ... and ratio_p50 hold the round trip,
+as the rtt_ ones do. p50/p99/p99.9/max as for latency; ratio = meshbus p50 / raw
+p50. Raw ZeroMQ: a DEALER here, connected to a ROUTER there that sends every request
+back to its sender, on a thread doing blocking receives; this process receives
+blocking. meshbus: the replier serves "perf.echo" with serve(), its handler
+returning Reply{a copy of the payload}; this process waits until
+instances("perf.echo") lists it, then calls request("perf.echo", payload).get()
+(RequestOptions::timeout 10 s) for each request; with --request-api callback it
+calls request_async() instead, and the completion (on a handler thread, or on the
+I/O thread with --handler-threads 0) takes the time and sends the next request
+while this thread waits for the last one. JSON adds "request_api".
+
+)";
+
+/// How the meshbus nodes are set up.
+inline constexpr const char* meshbus_in_both = R"(meshbus in both: one Node per process in a private cluster (perf-<pid>-<n>),
+loopback discovery, default Options (send_policy block) without MESHBUS_*
+variables (MESHBUS_LOG still applies).
+
+)";
+
+/// Exit status.
+inline constexpr const char* exit_status = R"(Exit status: 0 when every run completed (throughput losses are reported, not
+failures), 1 when a run could not complete (setup failure, timeout, nothing
+received, an echo or reply that never came), 2 on a usage error.
+)";
+
+}  // namespace meshbus_perf::help

@@ -1,0 +1,42 @@
+// The subcommands of the tool. Each add_*_command() declares a subcommand with its flags on
+// the parent app and returns how to run it once the command line is parsed; main.cpp only
+// builds the app, parses and dispatches. Each runner starts one Node.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "node_flags.hpp"
+#include "run_control.hpp"
+#include "support/cli11.hpp"
+
+namespace meshbus_tool {
+
+/// A subcommand and what runs it. `run` is called at most once, on the main thread, after
+/// parsing, with the signal watcher in place; it returns the exit code.
+struct command {
+  CLI::App* app = nullptr;
+  std::function<int(exit_latch&)> run;
+};
+
+/// `meshbus peers`: the live peers of the cluster (peers.cpp).
+command add_peers_command(CLI::App& parent, node_flags& node);
+/// `meshbus sub`: events as they arrive (sub.cpp).
+command add_sub_command(CLI::App& parent, node_flags& node);
+/// `meshbus pub`: an argument or the lines of stdin (pub.cpp).
+command add_pub_command(CLI::App& parent, node_flags& node);
+/// `meshbus dlq list` and `meshbus dlq replay` under `meshbus dlq` (dlq.cpp).
+std::vector<command> add_dlq_commands(CLI::App& parent, node_flags& node);
+command add_dlq_list_command(CLI::App& dlq, node_flags& node);    // dlq_list.cpp
+command add_dlq_replay_command(CLI::App& dlq, node_flags& node);  // dlq_replay.cpp
+
+/// A help footer: the examples, then the exit codes.
+std::string footer(std::string_view examples);
+
+/// Number checks with a plain message (CLI11's PositiveNumber names its 1.8e308 bound).
+CLI::Validator positive_number();
+CLI::Validator non_negative_number();
+
+}  // namespace meshbus_tool

@@ -1,0 +1,258 @@
+// `meshbus sub`: subscribes the patterns and prints every event (and every loss notice) as
+// one flushed line, as text or JSON, until --count events, --timeout, a signal or a closed
+// stdout. Lines are written on the node's one handler thread, in the order events arrive.
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <unordered_map>
+
+#include "commands.hpp"
+#include "output.hpp"
+
+namespace meshbus_tool {
+namespace {
+
+struct sub_flags {
+  std::vector<std::string> patterns;
+  std::uint64_t count = 0;      ///< 0: unlimited
+  std::int64_t timeout_ms = 0;  ///< 0: none
+  bool json = false;
+  bool meta = false;
+  std::string mode = "reliable";  ///< best_effort | reliable | acknowledged (checked by CLI11)
+  std::string start = "now";      ///< now | earliest | a sequence number (checked by start_check)
+};
+
+meshbus::Delivery delivery_of(std::string_view mode) {
+  if (mode == "best_effort") return meshbus::Delivery::best_effort;
+  if (mode == "acknowledged") return meshbus::Delivery::acknowledged;
+  return meshbus::Delivery::reliable;
+}
+
+/// "now", "earliest" or a sequence number of at least 1; nullopt for anything else.
+std::optional<meshbus::StartFrom> start_from(std::string_view text) {
+  if (text == "now") return meshbus::StartFrom::now();
+  if (text == "earliest") return meshbus::StartFrom::earliest();
+  std::uint64_t seq = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
+  if (ec != std::errc{} || end != text.data() + text.size() || seq == 0) return std::nullopt;
+  return meshbus::StartFrom::at(seq);
+}
+
+CLI::Validator start_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return start_from(text) ? std::string()
+                                : "must be now, earliest or a sequence number (1 or more), not " + text;
+      },
+      "", "");
+}
+
+/// For --json: the reason as a stable word, not the library's sentence.
+std::string_view reason_code(meshbus::LossNotice::Reason reason) {
+  switch (reason) {
+    case meshbus::LossNotice::Reason::gap: return "gap";
+    case meshbus::LossNotice::Reason::not_in_history: return "not_in_history";
+    case meshbus::LossNotice::Reason::publisher_gone: return "publisher_gone";
+  }
+  return "unknown";
+}
+
+/// Publisher names for --meta/--json, filled from peer events (handler thread) and the peer list.
+class peer_names {
+ public:
+  void remember(const meshbus::PeerInfo& peer) {
+    std::lock_guard lock(mu_);
+    names_[peer.id] = peer.name;
+  }
+  std::optional<std::string> find(const meshbus::NodeId& id) const {
+    std::lock_guard lock(mu_);
+    const auto it = names_.find(id);
+    if (it == names_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<meshbus::NodeId, std::string> names_;
+};
+
+/// Formats and writes events and loss notices, one flushed line each; stops at the count limit
+/// or when stdout is gone. Called on a meshbus handler thread.
+class event_printer {
+ public:
+  event_printer(const sub_flags& flags, const peer_names& names, exit_latch& latch)
+      : flags_(flags), names_(names), latch_(latch) {}
+
+  void print(const meshbus::Event& event) {
+    std::lock_guard lock(mu_);
+    if (latch_.finished() || (flags_.count != 0 && printed_ >= flags_.count)) return;
+    if (!write_line(flags_.json ? json_text(event_json(event)) : text_line(event))) return;
+    printed_.store(printed_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (flags_.count != 0 && printed_ >= flags_.count) latch_.finish(exit_code::ok);
+  }
+
+  /// A line on stderr; with --json also a {"lost":true,...} line on stdout, in order with events.
+  void print_loss(const meshbus::LossNotice& loss) {
+    std::lock_guard lock(mu_);
+    if (latch_.finished()) return;
+    const auto lost = loss.to - loss.from + 1;
+    print_error("lost " + std::to_string(lost) + " event" + (lost == 1 ? "" : "s") + " of " + loss.topic +
+                " from " + loss.publisher.short_string() + " (" + meshbus::to_string(loss.reason) + ")");
+    if (flags_.json) write_line(json_text(loss_json(loss)));
+  }
+
+  std::uint64_t printed() const noexcept { return printed_.load(std::memory_order_acquire); }
+
+ private:
+  /// Writes `line` and a newline; false (and the latch finished) when stdout is gone.
+  bool write_line(std::string line) {
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), stdout) == line.size() && std::fflush(stdout) == 0) return true;
+    const int err = errno;
+    if (err == EPIPE) {
+      latch_.finish(exit_code::ok);  // the reader (head, ...) has all it wanted
+    } else {
+      print_error("writing to stdout: " + std::generic_category().message(err));
+      latch_.finish(exit_code::failure);
+    }
+    return false;
+  }
+
+  std::string text_line(const meshbus::Event& event) const {
+    std::string line;
+    if (flags_.meta) {
+      line += '[' + event.publisher().short_string() + " #" + std::to_string(event.sequence());
+      if (auto name = names_.find(event.publisher())) line += ' ' + display_text(*name);
+      line += "] ";
+    }
+    line += event.topic();
+    line += ' ';
+    append_display_text(line, event.text());
+    return line;
+  }
+
+  void set_publisher(json& object, const meshbus::NodeId& publisher) const {
+    object["publisher"] = publisher.to_string();
+    if (auto name = names_.find(publisher)) object["publisher_name"] = *name;
+  }
+
+  json event_json(const meshbus::Event& event) const {
+    json object;
+    object["topic"] = event.topic();
+    set_payload(object, event.text());
+    set_publisher(object, event.publisher());
+    object["epoch"] = event.epoch();
+    object["sequence"] = event.sequence();
+    object["timestamp"] = iso8601_utc(event.timestamp());
+    return object;
+  }
+
+  json loss_json(const meshbus::LossNotice& loss) const {
+    json object;
+    object["lost"] = true;
+    object["topic"] = loss.topic;
+    set_publisher(object, loss.publisher);
+    object["epoch"] = loss.epoch;
+    object["from"] = loss.from;
+    object["to"] = loss.to;
+    object["count"] = loss.to - loss.from + 1;
+    object["reason"] = reason_code(loss.reason);
+    object["pattern"] = loss.pattern;
+    return object;
+  }
+
+  const sub_flags& flags_;
+  const peer_names& names_;
+  exit_latch& latch_;
+  std::mutex mu_;
+  std::atomic<std::uint64_t> printed_{0};
+};
+
+int run_sub(const node_flags& node_opts, const sub_flags& flags, exit_latch& latch) {
+  for (const auto& pattern : flags.patterns) {
+    if (auto err = meshbus::pattern_error(pattern); !err.empty()) {
+      throw usage_error(err);  // the sentence names the pattern
+    }
+  }
+  meshbus::SubscribeOptions subscribe_options;
+  subscribe_options.delivery = delivery_of(flags.mode);
+  subscribe_options.start = start_from(flags.start).value_or(meshbus::StartFrom::now());
+  // Declared before the node, so the node (and its handler threads) goes first.
+  peer_names names;
+  event_printer printer(flags, names, latch);
+  meshbus::Options options;
+  options.handler_threads = 1;  // one thread: lines keep the order events arrive in
+  auto node = start_node(node_opts, std::move(options));
+  node->on_peer([&names](const meshbus::PeerEvent& change) {
+    if (change.kind == meshbus::PeerEvent::Kind::joined) names.remember(change.peer);
+  });
+  for (const auto& peer : node->peers()) names.remember(peer);  // joined before on_peer
+  node->on_loss([&printer](const meshbus::LossNotice& loss) { printer.print_loss(loss); });
+  for (const auto& pattern : flags.patterns) {
+    node->subscribe(
+        pattern, [&printer](const meshbus::Event& event) { printer.print(event); }, subscribe_options);
+  }
+
+  bool finished = true;
+  const milliseconds timeout(flags.timeout_ms);
+  if (flags.timeout_ms > 0) {
+    finished = latch.wait_until(steady::now() + timeout);
+  } else {
+    latch.wait();
+  }
+  node->stop();
+  if (!finished && flags.count != 0) {
+    print_error("timed out after " + to_ms_text(timeout) + ": received " + std::to_string(printer.printed()) +
+                " of " + std::to_string(flags.count) + " events");
+    return exit_code::timeout;
+  }
+  return finished ? latch.code() : exit_code::ok;
+}
+
+void add_sub_options(CLI::App& app, sub_flags& flags) {
+  app.add_option("patterns", flags.patterns, "Topic patterns; '*' matches one segment, '**' any number")
+      ->type_name("PATTERN...")
+      ->required();
+  app.add_option("--count", flags.count, "Exit 0 after N events")->type_name("N")->check(positive_number());
+  app.add_option("--timeout", flags.timeout_ms, "Stop after MS ms: exit 3 if --count was not reached, else exit 0")
+      ->type_name("MS")
+      ->check(positive_number());
+  app.add_flag("--json", flags.json,
+               "One JSON object per line: topic, payload (payload_base64 if not UTF-8), publisher, "
+               "publisher_name, epoch, sequence, timestamp; lost events as {\"lost\":true, topic, publisher, "
+               "epoch, from, to, count, reason, pattern}");
+  app.add_flag("--meta", flags.meta, "Prefix each line with [publisher-id #sequence publisher-name]");
+  app.add_option("--mode", flags.mode,
+                 "Delivery: best_effort (gaps skipped and reported), reliable (repaired; the default) or "
+                 "acknowledged (each event acknowledged once printed)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"best_effort", "reliable", "acknowledged"}));
+  app.add_option("--start", flags.start,
+                 "Where to start on streams already running: now (the default), earliest (what the "
+                 "publishers' history still holds) or sequence SEQ of each stream")
+      ->type_name("now|earliest|SEQ")
+      ->check(start_check());
+}
+
+}  // namespace
+
+command add_sub_command(CLI::App& parent, node_flags& node) {
+  auto flags = std::make_shared<sub_flags>();
+  auto* app = parent.add_subcommand(
+      "sub",
+      "Print events as they arrive, one line each: <topic> <payload>. Events that will never arrive are\n"
+      "reported on stderr: 'meshbus: lost N events of TOPIC from PUBLISHER (reason)'");
+  add_node_flags(*app, node);
+  add_sub_options(*app, *flags);
+  app->footer(
+      footer("  meshbus sub 'sensors.**'\n"
+             "  meshbus sub --count 6000 --timeout 20000 'demo.*' > events.txt\n"
+             "  meshbus sub --mode best_effort 'metrics.**'\n"
+             "  meshbus sub --start earliest --json 'orders.*'\n"));
+  return {app, [flags, &node](exit_latch& latch) { return run_sub(node, *flags, latch); }};
+}
+
+}  // namespace meshbus_tool
