@@ -346,7 +346,10 @@ clock::time_point node_impl::next_due() const {
   const bool busy = tick_soon_ || !own_nacks_.empty() || publisher_->busy() || dispatcher_->queued_bytes() != 0 ||
                     subscriber_->busy();
   if (busy) return std::min(next, next_reliability_tick_);
-  return std::min({next, requests_->next_due(), publisher_->next_due(), subscriber_->next_due(clock::now())});
+  // What these report is done by reliability_tick(), which runs at most every few ms:
+  // a deadline already past waits for it rather than spinning the loop.
+  const auto parts = std::min({requests_->next_due(), publisher_->next_due(), subscriber_->next_due(clock::now())});
+  return std::min(next, std::max(parts, next_reliability_tick_));
 }
 
 void node_impl::run_timers(clock::time_point now) {

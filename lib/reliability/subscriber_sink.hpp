@@ -113,6 +113,7 @@ struct ack_state {
   std::uint64_t acked = 0;            ///< last ack value sent
   clock::time_point first_unacked{};  ///< when the ack value first went past `acked`
   clock::time_point last_ack_sent{};
+  clock::time_point moved_at{};  ///< when a new value was last sent
 };
 
 /// What the parts of the subscriber side share.

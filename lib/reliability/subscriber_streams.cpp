@@ -288,15 +288,18 @@ void subscriber_streams::maybe_ack(ack_state& a, std::optional<std::uint64_t> va
   if (!value || *value == 0) return;
   const auto& cfg = cfg_.window;
   bool due = false;
-  if (*value > a.acked) {
+  const bool moved = *value > a.acked;
+  if (moved) {
     if (a.first_unacked == clock::time_point{}) a.first_unacked = now;
     due = force || *value - a.acked >= cfg.ack_every || now - a.first_unacked >= cfg.ack_interval;
   } else {
-    // Unchanged: repeat it now and then, in case the last one was lost.
-    due = now - a.last_ack_sent >= cfg_.ack_refresh && now - a.last_ack_sent < 20 * cfg_.ack_refresh;
+    // Unchanged: repeat it now and then, in case the last one was lost, for a while
+    // after it last moved (an idle subscriber goes quiet).
+    due = now - a.last_ack_sent >= cfg_.ack_refresh && now - a.moved_at < 20 * cfg_.ack_refresh;
   }
   if (!due) return;
   m.acks.emplace_back(topic, *value);
+  if (moved) a.moved_at = now;
   a.acked = *value;
   a.first_unacked = clock::time_point{};
   a.last_ack_sent = now;
@@ -332,16 +335,20 @@ clock::time_point subscriber_streams::next_due(clock::time_point now) const {
   for (const auto& [publisher, p] : publishers_) {
     for (const auto& [topic, s] : p.streams) {
       for (const auto& ss : s.subs) next = std::min(next, ss.w.nack_due());
-      next = std::min(next, refresh_due(s.ack, now));
+      if (const auto v = ack_value(s); v && *v != 0) next = std::min(next, refresh_due(s.ack, now));
     }
-    for (const auto& [name, g] : p.groups) next = std::min({next, g.next_due(), refresh_due(g.ack(), now)});
+    for (const auto& [name, g] : p.groups) {
+      next = std::min(next, g.next_due());
+      if (g.ack_value() != 0) next = std::min(next, refresh_due(g.ack(), now));
+    }
   }
   return next;
 }
 
-// An unchanged ack is repeated every ack_refresh for 20 of them (maybe_ack).
+// An unchanged ack is repeated every ack_refresh for 20 of them after it last moved
+// (maybe_ack).
 clock::time_point subscriber_streams::refresh_due(const ack_state& a, clock::time_point now) const {
-  if (a.last_ack_sent == clock::time_point{} || now - a.last_ack_sent >= 20 * cfg_.ack_refresh) {
+  if (a.last_ack_sent == clock::time_point{} || now - a.moved_at >= 20 * cfg_.ack_refresh) {
     return clock::time_point::max();
   }
   return a.last_ack_sent + cfg_.ack_refresh;

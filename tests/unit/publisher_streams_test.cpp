@@ -159,7 +159,7 @@ TEST_CASE("each batch of group work goes to one member, and a gone member's work
   REQUIRE(p.sink.assignments.size() == 3);
   CHECK(p.sink.assignments[2].to == stays);
   CHECK(p.sink.assignments[2].seq == 2);
-  CHECK(p.streams->reassigned() == 1);
+  CHECK(value(p.counters.group_reassignments) == 1);
   p.streams->on_ack(stays, wire::ack_msg{epoch, {{"$group.workers", 2}}}, p.now);
   CHECK(p.streams->all_acknowledged());
 }

@@ -20,7 +20,8 @@ struct counter_set {
       unknown_starts{0}, events_lost{0}, loss_notices{0}, nacks_sent{0}, acks_sent{0}, repairs_received{0},
       events_unmatched{0};
   reliability::counter nacks_received{0}, bad_nacks{0}, repairs_sent{0}, losses_sent{0}, redeliveries{0},
-      acks_received{0}, bad_acks{0};
+      acks_received{0}, bad_acks{0}, history_evicted{0}, group_reassignments{0}, group_backlog_dropped{0},
+      group_out_of_scope{0};
 
   reliability::subscriber_counters subscriber() {
     return {duplicates_dropped, gaps,         reorder_overflow, rejected_sequences, unknown_starts,
@@ -28,7 +29,9 @@ struct counter_set {
             events_unmatched};
   }
   reliability::publisher_counters publisher() {
-    return {nacks_received, bad_nacks, repairs_sent, losses_sent, redeliveries, acks_received, bad_acks};
+    return {nacks_received,  bad_nacks,           repairs_sent,          losses_sent,
+            redeliveries,    acks_received,       bad_acks,              history_evicted,
+            group_reassignments, group_backlog_dropped, group_out_of_scope};
   }
 };
 

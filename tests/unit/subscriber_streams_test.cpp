@@ -66,7 +66,7 @@ TEST_CASE("a gap is asked for by NACK, again after the retry time, and filled in
   CHECK(s.sink.nacks[0].topic == "orders");
   CHECK(s.sink.nacks[0].epoch == epoch);
   CHECK(s.sink.nacks[0].ranges == std::vector<std::pair<std::uint64_t, std::uint64_t>>{{2, 3}});
-  CHECK(s.streams.next_due() == s.now + 20ms);
+  CHECK(s.streams.next_due(s.now) == s.now + 20ms);
   s.now += 20ms;
   s.streams.tick(s.now);  // the repair was lost too
   CHECK(s.sink.nacks.size() == 2);
@@ -75,7 +75,22 @@ TEST_CASE("a gap is asked for by NACK, again after the retry time, and filled in
   CHECK(s.sink.order == std::vector<std::string>{"d1-1", "d2-2", "d3-3", "d4-5"});
   CHECK(value(s.counters.repairs_received) == 2);
   CHECK(value(s.counters.nacks_sent) == 2);
-  CHECK(s.streams.next_due() == clock::time_point::max());
+  // Nothing is left to repair. The ack value moved (busy: the owner ticks soon) ...
+  CHECK(s.streams.busy());
+  for (int i = 0; i < 10 && s.streams.busy(); ++i) {
+    s.now += 5ms;
+    s.streams.tick(s.now);
+  }
+  CHECK_FALSE(s.streams.busy());
+  // ... and once it went out, only its repeats are due, every 500 ms for 10 s.
+  const auto due = s.streams.next_due(s.now);
+  CHECK(due > s.now);
+  CHECK(due <= s.now + 500ms);
+  for (int i = 0; i < 25; ++i) {
+    s.now += 500ms;
+    s.streams.tick(s.now);
+  }
+  CHECK(s.streams.next_due(s.now) == clock::time_point::max());
 }
 
 TEST_CASE("a heartbeat reveals a lost tail", "[unit][reliability]") {
