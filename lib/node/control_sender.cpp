@@ -7,7 +7,7 @@ namespace meshbus::detail {
 
 void control_sender::send(const wire::node_id_bytes& to, const wire::control_msg& m) {
   const auto bytes = wire::encode_control(m);
-  zmq::message_t msg(bytes.data(), bytes.size());
+  transport::frame msg(bytes.data(), bytes.size());
   switch (transport_.send_to(to, msg)) {
     case transport::send_status::ok: break;
     case transport::send_status::would_block:
@@ -24,9 +24,9 @@ void control_sender::send(const wire::node_id_bytes& to, const wire::control_msg
 }
 
 void control_sender::send_with_frame(const wire::node_id_bytes& to, const wire::control_msg& head,
-                                     zmq::message_t& frame) {
+                                     transport::frame& frame) {
   const auto head_bytes = wire::encode_control(head);
-  zmq::message_t msg(head_bytes.data(), head_bytes.size());
+  transport::frame msg(head_bytes.data(), head_bytes.size());
   if (transport_.send_to(to, msg, frame) != transport::send_status::ok) {
     bump(ctx_.counters.control_send_failures);  // asked for again by NACK, or redelivered
   }

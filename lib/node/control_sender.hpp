@@ -5,22 +5,22 @@
 #pragma once
 
 #include "lib/node/node_context.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 #include "lib/wire/control.hpp"
 
 namespace meshbus::detail {
 
 class control_sender {
  public:
-  control_sender(node_context& ctx, transport::zmq_transport& transport) : ctx_(ctx), transport_(transport) {}
+  control_sender(node_context& ctx, transport::transport& transport) : ctx_(ctx), transport_(transport) {}
 
   void send(const wire::node_id_bytes& to, const wire::control_msg& m);
   /// A control message followed by a data frame (REPAIR, ASSIGN).
-  void send_with_frame(const wire::node_id_bytes& to, const wire::control_msg& head, zmq::message_t& frame);
+  void send_with_frame(const wire::node_id_bytes& to, const wire::control_msg& head, transport::frame& frame);
 
  private:
   node_context& ctx_;
-  transport::zmq_transport& transport_;
+  transport::transport& transport_;
 };
 
 }  // namespace meshbus::detail

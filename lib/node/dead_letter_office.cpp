@@ -147,7 +147,7 @@ bool dead_letter_office::replay(std::uint64_t id) {
   wire::batch_marks marks;
   const auto frame = frame_of(letter, marks);
   delivery d;
-  d.frame = zmq::message_t(frame.data(), frame.size());
+  d.frame = transport::frame(frame.data(), frame.size());
   d.subscriptions = std::make_shared<const match_list>(match_list{sub});
   d.publisher = letter.publisher;
   d.epoch = letter.epoch;

@@ -32,9 +32,9 @@
 #include <variant>
 #include <vector>
 
-#include <zmq.hpp>
 
 #include "lib/node/counters.hpp"
+#include "lib/transport/frame.hpp"
 #include "lib/node/subscriptions.hpp"
 #include "meshbus/types.hpp"
 
@@ -65,7 +65,7 @@ enum class delivery_outcome : std::uint8_t {
 
 /// A received (or locally published) batch, ready for handlers.
 struct delivery {
-  zmq::message_t frame;
+  transport::frame frame;
   std::shared_ptr<const match_list> subscriptions;
   NodeId publisher;
   std::uint64_t epoch = 0;

@@ -4,7 +4,6 @@
 // window that still holds one keeps it alive).
 #include "lib/node/inbound.hpp"
 
-#include "lib/transport/zmq_frame.hpp"
 
 namespace meshbus::detail {
 namespace {
@@ -53,7 +52,7 @@ std::vector<reliability::subscription_ptr> subscription_views::in_group(std::str
 
 delivery to_delivery(const reliability::lane& l, reliability::lane_delivery&& d) {
   delivery out;
-  out.frame = transport::to_message(std::move(d.frame));
+  out.frame = std::move(d.frame);
   // Every subscription the windows see comes from subscription_views.
   out.subscriptions = static_cast<const subscription_view&>(*l.sub).only_this();
   out.publisher = node_id_of(d.publisher);

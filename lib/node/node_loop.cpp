@@ -46,12 +46,6 @@ transport::transport_config transport_config_of(const Options& opts, const node_
   tc.data_hwm = opts.zmq_hwm;
   tc.control_hwm = std::max(opts.zmq_hwm, 10000);  // control messages are small
   tc.linger_ms = static_cast<int>(opts.linger.count());
-  // Test only (docs/testing.md): faults on everything this node receives.
-  if (const char* faults = std::getenv("MESHBUS_FAULTS"); faults != nullptr && *faults != '\0') {
-    tc.faults = transport::fault_plan::parse(faults);
-    logger().warn("node {}: MESHBUS_FAULTS is set: injecting faults into what this node receives ({})",
-                  self.id.short_string(), faults);
-  }
   return tc;
 }
 
@@ -78,7 +72,11 @@ node_impl::node_impl(const Options& given)
       faults_(self_.id.short_string(), opts_.on_error),
       ctx_{opts_, self_, counters_, faults_, static_cast<loop_access&>(*this)} {
   inline_handlers_ = !opts_.background_thread || opts_.handler_threads == 0;
-  transport_ = std::make_unique<transport::zmq_transport>(transport_config_of(opts_, self_, interfaces_.bind_address));
+  transport_ = transport::open_transport(transport_config_of(opts_, self_, interfaces_.bind_address));
+  if (const auto faults = transport_->faults(); !faults.empty()) {
+    logger().warn("node {}: MESHBUS_FAULTS is set: injecting faults into what this node receives ({})",
+                  self_.id.short_string(), faults);
+  }
   beacon_ = std::make_unique<discovery::beacon_socket>(interfaces_, opts_.beacon_port);
   wake_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (wake_fd_.get() < 0) throw error(errc::network, "eventfd() failed: cannot create the wake-up channel");
@@ -297,32 +295,21 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   if (paused && !receive_paused_ && !leaving_) bump(counters_.receive_pauses);
   receive_paused_ = paused;
 
-  zmq::pollitem_t items[5] = {
-      {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0},
-      {transport_->sub().handle(), 0, ZMQ_POLLIN, 0},
-      {transport_->router().handle(), 0, ZMQ_POLLIN, 0},
-      {transport_->xpub().handle(), 0, ZMQ_POLLIN, 0},
-      {nullptr, beacon_->fd(), ZMQ_POLLIN, 0},
-  };
-  if (paused) items[1].events = 0;  // back-pressure: leave data in ZeroMQ's queues
-  try {
-    zmq::poll(items, std::size(items), wait_before_poll(now, max_wait));
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EINTR) throw;
-  }
-  if ((items[0].revents & ZMQ_POLLIN) != 0) {
+  // Only what poll flagged is read (each read of an idle ZeroMQ socket costs system
+  // calls), data first; back-pressure leaves data in ZeroMQ's queues.
+  const int fds[] = {wake_fd_.get(), beacon_->fd()};
+  bool fd_ready[] = {false, false};
+  const auto ready = transport_->wait(wait_before_poll(now, max_wait), !paused, fds, fd_ready);
+  if (fd_ready[0]) {
     std::uint64_t v = 0;
     [[maybe_unused]] const auto r = ::read(wake_fd_.get(), &v, sizeof v);
   }
   now = clock::now();
-  // Only the sockets poll flagged (each read of an idle ZeroMQ socket costs system
-  // calls), data first; and whatever the fault injector (tests) has due.
-  const bool faults_due = transport_->next_fault_release() <= now;
   std::size_t n = 0;
-  if (!paused && ((items[1].revents & ZMQ_POLLIN) != 0 || faults_due)) n += subscriber_->read(max_inputs_per_round);
-  if ((items[2].revents & ZMQ_POLLIN) != 0 || faults_due) n += process_router(now);
-  if ((items[3].revents & ZMQ_POLLIN) != 0) n += process_xpub();
-  if ((items[4].revents & ZMQ_POLLIN) != 0) n += process_beacons(now);
+  if (!paused && ready.data) n += subscriber_->read(max_inputs_per_round);
+  if (ready.directed) n += process_router(now);
+  if (ready.subscriptions) n += process_xpub();
+  if (fd_ready[1]) n += process_beacons(now);
   run_commands();
   if (inline_handlers_ && loop_depth_ == 1) n += dispatcher_->run_inline();
   publisher_->pump(now);
@@ -332,8 +319,10 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
 // Until the earliest deadline, rounded up: rounding down would make the last
 // fraction of a millisecond before a timer a zero-timeout poll, spinning the loop.
 std::chrono::milliseconds node_impl::wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait) const {
-  const auto due = std::min(next_due(), transport_->next_fault_release());
+  const auto due = std::min(next_due(), transport_->next_release());
   auto wait = due <= now ? std::chrono::milliseconds(0) : std::chrono::ceil<std::chrono::milliseconds>(due - now);
+  // ZeroMQ refused a batch at its high-water mark: try again soon.
+  if (publisher_->refused()) wait = std::min(wait, std::chrono::milliseconds(1));
   return std::min(wait, max_wait);
 }
 
@@ -443,33 +432,30 @@ std::size_t node_impl::process_beacons(clock::time_point now) {
 
 std::size_t node_impl::process_router(clock::time_point now) {
   std::size_t n = 0;
-  wire::node_id_bytes from{};
-  std::string ip;
-  bool bad_identity = false;
-  bool has_second = false;
+  transport::directed_message m;
   for (; n < max_inputs_per_round; ++n) {
-    zmq::message_t frame;
-    zmq::message_t second;
-    if (!transport_->receive_directed(from, frame, second, has_second, ip, bad_identity)) break;
-    if (bad_identity) {
+    if (!transport_->receive_directed(m)) break;
+    const auto& from = m.from;
+    if (m.bad_identity) {
       bump(counters_.unknown_senders);
       faults_.report(fault::unknown_sender, "dropped a message to the ROUTER without a valid meshbus sender id");
       continue;
     }
     wire::control_msg msg;
-    auto status =
-        wire::decode_control(wire::byte_view(static_cast<const std::uint8_t*>(frame.data()), frame.size()), msg);
+    auto status = wire::decode_control(m.first.bytes_view(), msg);
     // Only repairs and assignments have a second frame (the data frame they carry).
-    if (status == wire::decode_status::ok && has_second != wire::has_data_frame(msg)) status = wire::decode_status::malformed;
+    if (status == wire::decode_status::ok && m.has_second != wire::has_data_frame(msg)) {
+      status = wire::decode_status::malformed;
+    }
     if (status == wire::decode_status::malformed) {
       bump(counters_.malformed_messages);
-      faults_.report(fault::malformed_control, fmt::format("dropped a malformed control message from {}", ip));
+      faults_.report(fault::malformed_control, fmt::format("dropped a malformed control message from {}", m.peer_ip));
       continue;
     }
     if (status == wire::decode_status::unsupported_version) {
       bump(counters_.unsupported_messages);
       faults_.report(fault::unsupported_control,
-                     fmt::format("dropped a control message of another protocol version from {}", ip));
+                     fmt::format("dropped a control message of another protocol version from {}", m.peer_ip));
       continue;
     }
     if (const auto* repair = std::get_if<wire::repair_msg>(&msg)) {
@@ -477,7 +463,7 @@ std::size_t node_impl::process_router(clock::time_point now) {
         bump(counters_.rejected_sequences);  // from a stranger, or an earlier life of the sender
         continue;
       }
-      subscriber_->on_frame(std::move(second), &from);
+      subscriber_->on_frame(std::move(m.second), &from);
       continue;
     }
     if (const auto* assignment = std::get_if<wire::assign_msg>(&msg)) {
@@ -485,10 +471,10 @@ std::size_t node_impl::process_router(clock::time_point now) {
         bump(counters_.rejected_sequences);
         continue;
       }
-      subscriber_->on_assignment(from, *assignment, std::move(second));
+      subscriber_->on_assignment(from, *assignment, std::move(m.second));
       continue;
     }
-    on_control(from, msg, ip, now);
+    on_control(from, msg, m.peer_ip, now);
   }
   return n;
 }
@@ -544,9 +530,9 @@ void node_impl::on_session_control(const wire::node_id_bytes& from, wire::contro
 std::size_t node_impl::process_xpub() {
   std::size_t n = 0;
   for (; n < max_inputs_per_round; ++n) {
-    zmq::message_t msg;
+    transport::frame msg;
     if (!transport_->receive_subscription(msg)) break;
-    sessions_->on_xpub_subscription(wire::byte_view(static_cast<const std::uint8_t*>(msg.data()), msg.size()));
+    sessions_->on_xpub_subscription(msg.bytes_view());
   }
   return n;
 }
@@ -577,7 +563,7 @@ void node_impl::subscriber_changed(const wire::node_id_bytes& id, const std::vec
   publisher_->set_subscriber(id, patterns, ready, now);
 }
 
-void node_impl::own_assignment(const wire::assign_msg& m, zmq::message_t&& frame) {
+void node_impl::own_assignment(const wire::assign_msg& m, transport::frame&& frame) {
   subscriber_->on_assignment(self_.bytes, m, std::move(frame));
 }
 

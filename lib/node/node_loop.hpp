@@ -37,7 +37,7 @@
 #include "lib/node/requests.hpp"
 #include "lib/node/subscriber_side.hpp"
 #include "lib/node/subscriptions.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 #include "meshbus/node.hpp"
 
 namespace meshbus::detail {
@@ -150,7 +150,7 @@ class node_impl final : private loop_access,
   std::vector<std::pair<std::string, std::uint64_t>> positions() override { return publisher_->positions(); }
   std::vector<std::string> service_names() override { return requests_->service_names(); }
   // own_subscriber, own_publisher
-  void own_assignment(const wire::assign_msg& m, zmq::message_t&& frame) override;
+  void own_assignment(const wire::assign_msg& m, transport::frame&& frame) override;
   void own_loss(const wire::loss_msg& m) override;
   void own_nack(const wire::nack_msg& m) override;
   void own_ack(const wire::ack_msg& m) override;
@@ -174,7 +174,7 @@ class node_impl final : private loop_access,
   std::mutex stop_mu_;
 
   // --- the parts (declaration order is construction order) ---
-  std::unique_ptr<transport::zmq_transport> transport_;
+  std::unique_ptr<transport::transport> transport_;
   std::unique_ptr<discovery::beacon_socket> beacon_;
   std::unique_ptr<control_sender> control_;
   std::unique_ptr<dispatcher> dispatcher_;

@@ -19,7 +19,7 @@ bool is_internal_pattern(std::string_view pattern) { return pattern.rfind(wire::
 
 }  // namespace
 
-peer_sessions::peer_sessions(node_context& ctx, transport::zmq_transport& transport, control_sender& control,
+peer_sessions::peer_sessions(node_context& ctx, transport::transport& transport, control_sender& control,
                              mesh_view& view, subscription_registry& subs, session_events& events,
                              std::vector<discovery::seed_address> seeds)
     : ctx_(ctx),

@@ -23,7 +23,7 @@
 #include "lib/node/mesh_view.hpp"
 #include "lib/node/seed_list.hpp"
 #include "lib/node/subscriptions.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/control.hpp"
 
@@ -81,7 +81,7 @@ struct peer_session {
 
 class peer_sessions {
  public:
-  peer_sessions(node_context& ctx, transport::zmq_transport& transport, control_sender& control, mesh_view& view,
+  peer_sessions(node_context& ctx, transport::transport& transport, control_sender& control, mesh_view& view,
                 subscription_registry& subs, session_events& events, std::vector<discovery::seed_address> seeds);
 
   // Timers: peer table (liveness), then once per beacon interval (PING, lost
@@ -130,7 +130,7 @@ class peer_sessions {
   PeerInfo info_of(const peer_session& s) const;
 
   node_context& ctx_;
-  transport::zmq_transport& transport_;
+  transport::transport& transport_;
   control_sender& control_;
   mesh_view& view_;
   subscription_registry& subs_;

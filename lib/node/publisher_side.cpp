@@ -34,14 +34,14 @@ void release_pooled_frame(void*, void* hint) noexcept {
   delete f;
 }
 
-zmq::message_t to_message(wire::bytes&& frame, const std::shared_ptr<frame_pool>& pool) {
+transport::frame to_frame(wire::bytes&& frame, const std::shared_ptr<frame_pool>& pool) {
   if (frame.size() < zero_copy_threshold) {
-    zmq::message_t msg(frame.data(), frame.size());
+    transport::frame msg(frame.data(), frame.size());
     pool->give_back(std::move(frame));
     return msg;
   }
   auto* f = new pooled_frame{std::move(frame), pool};
-  return zmq::message_t(f->buffer.data(), f->buffer.size(), &release_pooled_frame, f);
+  return transport::to_frame(zmq::message_t(f->buffer.data(), f->buffer.size(), &release_pooled_frame, f));
 }
 
 reliability::tracker_config tracker_config_of(const Options& o) {
@@ -67,7 +67,7 @@ outbox::limits outbox_limits_of(const Options& o) {
 
 }  // namespace
 
-publisher_side::publisher_side(node_context& ctx, transport::zmq_transport& transport, control_sender& control,
+publisher_side::publisher_side(node_context& ctx, transport::transport& transport, control_sender& control,
                                dispatcher& handlers, subscription_registry& subs, own_subscriber& self_route)
     : ctx_(ctx),
       transport_(transport),
@@ -193,7 +193,7 @@ void publisher_side::pump(clock::time_point now) {
     wire::finish_batch(b.frame, b.marks, b.count, ts);
     const auto frame_size = b.frame.size();
     const auto events_offset = b.marks.events_at;
-    pending_send p{to_message(std::move(b.frame), outbox_->pool()), frame_size, std::move(b.topic), b.first_seq,
+    pending_send p{to_frame(std::move(b.frame), outbox_->pool()), frame_size, std::move(b.topic), b.first_seq,
                    b.count};
     if (ctx_.opts.local_delivery) deliver_locally(p, events_offset, ts);
     pending_.push_back(std::move(p));
@@ -209,7 +209,7 @@ void publisher_side::deliver_locally(const pending_send& p, std::size_t events_o
   const auto& self = ctx_.self;
   for (const auto& sub : *subs) {
     delivery d;
-    d.frame.copy(const_cast<zmq::message_t&>(p.msg));  // shares the buffer
+    d.frame = p.msg.share();
     d.subscriptions = std::make_shared<const match_list>(match_list{sub});
     d.publisher = self.id;
     d.epoch = self.epoch;
@@ -229,8 +229,7 @@ void publisher_side::send_pending(clock::time_point now) {
     if (outbound_.window_full()) return;
     auto& p = pending_.front();
     const auto size = p.msg.size();
-    zmq::message_t kept;
-    kept.copy(p.msg);  // for the history (shares the buffer)
+    auto kept = p.msg.share();  // for the history
     if (send_stalled(p.msg, now) != transport::send_status::ok) return;
     bump(ctx_.counters.batches_sent);
     bump(ctx_.counters.bytes_sent, size);
@@ -239,7 +238,7 @@ void publisher_side::send_pending(clock::time_point now) {
     t.last_sent = now;
     t.heartbeat_gap = std::chrono::milliseconds(20);
     t.next_heartbeat = now + t.heartbeat_gap;
-    outbound_.sent(p.topic, p.first_seq, p.count, transport::to_frame(std::move(kept)), now);
+    outbound_.sent(p.topic, p.first_seq, p.count, std::move(kept), now);
     // Lower "all acknowledged" before the bytes are released, or flush() could slip through.
     update_flow_state();
     outbox_->release(p.bytes);
@@ -247,7 +246,7 @@ void publisher_side::send_pending(clock::time_point now) {
   }
 }
 
-transport::send_status publisher_side::send_stalled(zmq::message_t& msg, clock::time_point now) {
+transport::send_status publisher_side::send_stalled(transport::frame& msg, clock::time_point now) {
   auto r = transport_.publish(msg);
   if (r == transport::send_status::ok) {
     stalled_ = false;
@@ -295,7 +294,7 @@ void publisher_side::send_heartbeats(clock::time_point now) {
     hb.last_seq = st.last_seq;
     hb.timestamp_ns = unix_ns();
     const auto bytes = wire::encode_heartbeat(topic, hb);
-    zmq::message_t msg(bytes.data(), bytes.size());
+    transport::frame msg(bytes.data(), bytes.size());
     if (transport_.publish(msg) != transport::send_status::ok) {
       bump(ctx_.counters.control_send_failures);
       break;
@@ -374,8 +373,7 @@ void publisher_side::release_group_work(const wire::node_id_bytes& id, clock::ti
   update_flow_state();
 }
 
-void publisher_side::send_repair(const wire::node_id_bytes& to, transport::frame&& data) {
-  auto frame = transport::to_message(std::move(data));
+void publisher_side::send_repair(const wire::node_id_bytes& to, transport::frame&& frame) {
   control_.send_with_frame(to, wire::repair_msg{ctx_.self.epoch}, frame);
 }
 
@@ -388,8 +386,7 @@ void publisher_side::send_loss(const wire::node_id_bytes& to, const wire::loss_m
 }
 
 void publisher_side::send_assignment(const wire::node_id_bytes& to, const std::string& group, std::uint64_t seq,
-                                     transport::frame&& data) {
-  auto frame = transport::to_message(std::move(data));
+                                     transport::frame&& frame) {
   const wire::assign_msg head{ctx_.self.epoch, group, seq};
   if (to == ctx_.self.bytes) {  // this node's own share of the group's work
     self_route_.own_assignment(head, std::move(frame));

@@ -28,7 +28,7 @@
 #include "lib/node/outbound.hpp"
 #include "lib/node/outbox.hpp"
 #include "lib/node/subscriptions.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 
 namespace meshbus::detail {
 
@@ -37,7 +37,7 @@ namespace meshbus::detail {
 class own_subscriber {
  public:
   virtual ~own_subscriber() = default;
-  virtual void own_assignment(const wire::assign_msg& m, zmq::message_t&& frame) = 0;
+  virtual void own_assignment(const wire::assign_msg& m, transport::frame&& frame) = 0;
   virtual void own_loss(const wire::loss_msg& m) = 0;
 
  protected:
@@ -48,7 +48,7 @@ class own_subscriber {
 
 class publisher_side final : private outbound_sink {
  public:
-  publisher_side(node_context& ctx, transport::zmq_transport& transport, control_sender& control,
+  publisher_side(node_context& ctx, transport::transport& transport, control_sender& control,
                  dispatcher& handlers, subscription_registry& subs, own_subscriber& self_route);
 
   // --- API threads ---
@@ -72,6 +72,8 @@ class publisher_side final : private outbound_sink {
   clock::time_point next_due() const;
   /// Something is in flight: queued, refused by ZeroMQ, or not yet acknowledged.
   bool busy() const;
+  /// ZeroMQ refused a batch (a subscriber's queue is full); it is tried again.
+  bool refused() const noexcept { return !pending_.empty(); }
   /// Nothing is waiting to be handed to ZeroMQ.
   bool drained() const { return pending_.empty() && outbox_->empty(); }
   bool all_acknowledged() const { return outbound_.all_acknowledged(); }
@@ -99,7 +101,7 @@ class publisher_side final : private outbound_sink {
 
  private:
   struct pending_send {
-    zmq::message_t msg;
+    transport::frame msg;
     std::size_t bytes = 0;
     std::string topic;
     std::uint64_t first_seq = 0;
@@ -114,7 +116,7 @@ class publisher_side final : private outbound_sink {
   bool wait_for_window(std::chrono::milliseconds wait);
   void send_pending(clock::time_point now);
   /// ZeroMQ refused a batch: from when a stall lets the others go on without it.
-  transport::send_status send_stalled(zmq::message_t& msg, clock::time_point now);
+  transport::send_status send_stalled(transport::frame& msg, clock::time_point now);
   void deliver_locally(const pending_send& p, std::size_t events_offset, std::uint64_t timestamp_ns);
   void send_heartbeats(clock::time_point now);
   void update_flow_state();
@@ -129,7 +131,7 @@ class publisher_side final : private outbound_sink {
   void group_changed(const std::string& group, const std::string& before, const std::string& now) override;
 
   node_context& ctx_;
-  transport::zmq_transport& transport_;
+  transport::transport& transport_;
   control_sender& control_;
   dispatcher& handlers_;
   subscription_registry& subs_;

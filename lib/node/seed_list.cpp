@@ -15,7 +15,7 @@ std::string label(const discovery::seed_address& a) { return fmt::format("{}:{}"
 
 }  // namespace
 
-seed_list::seed_list(node_context& ctx, transport::zmq_transport& transport,
+seed_list::seed_list(node_context& ctx, transport::transport& transport,
                      std::vector<discovery::seed_address> seeds)
     : ctx_(ctx), transport_(transport) {
   for (auto& a : seeds) {
@@ -103,7 +103,7 @@ void seed_list::send_hellos(const wire::bytes& hello) {
   for (auto& s : seeds_) {
     if (s.identified) continue;
     transport_.open_seed(s.endpoint);
-    zmq::message_t msg(hello.data(), hello.size());
+    transport::frame msg(hello.data(), hello.size());
     if (transport_.send_to_seed(s.endpoint, msg) != transport::send_status::ok && s.state == SeedState::unreachable &&
         !s.warned_unreachable) {
       // Not connected yet (ZMQ_IMMEDIATE): the next interval tries again.

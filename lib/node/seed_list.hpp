@@ -19,13 +19,13 @@
 
 #include "discovery/seeds.hpp"
 #include "lib/node/node_context.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 
 namespace meshbus::detail {
 
 class seed_list {
  public:
-  seed_list(node_context& ctx, transport::zmq_transport& transport, std::vector<discovery::seed_address> seeds);
+  seed_list(node_context& ctx, transport::transport& transport, std::vector<discovery::seed_address> seeds);
   ~seed_list();
   seed_list(const seed_list&) = delete;
   seed_list& operator=(const seed_list&) = delete;
@@ -53,7 +53,7 @@ class seed_list {
   void set_state(seed& s, SeedState state);
 
   node_context& ctx_;
-  transport::zmq_transport& transport_;
+  transport::transport& transport_;
   mutable std::mutex mu_;  ///< guards seeds_ against state() and the resolver
   std::vector<seed> seeds_;
   std::vector<std::uint32_t> resolved_;  ///< IPv4 per seed (0: not yet), under mu_

@@ -5,12 +5,11 @@
 
 #include <fmt/format.h>
 
-#include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
 
-subscriber_side::subscriber_side(node_context& ctx, transport::zmq_transport& transport, control_sender& control,
+subscriber_side::subscriber_side(node_context& ctx, transport::transport& transport, control_sender& control,
                                  dispatcher& handlers, subscription_registry& subs, own_publisher& self_route)
     : ctx_(ctx),
       transport_(transport),
@@ -27,14 +26,14 @@ void subscriber_side::set_loss_handler(LossHandler h) {
 std::size_t subscriber_side::read(std::size_t max) {
   std::size_t n = 0;
   for (; n < max && !handlers_.full(); ++n) {
-    zmq::message_t msg;
+    transport::frame msg;
     if (!transport_.receive_data(msg)) break;
     on_frame(std::move(msg), nullptr);
   }
   return n;
 }
 
-void subscriber_side::on_frame(zmq::message_t&& msg, const wire::node_id_bytes* repaired_by) {
+void subscriber_side::on_frame(transport::frame&& msg, const wire::node_id_bytes* repaired_by) {
   const wire::byte_view frame(static_cast<const std::uint8_t*>(msg.data()), msg.size());
   std::string_view topic;
   wire::data_kind kind{};
@@ -56,7 +55,7 @@ void subscriber_side::on_frame(zmq::message_t&& msg, const wire::node_id_bytes* 
       bump(ctx_.counters.bytes_received, msg.size());
       if (h.publisher == ctx_.self.bytes) return;
       const std::string topic_copy(topic);  // the view dies with the frame
-      inbound_.on_batch(transport::to_frame(std::move(msg)), h, topic_copy, repaired_by != nullptr, clock::now());
+      inbound_.on_batch(std::move(msg), h, topic_copy, repaired_by != nullptr, clock::now());
       return;
     }
     if (status == wire::decode_status::ok) status = wire::decode_status::malformed;
@@ -77,7 +76,7 @@ void subscriber_side::drop(wire::decode_status status, fault malformed, std::str
 }
 
 void subscriber_side::on_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m,
-                                    zmq::message_t&& frame) {
+                                    transport::frame&& frame) {
   const wire::byte_view bytes(static_cast<const std::uint8_t*>(frame.data()), frame.size());
   std::string_view topic;
   wire::data_kind kind{};
@@ -92,7 +91,7 @@ void subscriber_side::on_assignment(const wire::node_id_bytes& from, const wire:
   bump(ctx_.counters.batches_received);
   bump(ctx_.counters.events_received, h.count);
   const std::string topic_copy(topic);
-  inbound_.on_assignment(from, m.epoch, m.group, m.seq, transport::to_frame(std::move(frame)), h, topic_copy,
+  inbound_.on_assignment(from, m.epoch, m.group, m.seq, std::move(frame), h, topic_copy,
                           clock::now());
 }
 

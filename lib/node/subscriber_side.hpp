@@ -15,7 +15,7 @@
 #include "lib/node/inbound.hpp"
 #include "lib/node/node_context.hpp"
 #include "lib/node/subscriptions.hpp"
-#include "lib/transport/zmq_transport.hpp"
+#include "lib/transport/transport.hpp"
 
 namespace meshbus::detail {
 
@@ -35,7 +35,7 @@ class own_publisher {
 
 class subscriber_side final : private inbound_sink {
  public:
-  subscriber_side(node_context& ctx, transport::zmq_transport& transport, control_sender& control,
+  subscriber_side(node_context& ctx, transport::transport& transport, control_sender& control,
                   dispatcher& handlers, subscription_registry& subs, own_publisher& self_route);
 
   void set_loss_handler(LossHandler h);  ///< any thread
@@ -43,9 +43,9 @@ class subscriber_side final : private inbound_sink {
   /// Reads data frames from the SUB socket while the dispatcher has room.
   std::size_t read(std::size_t max);
   /// A data frame; `repaired_by` set: a repair that publisher sent over the ROUTER.
-  void on_frame(zmq::message_t&& msg, const wire::node_id_bytes* repaired_by);
+  void on_frame(transport::frame&& msg, const wire::node_id_bytes* repaired_by);
   /// Group work assigned to this node (by a peer, or by this node itself).
-  void on_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m, zmq::message_t&& frame);
+  void on_assignment(const wire::node_id_bytes& from, const wire::assign_msg& m, transport::frame&& frame);
   void on_ready(const wire::node_id_bytes& from, std::uint64_t epoch, const wire::ready_msg& m,
                 clock::time_point now) {
     inbound_.on_ready(from, epoch, m, now);
@@ -76,7 +76,7 @@ class subscriber_side final : private inbound_sink {
   void drop(wire::decode_status status, fault malformed, std::string_view what);
 
   node_context& ctx_;
-  transport::zmq_transport& transport_;
+  transport::transport& transport_;
   control_sender& control_;
   dispatcher& handlers_;
   own_publisher& self_route_;

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "lib/wire/common.hpp"
+
 namespace meshbus::transport {
 
 struct zmq_frame_access;
@@ -38,6 +40,7 @@ class frame {
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   const std::uint8_t* bytes() const noexcept { return static_cast<const std::uint8_t*>(data_); }
+  wire::byte_view bytes_view() const noexcept { return {bytes(), size_}; }
   std::string_view view() const noexcept { return {static_cast<const char*>(data_), size_}; }
 
  private:

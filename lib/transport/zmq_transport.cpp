@@ -1,11 +1,14 @@
 // ZeroMQ socket ownership and option policy for one node; see zmq_transport.hpp.
+// Frames move between zmq::message_t and transport::frame without a copy.
 #include "lib/transport/zmq_transport.hpp"
 
 #include <algorithm>
 #include <cstring>
+#include <array>
 
 #include <fmt/format.h>
 
+#include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/control.hpp"
 #include "meshbus/error.hpp"
 
@@ -13,9 +16,28 @@ namespace meshbus::transport {
 
 std::string routing_id_for(const wire::node_id_bytes& id) { return wire::routing_id(id); }
 
+namespace {
+
 bool node_id_from_routing_id(const zmq::message_t& rid, wire::node_id_bytes& out) {
   return wire::decode_routing_id(wire::byte_view(static_cast<const std::uint8_t*>(rid.data()), rid.size()), out);
 }
+
+/// Sends `f` (taking its message when ZeroMQ takes it), without blocking.
+bool send_frame(zmq::socket_t& s, frame& f, zmq::send_flags flags = zmq::send_flags::dontwait) {
+  auto m = to_message(std::move(f));
+  if (s.send(m, flags)) return true;
+  f = to_frame(std::move(m));  // refused: the caller keeps it
+  return false;
+}
+
+bool receive_frame(zmq::socket_t& s, frame& out) {
+  zmq::message_t m;
+  if (!s.recv(m, zmq::recv_flags::dontwait)) return false;
+  out = to_frame(std::move(m));
+  return true;
+}
+
+}  // namespace
 
 zmq_transport::zmq_transport(const transport_config& cfg)
     : cfg_(cfg),
@@ -37,27 +59,6 @@ zmq_transport::zmq_transport(const transport_config& cfg)
   router_.set(zmq::sockopt::linger, 0);
   router_port_ = bind_socket(router_, cfg.router_port, "ROUTER");
   pub_port_ = bind_socket(xpub_, cfg.pub_port, "PUB");
-  if (cfg.faults.any()) {
-    auto copy_message = [](const zmq::message_t& m) {
-      zmq::message_t c;
-      c.copy(const_cast<zmq::message_t&>(m));
-      return c;
-    };
-    data_faults_ = std::make_unique<fault_injector<zmq::message_t>>(cfg.faults, copy_message);
-    auto directed_plan = cfg.faults;
-    directed_plan.seed = cfg.faults.seed * 31 + 7;
-    directed_faults_ = std::make_unique<fault_injector<directed_msg>>(
-        directed_plan, [copy_message](const directed_msg& m) {
-          directed_msg c;
-          c.from = m.from;
-          c.frame = copy_message(m.frame);
-          c.second = copy_message(m.second);
-          c.has_second = m.has_second;
-          c.peer_ip = m.peer_ip;
-          c.bad_identity = m.bad_identity;
-          return c;
-        });
-  }
 }
 
 zmq_transport::~zmq_transport() = default;
@@ -96,21 +97,44 @@ zmq::socket_t zmq_transport::make_dealer(const std::string& endpoint, bool immed
   return d;
 }
 
-send_status zmq_transport::publish(zmq::message_t& frame) {
-  const auto r = xpub_.send(frame, zmq::send_flags::dontwait);
-  return r ? send_status::ok : send_status::would_block;
+readiness zmq_transport::wait(std::chrono::milliseconds timeout, bool want_data, std::span<const int> fds,
+                               std::span<bool> fd_ready) {
+  constexpr std::size_t own = 3;
+  std::array<zmq::pollitem_t, own + max_wait_fds> items{{
+      {sub_.handle(), 0, static_cast<short>(want_data ? ZMQ_POLLIN : 0), 0},
+      {router_.handle(), 0, ZMQ_POLLIN, 0},
+      {xpub_.handle(), 0, ZMQ_POLLIN, 0},
+  }};
+  const auto extra = std::min(fds.size(), max_wait_fds);
+  for (std::size_t i = 0; i < extra; ++i) items[own + i] = {nullptr, fds[i], ZMQ_POLLIN, 0};
+  readiness r;
+  try {
+    zmq::poll(items.data(), own + extra, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    return r;
+  }
+  r.data = (items[0].revents & ZMQ_POLLIN) != 0;
+  r.directed = (items[1].revents & ZMQ_POLLIN) != 0;
+  r.subscriptions = (items[2].revents & ZMQ_POLLIN) != 0;
+  for (std::size_t i = 0; i < extra && i < fd_ready.size(); ++i) {
+    fd_ready[i] = (items[own + i].revents & ZMQ_POLLIN) != 0;
+  }
+  return r;
 }
 
-send_status zmq_transport::publish_lossy(zmq::message_t& frame) {
+send_status zmq_transport::publish(frame& f) {
+  return send_frame(xpub_, f) ? send_status::ok : send_status::would_block;
+}
+
+send_status zmq_transport::publish_lossy(frame& f) {
   xpub_.set(zmq::sockopt::xpub_nodrop, 0);
-  const auto r = xpub_.send(frame, zmq::send_flags::dontwait);
+  const bool sent = send_frame(xpub_, f);
   xpub_.set(zmq::sockopt::xpub_nodrop, 1);
-  return r ? send_status::ok : send_status::would_block;
+  return sent ? send_status::ok : send_status::would_block;
 }
 
-bool zmq_transport::receive_subscription(zmq::message_t& msg) {
-  return static_cast<bool>(xpub_.recv(msg, zmq::recv_flags::dontwait));
-}
+bool zmq_transport::receive_subscription(frame& out) { return receive_frame(xpub_, out); }
 
 void zmq_transport::subscribe(const std::string& prefix) {
   sub_.set(zmq::sockopt::subscribe, prefix);
@@ -119,26 +143,7 @@ void zmq_transport::unsubscribe(const std::string& prefix) {
   sub_.set(zmq::sockopt::unsubscribe, prefix);
 }
 
-bool zmq_transport::receive_data(zmq::message_t& frame) {
-  if (!data_faults_) return static_cast<bool>(sub_.recv(frame, zmq::recv_flags::dontwait));
-  const auto now = fault_clock::now();
-  for (int i = 0; i < 256; ++i) {
-    zmq::message_t in;
-    if (!sub_.recv(in, zmq::recv_flags::dontwait)) break;
-    data_faults_->push(std::move(in), now);
-  }
-  return data_faults_->pop(frame, now);
-}
-
-fault_clock::time_point zmq_transport::next_fault_release() const {
-  if (!data_faults_) return fault_clock::time_point::max();
-  return std::min(data_faults_->next_release(), directed_faults_->next_release());
-}
-
-fault_counters zmq_transport::data_faults() const { return data_faults_ ? data_faults_->counters() : fault_counters{}; }
-fault_counters zmq_transport::directed_faults() const {
-  return directed_faults_ ? directed_faults_->counters() : fault_counters{};
-}
+bool zmq_transport::receive_data(frame& out) { return receive_frame(sub_, out); }
 
 void zmq_transport::connect_peer(const wire::node_id_bytes& id, const std::string& host,
                                  std::uint16_t router_port, std::uint16_t pub_port) {
@@ -188,21 +193,20 @@ void zmq_transport::disconnect_sub(const std::string& pub_endpoint) {
   }
 }
 
-send_status zmq_transport::send_to(const wire::node_id_bytes& id, zmq::message_t& msg) {
+send_status zmq_transport::send_to(const wire::node_id_bytes& id, frame& msg) {
   auto it = peers_.find(id);
   if (it == peers_.end()) return send_status::no_route;
-  const auto r = it->second.dealer.send(msg, zmq::send_flags::dontwait);
-  return r ? send_status::ok : send_status::would_block;
+  return send_frame(it->second.dealer, msg) ? send_status::ok : send_status::would_block;
 }
 
-send_status zmq_transport::send_to(const wire::node_id_bytes& id, zmq::message_t& head, zmq::message_t& body) {
+send_status zmq_transport::send_to(const wire::node_id_bytes& id, frame& head, frame& body) {
   auto it = peers_.find(id);
   if (it == peers_.end()) return send_status::no_route;
   // The high-water mark is checked on the first frame; the rest of a message always follows.
-  if (!it->second.dealer.send(head, zmq::send_flags::dontwait | zmq::send_flags::sndmore)) {
+  if (!send_frame(it->second.dealer, head, zmq::send_flags::dontwait | zmq::send_flags::sndmore)) {
     return send_status::would_block;
   }
-  (void)it->second.dealer.send(body, zmq::send_flags::dontwait);
+  (void)send_frame(it->second.dealer, body);
   return send_status::ok;
 }
 
@@ -218,49 +222,28 @@ void zmq_transport::close_seed(const std::string& endpoint) {
   seeds_.erase(it);
 }
 
-send_status zmq_transport::send_to_seed(const std::string& endpoint, zmq::message_t& msg) {
+send_status zmq_transport::send_to_seed(const std::string& endpoint, frame& msg) {
   auto it = seeds_.find(endpoint);
   if (it == seeds_.end()) return send_status::no_route;
-  const auto r = it->second.send(msg, zmq::send_flags::dontwait);
-  return r ? send_status::ok : send_status::would_block;
+  return send_frame(it->second, msg) ? send_status::ok : send_status::would_block;
 }
 
-bool zmq_transport::receive_directed(wire::node_id_bytes& from, zmq::message_t& frame, zmq::message_t& second,
-                                     bool& has_second, std::string& peer_ip, bool& bad_identity) {
-  directed_msg m;
-  if (directed_faults_) {
-    const auto now = fault_clock::now();
-    for (int i = 0; i < 256; ++i) {
-      directed_msg in;
-      if (!read_directed(in)) break;
-      directed_faults_->push(std::move(in), now);
-    }
-    if (!directed_faults_->pop(m, now)) return false;
-  } else if (!read_directed(m)) {
-    return false;
-  }
-  from = m.from;
-  frame = std::move(m.frame);
-  second = std::move(m.second);
-  has_second = m.has_second;
-  peer_ip = std::move(m.peer_ip);
-  bad_identity = m.bad_identity;
-  return true;
-}
-
-bool zmq_transport::read_directed(directed_msg& m) {
+bool zmq_transport::receive_directed(directed_message& m) {
+  m = directed_message{};
   zmq::message_t rid;
   if (!router_.recv(rid, zmq::recv_flags::dontwait)) return false;
   if (!rid.more()) {  // a lone frame cannot come from a ROUTER peer; drop it
     m.bad_identity = true;
     return true;
   }
-  (void)router_.recv(m.frame, zmq::recv_flags::dontwait);
-  if (m.frame.more()) {
-    (void)router_.recv(m.second, zmq::recv_flags::dontwait);
+  zmq::message_t first;
+  zmq::message_t second;
+  (void)router_.recv(first, zmq::recv_flags::dontwait);
+  if (first.more()) {
+    (void)router_.recv(second, zmq::recv_flags::dontwait);
     m.has_second = true;
   }
-  bool more = m.has_second && m.second.more();
+  bool more = m.has_second && second.more();
   while (more) {  // more frames are not part of the protocol: drain and refuse
     zmq::message_t extra;
     (void)router_.recv(extra, zmq::recv_flags::dontwait);
@@ -270,11 +253,13 @@ bool zmq_transport::read_directed(directed_msg& m) {
   if (!node_id_from_routing_id(rid, m.from)) m.bad_identity = true;
   const char* ip = nullptr;
   try {
-    ip = m.frame.gets("Peer-Address");
+    ip = first.gets("Peer-Address");
   } catch (const zmq::error_t&) {
     ip = nullptr;
   }
   m.peer_ip = ip != nullptr ? ip : "";
+  m.first = to_frame(std::move(first));
+  m.second = to_frame(std::move(second));
   return true;
 }
 
