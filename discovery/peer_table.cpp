@@ -91,6 +91,16 @@ void peer_table::tick(clock::time_point now, std::vector<peer_transition>& out) 
   }
 }
 
+clock::time_point peer_table::next_due() const {
+  auto next = clock::time_point::max();
+  for (const auto& [id, e] : peers_) {
+    const auto after = e.state == peer_state::alive ? timing_.suspect_after : timing_.expiry;
+    next = std::min(next, e.last_heard + after);
+  }
+  for (const auto& [id, t] : tombstones_) next = std::min(next, t.at + timing_.expiry);
+  return next;
+}
+
 const peer_entry* peer_table::find(const wire::node_id_bytes& id) const {
   auto it = peers_.find(id);
   return it == peers_.end() ? nullptr : &it->second;

@@ -76,6 +76,9 @@ class peer_table {
   std::optional<peer_transition> goodbye(const wire::node_id_bytes& id, clock::time_point now);
   /// Advances time; appends suspect and left transitions.
   void tick(clock::time_point now, std::vector<peer_transition>& out);
+  /// When tick() next has something to do: a peer turning suspect or gone, a
+  /// tombstone expiring (time_point::max() for an empty table).
+  clock::time_point next_due() const;
 
   const peer_entry* find(const wire::node_id_bytes& id) const;
   /// True when the peer left less than `expiry` ago (stale gossip is ignored).

@@ -31,17 +31,14 @@ peer_sessions::peer_sessions(node_context& ctx, transport::transport& transport,
       seeds_(ctx, transport, std::move(seeds)),
       table_(discovery::peer_timing{ctx.opts.beacon_interval * ctx.opts.suspect_after_missed, ctx.opts.peer_expiry}) {
   const auto now = clock::now();
-  next_table_tick_ = now;
   next_interval_ = now;
 }
 
 void peer_sessions::tick(clock::time_point now) {
-  if (now >= next_table_tick_) {
+  if (now >= table_.next_due()) {
     std::vector<discovery::peer_transition> changes;
     table_.tick(now, changes);
     for (const auto& t : changes) apply(t, now);
-    // As often as a transition can fall due: the table reports no deadline of its own.
-    next_table_tick_ = now + std::max(std::chrono::milliseconds(10), ctx_.opts.beacon_interval / 4);
   }
   if (now >= next_interval_) {
     retire_drained(now);

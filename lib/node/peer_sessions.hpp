@@ -87,7 +87,7 @@ class peer_sessions {
   // Timers: peer table (liveness), then once per beacon interval (PING, lost
   // HELLOs and SUBSCRIPTIONS, seeds, draining peers).
   void tick(clock::time_point now);
-  clock::time_point next_due() const { return std::min(next_table_tick_, next_interval_); }
+  clock::time_point next_due() const { return std::min(table_.next_due(), next_interval_); }
 
   /// A decoded beacon from `source` (IPv4, host order).
   void on_beacon(const wire::beacon& b, std::uint32_t source, clock::time_point now);
@@ -147,7 +147,6 @@ class peer_sessions {
   std::vector<draining_peer> draining_;
   std::uint64_t sub_generation_ = 0;
   std::string sentinel_;
-  clock::time_point next_table_tick_{};
   clock::time_point next_interval_{};
 };
 

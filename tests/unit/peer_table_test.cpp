@@ -118,3 +118,22 @@ TEST_CASE("peers are tracked independently", "[unit][peers]") {
   CHECK(out[0].id == id(1));
   CHECK(table.alive_count() == 1);
 }
+
+TEST_CASE("the table says when its next transition falls due", "[unit][peers]") {
+  peer_table table({3s, 5s});
+  CHECK(table.next_due() == clock::time_point::max());  // nothing to watch: no wake-ups
+  (void)table.heard(id(1), 10, ep, peer_source::beacon, t0);
+  (void)table.heard(id(2), 20, ep, peer_source::beacon, t0 + 1s);
+  CHECK(table.next_due() == t0 + 3s);  // peer 1 turns suspect
+  std::vector<peer_transition> out;
+  table.tick(t0 + 3s, out);
+  CHECK(table.next_due() == t0 + 4s);  // peer 2 turns suspect; peer 1 is gone at 5 s
+  table.tick(t0 + 4s, out);
+  CHECK(table.next_due() == t0 + 5s);
+  table.tick(t0 + 6s, out);             // both gone, tombstones until 11 s and 11 s
+  CHECK(table.find(id(1)) == nullptr);
+  CHECK(table.find(id(2)) == nullptr);
+  CHECK(table.next_due() == t0 + 11s);
+  table.tick(t0 + 11s, out);
+  CHECK(table.next_due() == clock::time_point::max());
+}
