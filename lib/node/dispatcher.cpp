@@ -70,7 +70,9 @@ void dispatcher::post(std::size_t stream_hash, std::function<void()> task) {
 }
 
 void dispatcher::account_done(std::size_t bytes) {
-  const auto before = bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  // Release: whoever sees the bytes gone also sees the progress made (processed
+  // positions), so the I/O thread's "nothing in flight" never misses an ack.
+  const auto before = bytes_.fetch_sub(bytes, std::memory_order_release);
   // Crossing back under the limit: the I/O thread may be waiting to read again.
   if (before >= max_bytes_ && before - bytes < max_bytes_ && on_space_) on_space_();
 }

@@ -110,7 +110,7 @@ class dispatcher {
   void post(std::size_t stream_hash, std::function<void()> task);
   /// True while the queued bytes are at or over the limit.
   bool full() const noexcept;
-  std::size_t queued_bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+  std::size_t queued_bytes() const noexcept { return bytes_.load(std::memory_order_acquire); }
   /// Runs everything queued and due on the caller's thread (inline mode). Returns items run.
   std::size_t run_inline();
   /// Lets workers finish what is queued (retries still waiting are abandoned), then

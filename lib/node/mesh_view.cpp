@@ -7,12 +7,11 @@
 namespace meshbus::detail {
 
 void mesh_view::joined(const PeerInfo& info) {
-  {
-    std::lock_guard lock(mu_);
-    peers_[info.id.bytes] = info;
-  }
-  announce(PeerEvent::Kind::joined, info);
+  std::lock_guard lock(mu_);
+  peers_[info.id.bytes] = info;
 }
+
+void mesh_view::announce_joined(const PeerInfo& info) { announce(PeerEvent::Kind::joined, info); }
 
 void mesh_view::left(const PeerInfo& info, bool announced) {
   {

@@ -24,8 +24,10 @@ class mesh_view {
   mesh_view(node_context& ctx, dispatcher& handlers) : ctx_(ctx), handlers_(handlers) {}
 
   // --- I/O thread ---
-  /// A peer joined (its first HELLO): listed from now on, and announced.
+  /// A peer joined (its first HELLO): listed from now on. Announced by
+  /// announce_joined(), once its subscriptions are set too.
   void joined(const PeerInfo& info);
+  void announce_joined(const PeerInfo& info);
   /// A peer's session closed: no longer listed by the time the application hears
   /// it left (`announced`: it had joined, so the application hears it).
   void left(const PeerInfo& info, bool announced);

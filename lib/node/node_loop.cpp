@@ -209,6 +209,7 @@ void node_impl::stop() {
   publisher_->set_stopping();
   requests_->set_stopping();
   publisher_->wake_waiters();
+  sessions_->seeds().stop();
   if (io_thread_.joinable()) {
     wake();
     io_thread_.join();

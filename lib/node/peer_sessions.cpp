@@ -145,8 +145,10 @@ void peer_sessions::join(peer_session& s, clock::time_point now) {
                   "cluster (Options::name, MESHBUS_NAME)",
                   ctx_.self.id.short_string(), short_id(s.id), s.name);
   }
+  // Its subscriptions are known before the application hears it joined.
   view_.joined(info);
   update_subscriber(s);
+  view_.announce_joined(info);
   logger().info("node {}: peer {} '{}' joined at {}", ctx_.self.id.short_string(), short_id(s.id), s.name,
                 s.endpoint.host);
 }

@@ -1,9 +1,12 @@
 // Seeds: HELLO to each until it answers; names resolved off the I/O thread; state
-// changes logged once each (see seed_list.hpp). The resolver thread sleeps until it
-// is stopped or a beacon interval passes, and exits once every seed is resolved.
+// changes logged once each (see seed_list.hpp). The resolver thread is detached and
+// owns its share of the results: it sleeps a beacon interval between rounds and
+// exits once every name resolved or the node stopped.
 #include "lib/node/seed_list.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <thread>
 
 #include "discovery/interfaces.hpp"
 #include "lib/node/log.hpp"
@@ -15,75 +18,103 @@ std::string label(const discovery::seed_address& a) { return fmt::format("{}:{}"
 
 }  // namespace
 
-seed_list::seed_list(node_context& ctx, transport::transport& transport,
-                     std::vector<discovery::seed_address> seeds)
+/// What the resolver thread and the seed list share.
+struct seed_list::resolutions {
+  enum class outcome : std::uint8_t { pending, resolved, failed };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::vector<std::string> hosts;
+  std::vector<std::uint32_t> ips;  ///< 0 while not resolved
+  std::vector<outcome> outcomes;
+
+  void run(std::chrono::milliseconds retry) {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      bool all = true;
+      for (std::size_t i = 0; i < hosts.size(); ++i) {
+        if (ips[i] != 0) continue;
+        const auto host = hosts[i];
+        lock.unlock();
+        std::uint32_t ip = 0;
+        const bool ok = discovery::resolve_ipv4(host, ip);
+        lock.lock();
+        ips[i] = ok ? ip : 0;
+        outcomes[i] = ok ? outcome::resolved : outcome::failed;
+        all = all && ok;
+      }
+      if (all) return;
+      cv.wait_for(lock, retry, [this] { return stopping; });
+    }
+  }
+};
+
+seed_list::seed_list(node_context& ctx, transport::transport& transport, std::vector<discovery::seed_address> seeds)
     : ctx_(ctx), transport_(transport) {
+  if (seeds.empty()) return;
+  resolver_ = std::make_shared<resolutions>();
   for (auto& a : seeds) {
     seed s;
     s.endpoint = a.endpoint();
+    resolver_->hosts.push_back(a.host);
     s.address = std::move(a);
     seeds_.push_back(std::move(s));
   }
-  resolved_.assign(seeds_.size(), 0);
-  if (!seeds_.empty()) resolver_ = std::thread([this] { resolve_all(); });
+  resolver_->ips.assign(seeds_.size(), 0);
+  resolver_->outcomes.assign(seeds_.size(), resolutions::outcome::pending);
+  std::thread([r = resolver_, retry = ctx.opts.beacon_interval] { r->run(retry); }).detach();
 }
 
-seed_list::~seed_list() {
+seed_list::~seed_list() { stop(); }
+
+void seed_list::stop() {
+  if (!resolver_) return;
   {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
+    std::lock_guard lock(resolver_->mu);
+    resolver_->stopping = true;
   }
-  resolver_cv_.notify_all();
-  if (resolver_.joinable()) resolver_.join();
+  resolver_->cv.notify_all();
 }
 
-void seed_list::resolve_all() {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    bool all = true;
-    for (std::size_t i = 0; i < seeds_.size(); ++i) {
-      if (resolved_[i] != 0) continue;
-      const auto host = seeds_[i].address.host;
-      lock.unlock();
-      std::uint32_t ip = 0;
-      const bool ok = discovery::resolve_ipv4(host, ip);
-      lock.lock();
-      if (stopping_) return;
-      if (ok) {
-        resolved_[i] = ip;
-        if (seeds_[i].state == SeedState::resolving || seeds_[i].state == SeedState::unresolvable) {
-          set_state(seeds_[i], SeedState::unreachable);
+void seed_list::collect() {
+  if (!resolver_) return;
+  std::scoped_lock lock(mu_, resolver_->mu);
+  for (std::size_t i = 0; i < seeds_.size(); ++i) {
+    auto& s = seeds_[i];
+    switch (resolver_->outcomes[i]) {
+      case resolutions::outcome::pending: break;
+      case resolutions::outcome::resolved:
+        s.ip = resolver_->ips[i];
+        if (s.state == SeedState::resolving || s.state == SeedState::unresolvable) {
+          set_state(s, SeedState::unreachable);
         }
-      } else {
-        all = false;
-        set_state(seeds_[i], SeedState::unresolvable);
-      }
+        break;
+      case resolutions::outcome::failed: set_state(s, SeedState::unresolvable); break;
     }
-    if (all) return;
-    resolver_cv_.wait_for(lock, ctx_.opts.beacon_interval, [this] { return stopping_; });
   }
 }
 
 void seed_list::set_state(seed& s, SeedState state) {
   if (s.state == state) return;
   s.state = state;
-  const auto& node = ctx_.self.id;
+  const auto node = ctx_.self.id.short_string();
   switch (state) {
     case SeedState::resolving: break;
     case SeedState::unresolvable:
       logger().warn("node {}: seed {} does not resolve to an IPv4 address; trying again every beacon interval",
-                    node.short_string(), label(s.address));
+                    node, label(s.address));
       break;
     case SeedState::unreachable:
-      logger().info("node {}: seed {} resolved; waiting for its HELLO", node.short_string(), label(s.address));
+      logger().info("node {}: seed {} resolved; waiting for its HELLO", node, label(s.address));
       break;
     case SeedState::answered:
-      logger().info("node {}: seed {} answered", node.short_string(), label(s.address));
+      logger().info("node {}: seed {} answered", node, label(s.address));
       break;
   }
 }
 
 bool seed_list::any_unanswered(const std::function<bool(const wire::node_id_bytes&)>& known) {
+  collect();
   std::lock_guard lock(mu_);
   bool any = false;
   for (auto& s : seeds_) {
@@ -117,10 +148,10 @@ void seed_list::send_hellos(const wire::bytes& hello) {
 void seed_list::answered(const wire::node_id_bytes& from, const std::string& ip, std::uint16_t router_port) {
   std::uint32_t ip4 = 0;
   if (seeds_.empty() || !discovery::parse_ipv4(ip, ip4)) return;
+  collect();
   std::lock_guard lock(mu_);
-  for (std::size_t i = 0; i < seeds_.size(); ++i) {
-    auto& s = seeds_[i];
-    if (s.identified || resolved_[i] != ip4 || s.address.port != router_port) continue;
+  for (auto& s : seeds_) {
+    if (s.identified || s.ip != ip4 || s.address.port != router_port) continue;
     s.identified = from;
     s.warned_unreachable = false;
     set_state(s, SeedState::answered);

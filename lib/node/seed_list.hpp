@@ -2,19 +2,20 @@
 // networks without broadcast. Until a seed answers with a HELLO, the node sends its
 // HELLO to the seed's address once per beacon interval on a DEALER of its own; once
 // it answers, it is an ordinary peer. Host names are resolved on a thread of this
-// part, never on the I/O thread (a slow DNS must not stall I/O). Each change of a
-// seed's state (unresolvable, unreachable, answered) is logged once, at warn level
-// for the bad ones. The I/O thread calls everything but state(), which any thread
-// may call.
+// part, never on the I/O thread (a slow DNS must not stall I/O); that thread only
+// writes results into state it shares with this part, so a node that stops does not
+// wait for a resolution in progress (the thread finishes it and exits). Each change
+// of a seed's state (unresolvable, unreachable, answered) is logged once, at warn
+// level for the bad ones. The I/O thread calls everything but state(), which any
+// thread may call.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "discovery/seeds.hpp"
@@ -38,6 +39,8 @@ class seed_list {
   /// A HELLO from `from` at `ip` with ROUTER port `router_port`: if it is a seed's,
   /// that seed has answered.
   void answered(const wire::node_id_bytes& from, const std::string& ip, std::uint16_t router_port);
+  /// The node stops: no more resolutions.
+  void stop();
   /// Every seed and its state, for Node::seeds(). Any thread.
   std::vector<SeedInfo> state() const;
 
@@ -45,21 +48,21 @@ class seed_list {
   struct seed {
     discovery::seed_address address;
     std::string endpoint;
+    std::uint32_t ip = 0;  ///< resolved IPv4 (host order), 0 until then
     std::optional<wire::node_id_bytes> identified;
     SeedState state = SeedState::resolving;
     bool warned_unreachable = false;  ///< since it last answered
   };
-  void resolve_all();
+  struct resolutions;  // shared with the resolver thread
+  /// Takes the resolver thread's results (I/O thread).
+  void collect();
   void set_state(seed& s, SeedState state);
 
   node_context& ctx_;
   transport::transport& transport_;
-  mutable std::mutex mu_;  ///< guards seeds_ against state() and the resolver
+  mutable std::mutex mu_;  ///< guards seeds_ against state()
   std::vector<seed> seeds_;
-  std::vector<std::uint32_t> resolved_;  ///< IPv4 per seed (0: not yet), under mu_
-  std::condition_variable resolver_cv_;
-  bool stopping_ = false;
-  std::thread resolver_;
+  std::shared_ptr<resolutions> resolver_;
 };
 
 }  // namespace meshbus::detail

@@ -271,7 +271,9 @@ std::uint64_t group_work::ack_value() const {
 }
 
 bool group_work::busy() const {
-  if (lanes_generation_ != cx_->subs.generation()) return true;
+  // Lanes follow subscription changes lazily (at the next delivery), but work that
+  // waits for a subscription looks again as soon as one comes (tick()).
+  if (refusing_ && lanes_generation_ != cx_->subs.generation()) return true;
   if (progress_->attention.load(std::memory_order_acquire)) return true;
   const auto value = ack_value();
   return value != 0 && value > ack_.acked;

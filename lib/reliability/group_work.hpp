@@ -49,7 +49,7 @@ class group_work {
   ack_state& ack() noexcept { return ack_; }
   const ack_state& ack() const noexcept { return ack_; }
   clock::time_point next_due() const;
-  /// Its ack value moved, its lanes are to be made again, or waiting work wants a look.
+  /// Its ack value moved, or work waiting for a subscription wants a look.
   bool busy() const;
 
  private:
