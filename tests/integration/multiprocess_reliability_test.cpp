@@ -56,11 +56,14 @@ TEST_CASE("a slow subscriber holds the publisher back: nothing lost, memory boun
   const auto rss_at = summary(pub).find("\"peak_rss_kib\":");
   REQUIRE(rss_at != std::string::npos);
   const auto peak_kib = std::stoull(summary(pub).substr(rss_at + 15));
+  INFO("publisher peak RSS " << peak_kib << " KiB");
 #if defined(__SANITIZE_ADDRESS__)
-  // AddressSanitizer keeps freed memory in quarantine (256 MB by default) and adds
-  // shadow memory: RSS says nothing about the publisher's bounds there. The plain
-  // build checks them.
-  WARN("peak RSS " << peak_kib << " KiB under AddressSanitizer, not checked");
+  // AddressSanitizer adds shadow memory, redzones and a quarantine of freed blocks: a
+  // roughly fixed cost, so the bound is larger but still one. The publisher measured
+  // 104 MiB for 25,000 such events, 107-132 MiB over ten runs of these 100,000 and
+  // 126 MiB for 200,000: it follows what the publisher holds, not what it sent.
+  // 200 MiB is 1.5 times the highest peak seen.
+  CHECK(peak_kib < 200 * 1024);
 #else
   CHECK(peak_kib < 64 * 1024);
 #endif

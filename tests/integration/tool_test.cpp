@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -115,6 +116,42 @@ TEST_CASE("meshbus peers lists a running subscriber", "[multiprocess][tool]") {
   CHECK_THAT(peers.out(), Catch::Contains("listener") && Catch::Contains("127.0.0.1") && Catch::Contains("a.*"));
   sub.signal(SIGINT);
   CHECK(sub.wait(10s) == 0);
+}
+
+TEST_CASE("meshbus peers shows each seed and whether it answered, as a table and as JSON", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolseeds");
+  // Beacon ports of their own: the tool can meet the seed node only by calling it.
+  std::random_device rd;
+  auto lonely_beacon_port = [&] { return static_cast<std::uint16_t>(20000 + rd() % 40000); };
+  auto os = fast_options(cluster, "seed");
+  os.beacon_port = lonely_beacon_port();
+  Node seed(os);
+  const auto seed_address = "127.0.0.1:" + std::to_string(seed.router_port());
+  const auto seeds = seed_address + ",no-such-host.invalid:7000";
+  const auto beacon_port = std::to_string(lonely_beacon_port());
+  // --wait bounds how long the tool listens: long enough for a seed called every 100 ms.
+  child_process table(
+      fast_tool(cluster, {"peers", "--peers", seeds, "--beacon-port", beacon_port, "--wait", "2000"}));
+  child_process json(
+      fast_tool(cluster, {"peers", "--peers", seeds, "--beacon-port", beacon_port, "--wait", "2000", "--json"}));
+  REQUIRE(table.wait(20s) == 0);
+  REQUIRE(json.wait(20s) == 0);
+  INFO("table:\n" << table.out() << table.err() << "\njson:\n" << json.out() << json.err());
+
+  const auto lines = lines_of(table.out());
+  auto has_row = [&](const std::vector<std::string>& row) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return words_of(l) == row; });
+  };
+  CHECK(has_row({"SEED", "STATE", "NODE"}));
+  CHECK(has_row({seed_address, "answered", seed.id().short_string()}));
+  CHECK(has_row({"no-such-host.invalid:7000", "unresolvable", "-"}));
+  CHECK_THAT(table.out(), Catch::Contains("seed") && Catch::Contains("alive"));  // the peer row
+
+  CHECK_THAT(json.out(), Catch::Contains("{\"seed\":\"" + seed_address + "\",\"state\":\"answered\",\"id\":\"" +
+                                        seed.id().to_string() + "\",\"short_id\":\"" + seed.id().short_string() +
+                                        "\"}"));
+  CHECK_THAT(json.out(), Catch::Contains("{\"seed\":\"no-such-host.invalid:7000\",\"state\":\"unresolvable\"}"));
+  CHECK_THAT(json.out(), Catch::Contains("\"name\":\"seed\""));  // the peer object
 }
 
 TEST_CASE("the tool's exit codes: usage 2, timeout 3", "[integration][tool]") {

@@ -46,18 +46,18 @@ class dead_letter_collector {
  public:
   void add(const meshbus::Event& event) {
     received_.fetch_add(1, std::memory_order_release);
-    const auto id = number_of(event.header("dlq-id").value_or(""));
-    const auto node = event.header("dlq-node");
+    const auto id = number_of(event.header(dlq_header::id).value_or(""));
+    const auto node = event.header(dlq_header::node);
     if (!id || !node) return;  // not an announcement meshbus made
     dead_letter_entry e;
     e.node = std::string(*node);
     e.id = *id;
-    e.topic = std::string(event.header("original-topic").value_or(event.topic()));
-    e.attempts = number_of(event.header("dlq-attempts").value_or("")).value_or(0);
-    e.reason = std::string(event.header("dlq-reason").value_or(""));
-    e.pattern = std::string(event.header("dlq-pattern").value_or(""));
-    e.publisher = std::string(event.header("original-publisher").value_or(""));
-    e.sequence = number_of(event.header("original-sequence").value_or("")).value_or(0);
+    e.topic = std::string(event.header(dlq_header::original_topic).value_or(event.topic()));
+    e.attempts = number_of(event.header(dlq_header::attempts).value_or("")).value_or(0);
+    e.reason = std::string(event.header(dlq_header::reason).value_or(""));
+    e.pattern = std::string(event.header(dlq_header::pattern).value_or(""));
+    e.publisher = std::string(event.header(dlq_header::original_publisher).value_or(""));
+    e.sequence = number_of(event.header(dlq_header::original_sequence).value_or("")).value_or(0);
     e.payload = std::string(event.text());
     e.failed_at = event.timestamp();
     std::lock_guard lock(mu_);
@@ -96,7 +96,7 @@ bool wait_until_settled(meshbus::Node& node, const dead_letter_collector& letter
   while (!latch.finished()) {
     const auto now = steady::now();
     const auto peers = node.peers().size();
-    if (now - quiet_since >= quiet && node.wait_for_subscribers(replay_request_topic, peers, milliseconds(0))) {
+    if (now - quiet_since >= quiet && node.wait_for_subscribers(wire::dead_letter_replay_topic, peers, milliseconds(0))) {
       return true;
     }
     if (now >= deadline) return false;
@@ -150,7 +150,7 @@ int run_dlq_list(const node_flags& node_opts, const dlq_list_flags& flags, exit_
   meshbus::SubscribeOptions subscribe_options;
   subscribe_options.start = meshbus::StartFrom::earliest();  // what each node's history still holds
   node->subscribe(
-      dlq_pattern, [&letters](const meshbus::Event& event) { letters.add(event); }, subscribe_options);
+      wire::dead_letter_pattern, [&letters](const meshbus::Event& event) { letters.add(event); }, subscribe_options);
   const auto wait = discovery_wait(node_opts, flags.wait_ms);
   latch.wait_until(steady::now() + wait);  // every live node, as `peers` waits
   const bool settled = wait_until_settled(*node, letters, latch, settle_quiet, settle_limit);

@@ -91,12 +91,12 @@ void subscribe_answers(meshbus::Node& node, replay_answer& answer, exit_latch& l
   meshbus::SubscribeOptions subscribe_options;
   subscribe_options.start = meshbus::StartFrom::earliest();
   node.subscribe(
-      replay_answer_topic,
+      wire::dead_letter_replayed_topic,
       [&answer, &latch, cause_prefix](const meshbus::Event& event) {
         if (!event.causation_id().starts_with(cause_prefix)) return;  // another request's answer
-        answer.set({std::string(event.header("dlq-node").value_or("")),
-                    std::string(event.header("dlq-id").value_or("")),
-                    std::string(event.header("dlq-result").value_or(""))});
+        answer.set({std::string(event.header(dlq_header::node).value_or("")),
+                    std::string(event.header(dlq_header::id).value_or("")),
+                    std::string(event.header(dlq_header::result).value_or(""))});
         latch.finish(exit_code::ok);
       },
       subscribe_options);
@@ -112,7 +112,7 @@ bool wait_until_ready(meshbus::Node& node, const meshbus::PeerInfo& target, exit
       latch.wait_until(steady::now() + step);  // it left: wait for it to come back
       return false;
     }
-    return node.wait_for_subscribers(replay_request_topic, peers.size(), step);
+    return node.wait_for_subscribers(wire::dead_letter_replay_topic, peers.size(), step);
   });
 }
 
@@ -124,11 +124,11 @@ int report_answer(const replay_answer::fields& answer, const meshbus::PeerInfo& 
                 display_text(answer.node) + " instead");
     return exit_code::failure;
   }
-  if (answer.result == "replayed") {
+  if (answer.result == wire::dead_letter_replayed) {
     std::cout << "replayed dead letter " << id << " on " << label << std::endl;
     return exit_code::ok;
   }
-  if (answer.result == "unknown") {
+  if (answer.result == wire::dead_letter_unknown) {
     print_error("no dead letter " + std::to_string(id) + " on " + label);
     return exit_code::failure;
   }

@@ -1,6 +1,8 @@
 // `meshbus peers`: listens for the nodes of a cluster for a while (or until --expect of
-// them joined) and prints them as a table or as JSON, sorted by name.
+// them joined) and prints them as a table or as JSON, sorted by name, followed by the
+// configured seeds (--peers, MESHBUS_PEERS) and where each stands, when there are any.
 #include <algorithm>
+#include <iostream>
 #include <tuple>
 
 #include "commands.hpp"
@@ -30,6 +32,27 @@ void print_peer_table(const std::vector<meshbus::PeerInfo>& peers, steady::time_
   print_table(rows);
 }
 
+const char* seed_state_text(meshbus::SeedState state) {
+  switch (state) {
+    case meshbus::SeedState::resolving: return "resolving";
+    case meshbus::SeedState::unresolvable: return "unresolvable";
+    case meshbus::SeedState::unreachable: return "unreachable";
+    case meshbus::SeedState::answered: return "answered";
+  }
+  return "unknown";
+}
+
+/// A blank line, then SEED STATE NODE; nothing when no seed is configured.
+void print_seed_table(const std::vector<meshbus::SeedInfo>& seeds) {
+  if (seeds.empty()) return;
+  std::vector<std::vector<std::string>> rows{{"SEED", "STATE", "NODE"}};
+  for (const auto& s : seeds) {
+    rows.push_back({display_text(s.address), seed_state_text(s.state), s.node ? s.node->short_string() : "-"});
+  }
+  std::cout << '\n';
+  print_table(rows);
+}
+
 json peer_json(const meshbus::PeerInfo& p, steady::time_point now) {
   json object;
   object["id"] = p.id.to_string();
@@ -48,6 +71,35 @@ json peer_json(const meshbus::PeerInfo& p, steady::time_point now) {
   return object;
 }
 
+/// A seed's object in the --json array: "seed" (its configured address) tells it from a peer's;
+/// "id" and "short_id" name the peer it turned out to be, once it answered.
+json seed_json(const meshbus::SeedInfo& s) {
+  json object;
+  object["seed"] = s.address;
+  object["state"] = seed_state_text(s.state);
+  if (s.node) {
+    object["id"] = s.node->to_string();
+    object["short_id"] = s.node->short_string();
+  }
+  return object;
+}
+
+/// Waits (until `deadline` at most) for every seed's host name to resolve or fail, so that
+/// none is reported as still resolving when the answer is only a moment away.
+void wait_for_seed_resolution(meshbus::Node& node, exit_latch& latch, steady::time_point deadline) {
+  constexpr milliseconds step{20};
+  auto resolving = [&] {
+    const auto seeds = node.seeds();
+    return std::any_of(seeds.begin(), seeds.end(),
+                       [](const meshbus::SeedInfo& s) { return s.state == meshbus::SeedState::resolving; });
+  };
+  while (resolving() && !latch.finished()) {
+    const auto now = steady::now();
+    if (now >= deadline) return;
+    latch.wait_until(std::min(deadline, now + step));
+  }
+}
+
 int run_peers(const node_flags& node_opts, const peers_flags& flags, exit_latch& latch) {
   auto node = start_node(node_opts, {});
   const auto wait = discovery_wait(node_opts, flags.wait_ms);
@@ -59,7 +111,9 @@ int run_peers(const node_flags& node_opts, const peers_flags& flags, exit_latch&
   } else {
     latch.wait_until(deadline);
   }
+  wait_for_seed_resolution(*node, latch, deadline);
   auto peers = node->peers();
+  const auto seeds = node->seeds();
   std::sort(peers.begin(), peers.end(), [](const meshbus::PeerInfo& a, const meshbus::PeerInfo& b) {
     return std::tie(a.name, a.id) < std::tie(b.name, b.id);
   });
@@ -67,9 +121,11 @@ int run_peers(const node_flags& node_opts, const peers_flags& flags, exit_latch&
   if (flags.json) {
     std::vector<json> objects;
     for (const auto& p : peers) objects.push_back(peer_json(p, now));
+    for (const auto& s : seeds) objects.push_back(seed_json(s));
     print_json_array(objects);
   } else {
     print_peer_table(peers, now);
+    print_seed_table(seeds);
     if (peers.empty() && !latch.finished()) {
       print_error("no peers in cluster '" + node->cluster() + "' within " + to_ms_text(wait));
     }
@@ -88,7 +144,7 @@ int run_peers(const node_flags& node_opts, const peers_flags& flags, exit_latch&
 
 command add_peers_command(CLI::App& parent, node_flags& node) {
   auto flags = std::make_shared<peers_flags>();
-  auto* app = parent.add_subcommand("peers", "List the live peers of the cluster");
+  auto* app = parent.add_subcommand("peers", "List the live peers of the cluster and the configured seeds");
   add_node_flags(*app, node);
   app->add_option("--wait", flags->wait_ms, "How long to listen, in ms (default: 1.5 x beacon interval)")
       ->type_name("MS")
@@ -96,7 +152,8 @@ command add_peers_command(CLI::App& parent, node_flags& node) {
   app->add_option("--expect", flags->expect, "Stop as soon as N peers joined; exit 3 if fewer do")
       ->type_name("N")
       ->check(positive_number());
-  app->add_flag("--json", flags->json, "Print one JSON array of objects");
+  app->add_flag("--json", flags->json,
+                "Print one JSON array of objects: the peers, then one per seed (with a \"seed\" key)");
   app->footer(
       footer("  meshbus peers\n"
              "  meshbus peers --cluster demo --expect 3 --wait 5000 --json\n"));
