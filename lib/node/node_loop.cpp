@@ -300,7 +300,7 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   // calls), data first; back-pressure leaves data in ZeroMQ's queues.
   const int fds[] = {wake_fd_.get(), beacon_->fd()};
   bool fd_ready[] = {false, false};
-  const auto ready = transport_->wait(wait_before_poll(now, max_wait), !paused, fds, fd_ready);
+  const auto ready = transport_->wait(wait_before_poll(now, max_wait, !paused), !paused, fds, fd_ready);
   if (fd_ready[0]) {
     std::uint64_t v = 0;
     [[maybe_unused]] const auto r = ::read(wake_fd_.get(), &v, sizeof v);
@@ -319,8 +319,9 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
 
 // Until the earliest deadline, rounded up: rounding down would make the last
 // fraction of a millisecond before a timer a zero-timeout poll, spinning the loop.
-std::chrono::milliseconds node_impl::wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait) const {
-  const auto due = std::min(next_due(), transport_->next_release());
+std::chrono::milliseconds node_impl::wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait,
+                                                      bool want_data) const {
+  const auto due = std::min(next_due(), transport_->next_release(want_data));
   auto wait = due <= now ? std::chrono::milliseconds(0) : std::chrono::ceil<std::chrono::milliseconds>(due - now);
   // ZeroMQ refused a batch at its high-water mark: try again soon.
   if (publisher_->refused()) wait = std::min(wait, std::chrono::milliseconds(1));

@@ -122,7 +122,8 @@ class node_impl final : private loop_access,
   // loop
   void run();
   std::size_t loop_once(std::chrono::milliseconds max_wait);
-  std::chrono::milliseconds wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait) const;
+  std::chrono::milliseconds wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait,
+                                             bool want_data) const;
   void run_commands();
   void run_timers(clock::time_point now);
   void reliability_tick(clock::time_point now);

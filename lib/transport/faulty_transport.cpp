@@ -47,8 +47,8 @@ readiness faulty_transport::wait(std::chrono::milliseconds timeout, bool want_da
   return r;
 }
 
-std::chrono::steady_clock::time_point faulty_transport::next_release() const {
-  return std::min(data_.next_release(), directed_.next_release());
+std::chrono::steady_clock::time_point faulty_transport::next_release(bool want_data) const {
+  return want_data ? std::min(data_.next_release(), directed_.next_release()) : directed_.next_release();
 }
 
 bool faulty_transport::receive_data(frame& out) {

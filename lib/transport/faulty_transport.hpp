@@ -21,7 +21,7 @@ class faulty_transport final : public transport {
   std::uint16_t pub_port() const noexcept override { return inner_->pub_port(); }
   readiness wait(std::chrono::milliseconds timeout, bool want_data, std::span<const int> fds,
                  std::span<bool> fd_ready) override;
-  std::chrono::steady_clock::time_point next_release() const override;
+  std::chrono::steady_clock::time_point next_release(bool want_data) const override;
   std::string faults() const override { return plan_text_; }
 
   send_status publish(frame& f) override { return inner_->publish(f); }

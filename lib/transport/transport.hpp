@@ -69,8 +69,12 @@ class transport {
   virtual readiness wait(std::chrono::milliseconds timeout, bool want_data, std::span<const int> fds,
                          std::span<bool> fd_ready) = 0;
   /// When something held back is next due without any socket being readable
-  /// (faults); time_point::max() otherwise.
-  virtual std::chrono::steady_clock::time_point next_release() const { return std::chrono::steady_clock::time_point::max(); }
+  /// (faults); time_point::max() otherwise. Held-back data counts only when the
+  /// caller `want_data` (under back-pressure it would not be read anyway).
+  virtual std::chrono::steady_clock::time_point next_release(bool want_data) const {
+    (void)want_data;
+    return std::chrono::steady_clock::time_point::max();
+  }
   /// The fault plan in front, as text, empty when none (for the log).
   virtual std::string faults() const { return {}; }
 
