@@ -318,7 +318,9 @@ TEST_CASE("meshbus dlq list shows a dead letter and dlq replay delivers it again
       o);
   REQUIRE(publisher.wait_for_subscribers("orders.placed", 1, 20s));
   REQUIRE(publisher.publish("orders.placed", "order\t42") == PublishResult::ok);
-  REQUIRE(eventually([&] { return holder.dead_letters().size() == 1; }, 20s));
+  const bool dead_lettered = eventually([&] { return holder.dead_letters().size() == 1; }, 20s);
+  INFO("holder: " << nonzero_stats(holder) << "\npublisher: " << nonzero_stats(publisher));
+  REQUIRE(dead_lettered);
   const auto letter = holder.dead_letters().front();
   const auto letter_id = std::to_string(letter.id);
 

@@ -35,6 +35,16 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout) {
   return true;
 }
 
+/// The non-zero statistics of a node, "name=value ...", for failure messages.
+inline std::string nonzero_stats(const Node& node) {
+  std::string out;
+  for_each_stat(node.stats(), [&](const StatInfo& info, std::uint64_t value) {
+    if (value == 0) return;
+    out += std::string(info.name) + "=" + std::to_string(value) + " ";
+  });
+  return out;
+}
+
 struct received_event {
   std::string topic;
   std::string payload;
