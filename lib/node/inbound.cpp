@@ -4,15 +4,9 @@
 // window that still holds one keeps it alive).
 #include "lib/node/inbound.hpp"
 
+#include "lib/node/node_context.hpp"
 
 namespace meshbus::detail {
-namespace {
-NodeId node_id_of(const wire::node_id_bytes& b) {
-  NodeId id;
-  id.bytes = b;
-  return id;
-}
-}  // namespace
 
 reliability::start_position subscription_view::start() const noexcept {
   using kind = reliability::start_position::kind;
@@ -55,7 +49,7 @@ delivery to_delivery(const reliability::lane& l, reliability::lane_delivery&& d)
   out.frame = std::move(d.frame);
   // Every subscription the windows see comes from subscription_views.
   out.subscriptions = static_cast<const subscription_view&>(*l.sub).only_this();
-  out.publisher = node_id_of(d.publisher);
+  out.publisher = to_node_id(d.publisher);
   out.epoch = d.epoch;
   out.timestamp_ns = d.timestamp_ns;
   out.topic_size = d.topic_size;
@@ -77,7 +71,7 @@ delivery to_delivery(const reliability::lane& l, reliability::lane_delivery&& d)
 
 LossNotice to_notice(const reliability::loss_report& r) {
   LossNotice n;
-  n.publisher = node_id_of(r.publisher);
+  n.publisher = to_node_id(r.publisher);
   n.epoch = r.epoch;
   n.topic = r.topic;
   n.from = r.range.from;

@@ -7,17 +7,12 @@
 #include <algorithm>
 
 #include "lib/node/publish_fields.hpp"
+#include "lib/reliability/subscriber_sink.hpp"
 #include "lib/transport/zmq_frame.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::detail {
 namespace {
-
-std::size_t stream_hash(const wire::node_id_bytes& publisher, std::string_view topic) {
-  std::size_t h = std::hash<std::string_view>{}(topic);
-  for (const auto b : publisher) h = h * 131 + b;
-  return h;
-}
 
 // Small frames are copied (one allocation, buffer reused at once); large ones are
 // handed to ZeroMQ as they are and their buffer returns to the pool once sent.
@@ -218,8 +213,9 @@ void publisher_side::deliver_locally(const pending_send& p, std::size_t events_o
     d.count = p.count;
     d.topic_size = static_cast<std::uint32_t>(p.topic.size());
     d.events_offset = events_offset;
-    d.stream_id = (stream_hash(self.bytes, p.topic) << 16) ^ sub->id;
-    handlers_.post(stream_hash(self.bytes, p.topic) ^ sub->id, std::move(d));
+    const auto hash = reliability::stream_hash(self.bytes, p.topic);
+    d.stream_id = (hash << 16) ^ sub->id;
+    handlers_.post(hash ^ sub->id, std::move(d));
   }
 }
 

@@ -66,12 +66,17 @@ class subscriber_sink {
   virtual void lost(std::size_t stream_key, const loss_report& r) = 0;
 };
 
+/// A hash of one publisher's stream of `topic` (its epoch aside).
+inline std::size_t stream_hash(const wire::node_id_bytes& publisher, std::string_view topic) noexcept {
+  std::size_t h = std::hash<std::string_view>{}(topic);
+  for (const auto b : publisher) h = h * 131 + b;
+  return h;
+}
+
 /// The key that orders one lane's deliveries (and loss reports) of one stream.
 inline std::size_t stream_key(const wire::node_id_bytes& publisher, std::string_view topic,
                               std::uint64_t lane_id) noexcept {
-  std::size_t h = std::hash<std::string_view>{}(topic);
-  for (const auto b : publisher) h = h * 131 + b;
-  return h ^ (lane_id * 0x9e3779b97f4a7c15ULL);
+  return stream_hash(publisher, topic) ^ (lane_id * 0x9e3779b97f4a7c15ULL);
 }
 
 /// What a receive window holds per batch: the frame and what is needed to deliver it.
