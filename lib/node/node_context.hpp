@@ -37,6 +37,7 @@ struct node_identity {
   NodeId id;
   wire::node_id_bytes bytes{};
   std::uint64_t epoch = 0;
+  std::uint64_t cluster_hash = 0;  ///< of Options::cluster, as beacons carry it
 };
 
 /// The loop as the parts see it. Implemented by node_impl.

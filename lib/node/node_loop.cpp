@@ -32,6 +32,7 @@ node_identity identity_of(const Options& opts) {
   self.id = opts.node_id ? *opts.node_id : random_node_id();
   self.bytes = self.id.bytes;
   self.epoch = unix_ns() / 1000;  // microseconds: a restart always gets a larger epoch
+  self.cluster_hash = wire::fnv1a64(opts.cluster);
   return self;
 }
 
@@ -423,7 +424,7 @@ std::size_t node_impl::process_beacons(clock::time_point now) {
       continue;
     }
     if (b.node_id == self_.bytes) continue;  // our own, looped back
-    if (b.cluster_hash != wire::fnv1a64(opts_.cluster)) {
+    if (b.cluster_hash != self_.cluster_hash) {
       bump(counters_.foreign_cluster_beacons);
       continue;
     }

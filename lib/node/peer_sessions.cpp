@@ -325,7 +325,7 @@ wire::beacon peer_sessions::beacon(std::uint8_t flags) const {
   b.flags = flags;
   b.node_id = ctx_.self.bytes;
   b.epoch = ctx_.self.epoch;
-  b.cluster_hash = wire::fnv1a64(ctx_.opts.cluster);
+  b.cluster_hash = ctx_.self.cluster_hash;
   b.router_port = transport_.router_port();
   b.pub_port = transport_.pub_port();
   return b;
