@@ -36,15 +36,24 @@ class proc_args {
     o.name = text("--name", default_name);
     o.cluster = text("--cluster", "test");
     o.interface = text("--interface");
-    o.beacon_interval = std::chrono::milliseconds(number("--beacon-ms", 200));
-    o.peer_expiry = std::chrono::milliseconds(number("--expiry-ms", 2000));
+    // "--defaults 1": the library's own timing (beacon, expiry, linger), as users run
+    // it; otherwise the tests' quicker settings, each overridable.
+    const bool defaults = number("--defaults", 0) != 0;
+    if (!defaults || values_.count("--beacon-ms") != 0) {
+      o.beacon_interval = std::chrono::milliseconds(number("--beacon-ms", 200));
+    }
+    if (!defaults || values_.count("--expiry-ms") != 0) {
+      o.peer_expiry = std::chrono::milliseconds(number("--expiry-ms", 2000));
+    }
     o.router_port = static_cast<std::uint16_t>(number("--port", 0));
     if (const auto seeds = text("--seeds"); !seeds.empty()) o.seeds = {seeds};
     if (const auto id = text("--node-id"); !id.empty()) o.node_id = NodeId::parse(id);
     o.window_events = number("--window", o.window_events);
     o.history_events = number("--history", o.history_events);
     o.send_queue_bytes = number("--send-queue-kb", o.send_queue_bytes >> 10) << 10;
-    o.linger = std::chrono::milliseconds(number("--linger-ms", 2000));
+    if (!defaults || values_.count("--linger-ms") != 0) {
+      o.linger = std::chrono::milliseconds(number("--linger-ms", 2000));
+    }
     return o;
   }
 
