@@ -1,6 +1,8 @@
 // Peer liveness state machine; see peer_table.hpp.
 #include "discovery/peer_table.hpp"
 
+#include <algorithm>
+
 namespace meshbus::discovery {
 
 const char* to_string(peer_state s) noexcept {
@@ -68,6 +70,10 @@ std::optional<peer_transition> peer_table::goodbye(const wire::node_id_bytes& id
   tombstones_[id] = tombstone{now, it->second.epoch, true};
   peers_.erase(it);
   return t;
+}
+
+void peer_table::credit(clock::duration gap, clock::time_point now) {
+  for (auto& [id, e] : peers_) e.last_heard = std::min(now, e.last_heard + gap);
 }
 
 void peer_table::tick(clock::time_point now, std::vector<peer_transition>& out) {

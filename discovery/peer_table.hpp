@@ -74,6 +74,10 @@ class peer_table {
                                        clock::time_point now);
   /// A goodbye: the peer is gone now.
   std::optional<peer_transition> goodbye(const wire::node_id_bytes& id, clock::time_point now);
+  /// This node itself was not running for `gap` (stopped, or its thread held up):
+  /// what it did not hear meanwhile is not held against its peers, whose silence
+  /// counts from `gap` later (at most from now).
+  void credit(clock::duration gap, clock::time_point now);
   /// Advances time; appends suspect and left transitions.
   void tick(clock::time_point now, std::vector<peer_transition>& out);
   /// When tick() next has something to do: a peer turning suspect or gone, a

@@ -137,10 +137,10 @@ int run_sensor(const demo_config& cfg) {
   // `done` carries how many readings went out on each topic.
   const auto per_topic = report.sent / reading_streams.size();
   const auto done_result = node.publish(streams.back().topic, std::to_string(per_topic));
-  const bool flushed = node.flush(std::chrono::seconds(5));
+  const auto flushed = node.flush(std::chrono::seconds(5));
   if (refused != 0) report.note = fmt::format("{} readings refused (send queue full)", refused);
   if (done_result != meshbus::PublishResult::ok) report.note = "the done event was refused (send queue full)";
-  if (!flushed) report.note = "flush() timed out: not everything reached ZeroMQ";
+  if (!flushed) report.note = "flush(): " + flushed.describe();
   report.ok = report.note.empty();
   if (report.ok) {
     out.print(fmt::format("sent done ({} readings per topic)", per_topic));

@@ -144,13 +144,47 @@ struct LossNotice {
   NodeId publisher;
   std::uint64_t epoch = 0;
   std::string topic;
+  /// `to` of an open-ended notice: the publisher is gone (it crashed or restarted,
+  /// or did not come back within Options::peer_resume) and where its stream ended is
+  /// not known, so everything it published from `from` on is lost, however much that
+  /// was (possibly nothing).
+  static constexpr std::uint64_t open_end = UINT64_MAX;
   std::uint64_t from = 0;  ///< first sequence lost
-  std::uint64_t to = 0;    ///< last sequence lost (inclusive)
+  std::uint64_t to = 0;    ///< last sequence lost (inclusive), or open_end
+  bool open_ended() const noexcept { return to == open_end; }
   Reason reason = Reason::not_in_history;
   std::string pattern;  ///< the subscription that lost them
 };
 
 const char* to_string(LossNotice::Reason r) noexcept;
+
+/// A subscriber that has not acknowledged everything this node published (flush()).
+struct UnacknowledgedSubscriber {
+  enum class State : std::uint8_t {
+    connected,  ///< a peer now: it has not caught up (yet)
+    absent,     ///< declared gone without a goodbye; may still come back (Options::peer_resume)
+    gone,       ///< restarted, or not back in time: these events never reached it
+  };
+  NodeId id;
+  std::string name;          ///< its node name ("" when it never said)
+  std::uint64_t events = 0;  ///< published, not acknowledged by it
+  State state = State::connected;
+};
+
+const char* to_string(UnacknowledgedSubscriber::State s) noexcept;
+
+/// What flush() found. `flushed`: everything published was handed to ZeroMQ and
+/// acknowledged by every reliable and acknowledged subscriber, and no such subscriber
+/// was forgotten, since the previous flush(), with events it never acknowledged.
+/// Otherwise `unacknowledged` says who lacks what.
+struct FlushResult {
+  bool flushed = false;
+  std::vector<UnacknowledgedSubscriber> unacknowledged;
+  explicit operator bool() const noexcept { return flushed; }
+  /// One line for a log or an error message: "2 subscribers did not acknowledge
+  /// everything: 1a2b3c4d 'billing' (absent) lacks 120 events, ...".
+  std::string describe() const;
+};
 
 /// An event whose handler kept failing, kept in the node's dead-letter store.
 struct DeadLetter {
@@ -413,10 +447,14 @@ class Node {
                             std::chrono::milliseconds timeout);
   /// Waits until at least `count` peers have joined. False on timeout.
   bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout);
-  /// Waits until everything published so far is held by every current reliable
-  /// subscriber (and processed by every acknowledged one), as their acks say. With
-  /// only best-effort subscribers, until it is handed to ZeroMQ. False on timeout.
-  bool flush(std::chrono::milliseconds timeout);
+  /// Waits until everything published so far is held by every reliable subscriber
+  /// (and processed by every acknowledged one), as their acks say; with only
+  /// best-effort subscribers, until it is handed to ZeroMQ. A subscriber declared gone
+  /// without a goodbye still counts while it may come back (Options::peer_resume):
+  /// flush() waits for it. Converts to false on timeout, and when a subscriber was
+  /// forgotten since the last flush() with events it never acknowledged (each such
+  /// subscriber is reported once); `unacknowledged` then says who lacks how many.
+  FlushResult flush(std::chrono::milliseconds timeout);
 
   /// Runs one round of the I/O loop (waiting up to `timeout` for input) and then
   /// every pending handler, on this thread. Only with background_thread = false.

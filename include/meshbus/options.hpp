@@ -44,6 +44,14 @@ struct Options {
   unsigned suspect_after_missed = 3;
   /// ...and gone after this long. 0: max(5 s, (suspect_after_missed + 2) x beacon_interval).
   std::chrono::milliseconds peer_expiry{0};
+  /// A peer declared gone without a goodbye (nothing heard for peer_expiry: a crash,
+  /// a partition, a paused process) stays resumable this long: if it comes back with
+  /// the same epoch, its streams go on where they were and what they lack is repaired
+  /// from its history, both ways. Until then its subscriptions still count for
+  /// flush(); after it, it is gone for good: the tail of its streams is reported lost
+  /// (an open-ended LossNotice) and events it never acknowledged are reported by
+  /// flush(). A node that was itself stopped does not declare its peers gone for that.
+  std::chrono::milliseconds peer_resume{30000};
   /// Seeds, "host:port" of nodes with a fixed ROUTER port, for networks without
   /// broadcast. One is enough: seeds pass on the peers they know.
   std::vector<std::string> seeds;

@@ -63,6 +63,34 @@ const char* to_string(LossNotice::Reason r) noexcept {
   return "?";
 }
 
+const char* to_string(UnacknowledgedSubscriber::State s) noexcept {
+  switch (s) {
+    case UnacknowledgedSubscriber::State::connected: return "connected";
+    case UnacknowledgedSubscriber::State::absent: return "absent";
+    case UnacknowledgedSubscriber::State::gone: return "gone";
+  }
+  return "?";
+}
+
+std::string FlushResult::describe() const {
+  if (flushed) return "everything published was acknowledged";
+  if (unacknowledged.empty()) return "not everything published was handed to ZeroMQ and acknowledged in time";
+  std::string out = std::to_string(unacknowledged.size()) +
+                    (unacknowledged.size() == 1 ? " subscriber" : " subscribers") +
+                    " did not acknowledge everything:";
+  const char* sep = " ";
+  for (const auto& u : unacknowledged) {
+    out += sep;
+    sep = ", ";
+    out += u.id.short_string();
+    if (!u.name.empty()) out += " '" + u.name + "'";
+    out += std::string(" (") + to_string(u.state) + ") " +
+           (u.state == UnacknowledgedSubscriber::State::gone ? "never got " : "lacks ") + std::to_string(u.events) +
+           (u.events == 1 ? " event" : " events");
+  }
+  return out;
+}
+
 const char* to_string(PeerEvent::Kind k) noexcept {
   switch (k) {
     case PeerEvent::Kind::joined: return "joined";

@@ -38,7 +38,8 @@ namespace meshbus::detail {
   X(sequence_gap, data_loss, events_lost, "the loss handler gets a notice")                                   \
   X(dead_letter, handler_failed, dead_letters, "see Node::dead_letters()")                                    \
   X(group_conflict, group_conflict, group_conflicts, "every member of a group must subscribe the same patterns") \
-  X(unknown_start, data_loss, unknown_starts, "")
+  X(unknown_start, data_loss, unknown_starts, "")                                                             \
+  X(subscriber_gone_unacknowledged, data_loss, subscribers_gone_unacknowledged, "flush() reports it too")
 // clang-format on
 
 enum class fault : std::uint8_t {

@@ -78,7 +78,7 @@ bool Node::wait_for_subscribers(std::string_view topic, std::size_t count, std::
 bool Node::wait_for_peers(std::size_t count, std::chrono::milliseconds timeout) {
   return impl_->wait_for_peers(count, timeout);
 }
-bool Node::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
+FlushResult Node::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
 std::size_t Node::poll_once(std::chrono::milliseconds timeout) { return impl_->poll_once(timeout); }
 void Node::stop() { impl_->stop(); }
 bool Node::stopped() const noexcept { return impl_->stopped(); }

@@ -289,6 +289,7 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
     ~depth_guard() { --depth; }
   } guard{loop_depth_};
   auto now = clock::now();
+  notice_pause(now);
   run_timers(now);
   run_commands();
   publisher_->pump(now);
@@ -301,7 +302,9 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   // calls), data first; back-pressure leaves data in ZeroMQ's queues.
   const int fds[] = {wake_fd_.get(), beacon_->fd()};
   bool fd_ready[] = {false, false};
-  const auto ready = transport_->wait(wait_before_poll(now, max_wait, !paused), !paused, fds, fd_ready);
+  const auto wait = wait_before_poll(now, max_wait, !paused);
+  last_wait_ = wait;
+  const auto ready = transport_->wait(wait, !paused, fds, fd_ready);
   if (fd_ready[0]) {
     std::uint64_t v = 0;
     [[maybe_unused]] const auto r = ::read(wake_fd_.get(), &v, sizeof v);
@@ -316,6 +319,20 @@ std::size_t node_impl::loop_once(std::chrono::milliseconds max_wait) {
   if (inline_handlers_ && loop_depth_ == 1) n += dispatcher_->run_inline();
   publisher_->pump(now);
   return n;
+}
+
+// A round that begins more than a second later than the last one meant to wait: this
+// node was stopped (SIGSTOP, a suspended VM) or its thread was held up (a long inline
+// handler, poll_once() not called). What it did not hear meanwhile is not its peers'
+// silence: they are not declared gone for this node's own absence.
+void node_impl::notice_pause(clock::time_point now) {
+  constexpr auto slack = std::chrono::seconds(1);
+  if (last_round_ != clock::time_point{} && now - last_round_ > last_wait_ + slack) {
+    bump(counters_.pauses_noticed);
+    sessions_->credit_pause(now - last_round_ - last_wait_, now);
+  }
+  last_round_ = now;
+  last_wait_ = {};
 }
 
 // Until the earliest deadline, rounded up: rounding down would make the last
@@ -488,7 +505,8 @@ void node_impl::on_control(const wire::node_id_bytes& from, wire::control_msg& m
     sessions_->on_hello(from, *hello, ip, now);
   } else if (const auto* ping = std::get_if<wire::ping_msg>(&msg)) {
     sessions_->on_ping(from, *ping, ip, now);
-  } else if (std::holds_alternative<wire::goodbye_msg>(msg)) {
+  } else if (const auto* bye = std::get_if<wire::goodbye_msg>(&msg)) {
+    subscriber_->on_publisher_end(from, *bye);  // where its streams ended
     sessions_->on_goodbye(from, now);
     // It comes after the peer's last acks on this connection: the group work it did
     // not acknowledge can go to the others now.
@@ -548,12 +566,35 @@ void node_impl::session_opened(const wire::node_id_bytes& id, clock::time_point 
   publisher_->release_group_work(id, now);
 }
 
-void node_impl::session_closed(const wire::node_id_bytes& id, bool draining, clock::time_point now) {
-  // Its window no longer holds anyone up. Its group work moves to the others now, or,
-  // after a goodbye, once its last acks are in (release_group_work).
-  publisher_->forget_subscriber(id, draining, now);
+void node_impl::session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) {
   requests_->fail(&id, errc::peer_gone, "the instance left before it replied");
-  if (!draining) subscriber_->on_publisher_gone(id, now);
+  switch (why) {
+    case session_end::goodbye:
+      // It chose to leave: forgotten, nothing to report. Its group work moves to the
+      // others once its last acks are in (release_group_work); its streams live on
+      // until it is drained.
+      publisher_->forget_subscriber(id, true, false, now);
+      break;
+    case session_end::expired:
+      // Maybe a partition or a pause: both directions wait for it to come back.
+      publisher_->subscriber_absent(id, now);
+      subscriber_->on_publisher_absent(id, now);
+      break;
+    case session_end::restarted:
+      session_forgotten(id, now);
+      break;
+  }
+}
+
+void node_impl::session_resumed(const wire::node_id_bytes&, clock::time_point) {
+  // Nothing to do here: the subscriber side resumes on the first message of the same
+  // epoch (READY shows what its streams lack), the publisher side when the peer's
+  // subscriptions are ready again.
+}
+
+void node_impl::session_forgotten(const wire::node_id_bytes& id, clock::time_point now) {
+  publisher_->forget_subscriber(id, false, true, now);  // what it never acknowledged is reported
+  subscriber_->on_publisher_gone(id, now);
 }
 
 void node_impl::session_drained(const wire::node_id_bytes& id, clock::time_point now) {
@@ -561,9 +602,9 @@ void node_impl::session_drained(const wire::node_id_bytes& id, clock::time_point
   publisher_->release_group_work(id, now);  // its GOODBYE never came
 }
 
-void node_impl::subscriber_changed(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
-                                   bool ready, clock::time_point now) {
-  publisher_->set_subscriber(id, patterns, ready, now);
+void node_impl::subscriber_changed(const wire::node_id_bytes& id, const std::string& name,
+                                   const std::vector<wire::pattern_spec>& patterns, bool ready, clock::time_point now) {
+  publisher_->set_subscriber(id, name, patterns, ready, now);
 }
 
 void node_impl::own_assignment(const wire::assign_msg& m, transport::frame&& frame) {

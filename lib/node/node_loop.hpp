@@ -101,7 +101,7 @@ class node_impl final : private loop_access,
   bool wait_for_peers(std::size_t count, std::chrono::milliseconds timeout) {
     return view_->wait_for_peers(count, timeout);
   }
-  bool flush(std::chrono::milliseconds timeout) { return publisher_->flush(timeout); }
+  FlushResult flush(std::chrono::milliseconds timeout) { return publisher_->flush(timeout); }
   std::size_t poll_once(std::chrono::milliseconds timeout);
   void stop();
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
@@ -122,6 +122,7 @@ class node_impl final : private loop_access,
   // loop
   void run();
   std::size_t loop_once(std::chrono::milliseconds max_wait);
+  void notice_pause(clock::time_point now);
   std::chrono::milliseconds wait_before_poll(clock::time_point now, std::chrono::milliseconds max_wait,
                                              bool want_data) const;
   void run_commands();
@@ -144,9 +145,12 @@ class node_impl final : private loop_access,
   void wake() noexcept override;
   // session_events
   void session_opened(const wire::node_id_bytes& id, clock::time_point now) override;
-  void session_closed(const wire::node_id_bytes& id, bool draining, clock::time_point now) override;
+  void session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) override;
+  void session_resumed(const wire::node_id_bytes& id, clock::time_point now) override;
+  void session_forgotten(const wire::node_id_bytes& id, clock::time_point now) override;
   void session_drained(const wire::node_id_bytes& id, clock::time_point now) override;
-  void subscriber_changed(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
+  void subscriber_changed(const wire::node_id_bytes& id, const std::string& name,
+                          const std::vector<wire::pattern_spec>& patterns, bool ready,
                           clock::time_point now) override;
   std::vector<std::pair<std::string, std::uint64_t>> positions() override { return publisher_->positions(); }
   std::vector<std::string> service_names() override { return requests_->service_names(); }
@@ -199,6 +203,10 @@ class node_impl final : private loop_access,
   std::thread io_thread_;
   bool inline_handlers_ = false;  ///< handlers run on the thread that turns the loop
   int loop_depth_ = 0;            ///< loop_once() nesting on the loop's thread
+  // When the last round began and how long it meant to wait: a round that begins
+  // much later than that means this node was not running (see credit_pause).
+  clock::time_point last_round_{};
+  clock::duration last_wait_{};
 };
 
 }  // namespace meshbus::detail

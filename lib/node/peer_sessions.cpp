@@ -34,7 +34,41 @@ peer_sessions::peer_sessions(node_context& ctx, transport::transport& transport,
   next_interval_ = now;
 }
 
+clock::time_point peer_sessions::next_due() const {
+  auto next = std::min(table_.next_due(), next_interval_);
+  for (const auto& [id, a] : absent_) next = std::min(next, a.until);
+  return next;
+}
+
+void peer_sessions::credit_pause(clock::duration gap, clock::time_point now) {
+  table_.credit(gap, now);
+  for (auto& [id, a] : absent_) a.until += gap;
+  logger().info("node {}: this node did not run for {} ms (stopped or held up); its peers' silence meanwhile "
+                "does not count against them",
+                ctx_.self.id.short_string(), std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
+}
+
+std::uint64_t peer_sessions::absent_epoch(const wire::node_id_bytes& id) const {
+  auto it = absent_.find(id);
+  return it == absent_.end() ? 0 : it->second.epoch;
+}
+
+void peer_sessions::forget_absent(clock::time_point now) {
+  for (auto it = absent_.begin(); it != absent_.end();) {
+    if (now < it->second.until) {
+      ++it;
+      continue;
+    }
+    const auto id = it->first;
+    it = absent_.erase(it);
+    logger().info("node {}: peer {} did not come back within {} ms: its streams end here",
+                  ctx_.self.id.short_string(), short_id(id), ctx_.opts.peer_resume.count());
+    events_.session_forgotten(id, now);
+  }
+}
+
 void peer_sessions::tick(clock::time_point now) {
+  forget_absent(now);
   if (now >= table_.next_due()) {
     std::vector<discovery::peer_transition> changes;
     table_.tick(now, changes);
@@ -69,6 +103,7 @@ void peer_sessions::on_ping(const wire::node_id_bytes& from, const wire::ping_ms
 
 void peer_sessions::on_goodbye(const wire::node_id_bytes& from, clock::time_point now) {
   if (auto t = table_.goodbye(from, now)) apply(*t, now);
+  if (absent_.erase(from) != 0) events_.session_forgotten(from, now);  // it will not come back
 }
 
 peer_session* peer_sessions::established(const wire::node_id_bytes& from, clock::time_point now) {
@@ -203,7 +238,7 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
       open(t, now);
       break;
     case discovery::peer_change::restarted:
-      close(t.id);
+      close(t.id, session_end::restarted);
       open(t, now);
       break;
     case discovery::peer_change::suspect: {
@@ -222,13 +257,25 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
       break;
     }
     case discovery::peer_change::left:
-      // A goodbye (not an expiry) leaves data in flight worth reading.
-      close(t.id, t.goodbye);
+      // A goodbye leaves data in flight worth reading; an expiry may be a partition
+      // or a pause, after which the peer comes back with its streams.
+      close(t.id, t.goodbye ? session_end::goodbye : session_end::expired);
       break;
   }
 }
 
 peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::time_point now) {
+  if (auto a = absent_.find(t.id); a != absent_.end()) {
+    const bool same_epoch = a->second.epoch == t.epoch;
+    absent_.erase(a);
+    if (same_epoch) {
+      bump(ctx_.counters.peers_resumed);
+      logger().info("node {}: peer {} is back: its streams resume", ctx_.self.id.short_string(), short_id(t.id));
+      events_.session_resumed(t.id, now);
+    } else {
+      events_.session_forgotten(t.id, now);  // restarted meanwhile
+    }
+  }
   events_.session_opened(t.id, now);
   auto& s = sessions_[t.id];
   s = peer_session{};
@@ -247,10 +294,11 @@ peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::ti
   return s;
 }
 
-void peer_sessions::close(const wire::node_id_bytes& id, bool draining) {
+void peer_sessions::close(const wire::node_id_bytes& id, session_end why) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   const auto now = clock::now();
+  const bool draining = why == session_end::goodbye;
   // peers() no longer lists the peer by the time the application hears "left".
   view_.left(info_of(it->second), it->second.announced);
   if (it->second.announced) {
@@ -266,8 +314,9 @@ void peer_sessions::close(const wire::node_id_bytes& id, bool draining) {
   } else {
     transport_.disconnect_peer(id);
   }
+  if (why == session_end::expired) absent_[id] = absent_peer{it->second.epoch, now + ctx_.opts.peer_resume};
   sessions_.erase(it);
-  events_.session_closed(id, draining, now);
+  events_.session_closed(id, why, now);
 }
 
 void peer_sessions::retire_drained(clock::time_point now) {
@@ -339,7 +388,9 @@ void peer_sessions::send_hello(peer_session& s, clock::time_point now) {
 }
 
 void peer_sessions::say_goodbye() {
-  for (auto& [id, s] : sessions_) control_.send(id, wire::goodbye_msg{});
+  wire::goodbye_msg m{ctx_.self.epoch, events_.positions()};
+  if (m.positions.size() > wire::max_positions) m.positions.resize(wire::max_positions);
+  for (auto& [id, s] : sessions_) control_.send(id, m);
 }
 
 void peer_sessions::merge_gossip(const std::vector<wire::peer_address>& peers, clock::time_point now) {
@@ -396,7 +447,7 @@ void peer_sessions::update_subscriber(const peer_session& s) {
     if (!is_internal_pattern(spec.pattern)) visible.push_back(spec.pattern);
   }
   const bool ready = s.ready_seen && s.ready_generation >= s.patterns_generation;
-  events_.subscriber_changed(s.id, s.patterns, ready, clock::now());
+  events_.subscriber_changed(s.id, s.name, s.patterns, ready, clock::now());
   view_.set_subscriber(s.id, std::move(compiled), ready, std::move(visible));
 }
 
@@ -413,7 +464,7 @@ void peer_sessions::subscriptions_changed() {
     if (!spec.group.empty()) own_groups.push_back(spec);
   }
   const auto now = clock::now();
-  events_.subscriber_changed(ctx_.self.bytes, own_groups, true, now);
+  events_.subscriber_changed(ctx_.self.bytes, ctx_.opts.name, own_groups, true, now);
   for (auto& [id, s] : sessions_) {
     if (!s.hello_sent) continue;
     control_.send(id, m);

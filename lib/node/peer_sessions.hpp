@@ -29,20 +29,33 @@
 
 namespace meshbus::detail {
 
+/// Why a session closed.
+enum class session_end : std::uint8_t {
+  goodbye,    ///< the peer said goodbye: its last data may still be in flight (draining)
+  expired,    ///< nothing heard for peer_expiry: it may come back with its epoch (absent)
+  restarted,  ///< it came back with a new epoch: the old one is gone for good
+};
+
 /// What the other parts learn from the peer protocol. Implemented by node_impl.
 class session_events {
  public:
   virtual ~session_events() = default;
   /// A session opens (a new peer, or a new epoch of one).
   virtual void session_opened(const wire::node_id_bytes& id, clock::time_point now) = 0;
-  /// A session closed. `draining`: the peer said goodbye, its data may still come.
-  virtual void session_closed(const wire::node_id_bytes& id, bool draining, clock::time_point now) = 0;
+  /// A session closed (see session_end).
+  virtual void session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) = 0;
+  /// A peer that expired came back with the same epoch: its streams resume.
+  virtual void session_resumed(const wire::node_id_bytes& id, clock::time_point now) = 0;
+  /// A peer that expired did not come back with its epoch within Options::peer_resume
+  /// (or came back with another): it is gone for good.
+  virtual void session_forgotten(const wire::node_id_bytes& id, clock::time_point now) = 0;
   /// A peer that said goodbye is done draining (and has no session again).
   virtual void session_drained(const wire::node_id_bytes& id, clock::time_point now) = 0;
   /// What a subscriber (a peer, or this node for its own groups) subscribes, and
   /// whether the subscriptions are in effect at this node's XPUB (ready).
-  virtual void subscriber_changed(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
-                                  bool ready, clock::time_point now) = 0;
+  virtual void subscriber_changed(const wire::node_id_bytes& id, const std::string& name,
+                                  const std::vector<wire::pattern_spec>& patterns, bool ready,
+                                  clock::time_point now) = 0;
   /// The last sequence of every topic this node published, for READY.
   virtual std::vector<std::pair<std::string, std::uint64_t>> positions() = 0;
   /// The request services this node serves, for HELLO and SUBSCRIPTIONS.
@@ -87,7 +100,9 @@ class peer_sessions {
   // Timers: peer table (liveness), then once per beacon interval (PING, lost
   // HELLOs and SUBSCRIPTIONS, seeds, draining peers).
   void tick(clock::time_point now);
-  clock::time_point next_due() const { return std::min(table_.next_due(), next_interval_); }
+  clock::time_point next_due() const;
+  /// This node was not running for `gap` (see peer_table::credit).
+  void credit_pause(clock::duration gap, clock::time_point now);
 
   /// A decoded beacon from `source` (IPv4, host order).
   void on_beacon(const wire::beacon& b, std::uint32_t source, clock::time_point now);
@@ -95,6 +110,8 @@ class peer_sessions {
   void on_ping(const wire::node_id_bytes& from, const wire::ping_msg& m, const std::string& ip,
                clock::time_point now);
   void on_goodbye(const wire::node_id_bytes& from, clock::time_point now);
+  /// The epoch of an expired peer that may still come back (0: none).
+  std::uint64_t absent_epoch(const wire::node_id_bytes& id) const;
   /// The session of `from`, its liveness refreshed; null when there is none.
   peer_session* established(const wire::node_id_bytes& from, clock::time_point now);
   void on_subscriptions(peer_session& s, wire::subscriptions_msg& m);
@@ -116,7 +133,9 @@ class peer_sessions {
  private:
   void apply(const discovery::peer_transition& t, clock::time_point now);
   peer_session& open(const discovery::peer_transition& t, clock::time_point now);
-  void close(const wire::node_id_bytes& id, bool draining = false);
+  void close(const wire::node_id_bytes& id, session_end why);
+  /// Absent peers that did not come back in time are forgotten.
+  void forget_absent(clock::time_point now);
   void retire_drained(clock::time_point now);
   void on_interval(clock::time_point now);
   void join(peer_session& s, clock::time_point now);
@@ -145,6 +164,11 @@ class peer_sessions {
     wire::node_id_bytes id{};
   };
   std::vector<draining_peer> draining_;
+  struct absent_peer {
+    std::uint64_t epoch = 0;
+    clock::time_point until;
+  };
+  std::map<wire::node_id_bytes, absent_peer> absent_;  ///< expired, may come back
   std::uint64_t sub_generation_ = 0;
   std::string sentinel_;
   clock::time_point next_interval_{};

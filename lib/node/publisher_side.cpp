@@ -143,20 +143,26 @@ bool publisher_side::wait_for_window(std::chrono::milliseconds wait) {
   return open();
 }
 
-bool publisher_side::flush(std::chrono::milliseconds timeout) {
+FlushResult publisher_side::flush(std::chrono::milliseconds timeout) {
   const auto deadline = clock::now() + timeout;
   // Everything handed to ZeroMQ, then acknowledged by every tracked subscriber.
   auto done = [&] { return outbox_->bytes() == 0 && all_acknowledged_.load(std::memory_order_acquire); };
+  FlushResult r;
   if (ctx_.loop.drives_loop_here()) {
-    while (!done()) {
-      if (clock::now() >= deadline) return false;
-      ctx_.loop.turn(std::chrono::milliseconds(1));
-    }
-    return true;
+    while (!done() && clock::now() < deadline) ctx_.loop.turn(std::chrono::milliseconds(1));
+    r.flushed = done();
+  } else if (outbox_->wait_released(timeout)) {
+    std::unique_lock lock(flow_mu_);
+    r.flushed = flow_cv_.wait_until(lock, deadline, done);
   }
-  if (!outbox_->wait_released(timeout)) return false;
-  std::unique_lock lock(flow_mu_);
-  return flow_cv_.wait_until(lock, deadline, done);
+  std::lock_guard lock(report_mu_);
+  if (!r.flushed) r.unacknowledged = lagging_;
+  if (!gone_.empty()) {
+    r.flushed = false;
+    r.unacknowledged.insert(r.unacknowledged.end(), gone_.begin(), gone_.end());
+    gone_.clear();
+  }
+  return r;
 }
 
 void publisher_side::wake_waiters() {
@@ -317,6 +323,20 @@ bool publisher_side::busy() const {
   return !pending_.empty() || !outbox_->empty() || !outbound_.all_acknowledged();
 }
 
+// Who lacks what, for a flush() that times out: taken at most every 50 ms.
+void publisher_side::take_lagging(clock::time_point now) {
+  if (now - lagging_taken_ < std::chrono::milliseconds(50)) return;
+  lagging_taken_ = now;
+  std::vector<UnacknowledgedSubscriber> out;
+  for (const auto& l : outbound_.lagging()) {
+    const auto name = names_.find(l.id);
+    out.push_back({to_node_id(l.id), name == names_.end() ? std::string() : name->second, l.events,
+                   l.absent ? UnacknowledgedSubscriber::State::absent : UnacknowledgedSubscriber::State::connected});
+  }
+  std::lock_guard lock(report_mu_);
+  lagging_ = std::move(out);
+}
+
 // Publishes the flow-control and flush state for API threads.
 void publisher_side::update_flow_state() {
   const bool full = outbound_.window_full();
@@ -324,6 +344,7 @@ void publisher_side::update_flow_state() {
   unacknowledged_.store(outbound_.unacknowledged(), std::memory_order_relaxed);
   history_events_.store(outbound_.history_events(), std::memory_order_relaxed);
   history_bytes_.store(outbound_.history_bytes(), std::memory_order_relaxed);
+  if (!acked) take_lagging(clock::now());
   const bool changed = window_full_.exchange(full) != full || all_acknowledged_.exchange(acked) != acked;
   if (changed) {
     std::lock_guard lock(flow_mu_);  // pairs with the waiters' predicate check
@@ -352,15 +373,41 @@ void publisher_side::on_late_group_acks(const wire::node_id_bytes& from, const w
   on_ack(from, group_acks, now);
 }
 
-void publisher_side::set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns,
-                                    bool ready, clock::time_point now) {
+void publisher_side::set_subscriber(const wire::node_id_bytes& id, const std::string& name,
+                                    const std::vector<wire::pattern_spec>& patterns, bool ready, clock::time_point now) {
+  if (!name.empty()) names_[id] = name;
   outbound_.set_subscriber(id, patterns, ready, now);
   update_flow_state();
 }
 
-void publisher_side::forget_subscriber(const wire::node_id_bytes& id, bool keep_group_work, clock::time_point now) {
+void publisher_side::forget_subscriber(const wire::node_id_bytes& id, bool keep_group_work, bool report,
+                                       clock::time_point now) {
   peer_left();
-  outbound_.forget_subscriber(id, now, keep_group_work);
+  const auto unacked = outbound_.forget_subscriber(id, now, keep_group_work);
+  std::string name;
+  if (auto it = names_.find(id); it != names_.end()) {
+    name = std::move(it->second);
+    names_.erase(it);
+  }
+  if (report && unacked != 0) {
+    bump(ctx_.counters.subscribers_gone_unacknowledged);
+    bump(ctx_.counters.events_never_acknowledged, unacked);
+    ctx_.faults.report(fault::subscriber_gone_unacknowledged,
+                       fmt::format("subscriber {}{} is gone (it restarted, or did not come back within peer_resume) "
+                                   "and never acknowledged {} events published here",
+                                   short_id(id), name.empty() ? "" : " '" + name + "'", unacked));
+    std::lock_guard lock(report_mu_);
+    if (gone_.size() >= 1000) gone_.erase(gone_.begin());  // never asked for: the counters keep the total
+    gone_.push_back({to_node_id(id), std::move(name), unacked, UnacknowledgedSubscriber::State::gone});
+  }
+  lagging_taken_ = {};
+  update_flow_state();
+}
+
+void publisher_side::subscriber_absent(const wire::node_id_bytes& id, clock::time_point now) {
+  peer_left();
+  outbound_.subscriber_absent(id, now);
+  lagging_taken_ = {};
   update_flow_state();
 }
 

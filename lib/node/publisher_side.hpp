@@ -54,9 +54,9 @@ class publisher_side final : private outbound_sink {
   // --- API threads ---
   /// publish(): checks, waits for the window and queue space as SendPolicy says.
   PublishResult publish(std::string_view topic, wire::byte_view payload, const PublishOptions* po, bool reserved);
-  /// True once everything published is with ZeroMQ and acknowledged by every
-  /// tracked subscriber, false at the deadline.
-  bool flush(std::chrono::milliseconds timeout);
+  /// Once everything published is with ZeroMQ and acknowledged by every tracked
+  /// subscriber (absent ones included), or at the deadline; see Node::flush.
+  FlushResult flush(std::chrono::milliseconds timeout);
   /// Wakes publishers waiting for a window (stop).
   void wake_waiters();
   void close() { outbox_->close(); }
@@ -86,10 +86,14 @@ class publisher_side final : private outbound_sink {
   void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
   /// The last group acks of a peer that said goodbye and has no session any more.
   void on_late_group_acks(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
-  void set_subscriber(const wire::node_id_bytes& id, const std::vector<wire::pattern_spec>& patterns, bool ready,
-                      clock::time_point now);
-  /// A subscriber left (see outbound_streams::forget_subscriber).
-  void forget_subscriber(const wire::node_id_bytes& id, bool keep_group_work, clock::time_point now);
+  void set_subscriber(const wire::node_id_bytes& id, const std::string& name,
+                      const std::vector<wire::pattern_spec>& patterns, bool ready, clock::time_point now);
+  /// A subscriber left (see outbound_streams::forget_subscriber). `report`: it did not
+  /// choose to (it restarted, or stayed absent too long): events it never
+  /// acknowledged are counted, logged and reported by the next flush().
+  void forget_subscriber(const wire::node_id_bytes& id, bool keep_group_work, bool report, clock::time_point now);
+  /// A subscriber expired and may come back (see outbound_streams::subscriber_absent).
+  void subscriber_absent(const wire::node_id_bytes& id, clock::time_point now);
   void release_group_work(const wire::node_id_bytes& id, clock::time_point now);
   /// A peer left while a stall was going on: the stall no longer waits for it.
   void peer_left() noexcept {
@@ -120,6 +124,7 @@ class publisher_side final : private outbound_sink {
   void deliver_locally(const pending_send& p, std::size_t events_offset, std::uint64_t timestamp_ns);
   void send_heartbeats(clock::time_point now);
   void update_flow_state();
+  void take_lagging(clock::time_point now);
 
   // outbound_sink
   void send_repair(const wire::node_id_bytes& to, transport::frame&& frame) override;
@@ -148,6 +153,13 @@ class publisher_side final : private outbound_sink {
   std::atomic<std::size_t> unacknowledged_{0};
   std::atomic<std::size_t> history_events_{0};
   std::atomic<std::size_t> history_bytes_{0};
+  // Who lacks what, for flush(): a snapshot refreshed while anything is
+  // unacknowledged, and the subscribers forgotten since the last flush().
+  std::mutex report_mu_;
+  std::vector<UnacknowledgedSubscriber> lagging_;
+  std::vector<UnacknowledgedSubscriber> gone_;
+  clock::time_point lagging_taken_{};
+  std::map<wire::node_id_bytes, std::string> names_;  ///< I/O thread: subscribers' node names
 
   // I/O thread only.
   std::map<std::string, topic_state, std::less<>> topics_;

@@ -56,6 +56,12 @@ class subscriber_side final : private inbound_sink {
   void on_publisher_gone(const wire::node_id_bytes& id, clock::time_point now) {
     inbound_.on_publisher_gone(id, now);
   }
+  void on_publisher_absent(const wire::node_id_bytes& id, clock::time_point now) {
+    inbound_.on_publisher_absent(id, now);
+  }
+  void on_publisher_end(const wire::node_id_bytes& id, const wire::goodbye_msg& m) {
+    inbound_.on_publisher_end(id, m);
+  }
   /// A repair or assignment of an epoch older than the sender's current one.
   bool stale(const wire::node_id_bytes& from, std::uint64_t epoch) const { return inbound_.epoch_of(from) > epoch; }
 

@@ -6,7 +6,7 @@
 namespace meshbus::reliability {
 
 void delivery_tracker::adjust(subscriber_state& s, std::int64_t delta) {
-  const bool was_over = s.unacked >= cfg_.window;
+  const bool was_over = !s.absent && s.unacked >= cfg_.window;
   if (delta >= 0) {
     s.unacked += static_cast<std::uint64_t>(delta);
     total_unacked_ += static_cast<std::uint64_t>(delta);
@@ -15,9 +15,33 @@ void delivery_tracker::adjust(subscriber_state& s, std::int64_t delta) {
     s.unacked -= std::min(s.unacked, d);
     total_unacked_ -= std::min(total_unacked_, d);
   }
-  const bool is_over = s.unacked >= cfg_.window;
+  const bool is_over = !s.absent && s.unacked >= cfg_.window;
   if (is_over && !was_over) ++over_window_;
   if (!is_over && was_over) --over_window_;
+}
+
+void delivery_tracker::set_absent(const wire::node_id_bytes& subscriber, bool absent) {
+  auto it = subscribers_.find(subscriber);
+  if (it == subscribers_.end() || it->second.absent == absent) return;
+  auto& s = it->second;
+  const bool was_over = !s.absent && s.unacked >= cfg_.window;
+  s.absent = absent;
+  const bool is_over = !s.absent && s.unacked >= cfg_.window;
+  if (is_over && !was_over) ++over_window_;
+  if (!is_over && was_over) --over_window_;
+}
+
+bool delivery_tracker::absent(const wire::node_id_bytes& subscriber) const {
+  auto it = subscribers_.find(subscriber);
+  return it != subscribers_.end() && it->second.absent;
+}
+
+std::vector<std::pair<wire::node_id_bytes, std::uint64_t>> delivery_tracker::lagging() const {
+  std::vector<std::pair<wire::node_id_bytes, std::uint64_t>> out;
+  for (const auto& [id, s] : subscribers_) {
+    if (s.unacked != 0) out.emplace_back(id, s.unacked);
+  }
+  return out;
 }
 
 void delivery_tracker::track(const wire::node_id_bytes& subscriber, std::string_view topic_name,
@@ -44,15 +68,17 @@ bool delivery_tracker::tracks(const wire::node_id_bytes& subscriber, std::string
   return it != subscribers_.end() && it->second.topics.count(std::string(topic)) != 0;
 }
 
-void delivery_tracker::forget(const wire::node_id_bytes& subscriber) {
+std::uint64_t delivery_tracker::forget(const wire::node_id_bytes& subscriber) {
   auto it = subscribers_.find(subscriber);
-  if (it == subscribers_.end()) return;
-  adjust(it->second, -static_cast<std::int64_t>(it->second.unacked));
+  if (it == subscribers_.end()) return 0;
+  const auto unacked = it->second.unacked;
+  adjust(it->second, -static_cast<std::int64_t>(unacked));
   for (const auto& [topic, p] : it->second.topics) {
     auto& subs = topics_[topic].subscribers;
     subs.erase(std::remove(subs.begin(), subs.end(), subscriber), subs.end());
   }
   subscribers_.erase(it);
+  return unacked;
 }
 
 void delivery_tracker::sent(std::string_view topic_name, std::uint64_t last_seq, clock::time_point now) {
@@ -100,7 +126,7 @@ clock::duration delivery_tracker::timeout_after(unsigned attempts) const {
 
 void delivery_tracker::due_redeliveries(clock::time_point now, std::vector<redelivery>& out) {
   for (auto& [id, s] : subscribers_) {
-    if (s.unacked == 0) continue;
+    if (s.unacked == 0 || s.absent) continue;
     for (auto& [topic, p] : s.topics) {
       if (p.mode != delivery_mode::acknowledged) continue;
       const auto last = topics_[topic].last_sent;
@@ -115,7 +141,7 @@ void delivery_tracker::due_redeliveries(clock::time_point now, std::vector<redel
 clock::time_point delivery_tracker::next_redelivery() const {
   auto next = clock::time_point::max();
   for (const auto& [id, s] : subscribers_) {
-    if (s.unacked == 0) continue;
+    if (s.unacked == 0 || s.absent) continue;
     for (const auto& [topic, p] : s.topics) {
       if (p.mode != delivery_mode::acknowledged) continue;
       const auto it = topics_.find(topic);

@@ -46,7 +46,13 @@ class delivery_tracker {
   /// True when the subscriber is tracked on the topic.
   bool tracks(const wire::node_id_bytes& subscriber, std::string_view topic) const;
   /// The subscriber left: forget it (its window no longer holds anyone up).
-  void forget(const wire::node_id_bytes& subscriber);
+  /// Returns how many events it had not acknowledged.
+  std::uint64_t forget(const wire::node_id_bytes& subscriber);
+  /// The subscriber was declared gone but may come back (absent), or is back. An
+  /// absent subscriber keeps its progress and still counts as unacknowledged (flush
+  /// waits for it), but its window holds nobody up and it gets no redeliveries.
+  void set_absent(const wire::node_id_bytes& subscriber, bool absent);
+  bool absent(const wire::node_id_bytes& subscriber) const;
   /// The publisher sent everything on `topic` up to `last_seq`.
   void sent(std::string_view topic, std::uint64_t last_seq, clock::time_point now);
   /// A cumulative ack: `subscriber` holds (or processed) everything on `topic` up to `seq`.
@@ -60,6 +66,9 @@ class delivery_tracker {
   std::uint64_t unacknowledged(const wire::node_id_bytes& subscriber) const;
   std::uint64_t total_unacknowledged() const noexcept { return total_unacked_; }
   std::size_t subscribers() const noexcept { return subscribers_.size(); }
+
+  /// Subscribers with events unacknowledged, and how many.
+  std::vector<std::pair<wire::node_id_bytes, std::uint64_t>> lagging() const;
 
   /// Acknowledged subscribers with no progress for their timeout: what to send again.
   void due_redeliveries(clock::time_point now, std::vector<redelivery>& out);
@@ -76,6 +85,7 @@ class delivery_tracker {
   struct subscriber_state {
     std::unordered_map<std::string, progress> topics;
     std::uint64_t unacked = 0;
+    bool absent = false;
   };
   struct topic_state {
     std::uint64_t last_sent = 0;

@@ -92,6 +92,7 @@ void publisher_streams::set_subscriber(const wire::node_id_bytes& id,
     }
   }
   s.ready = ready;
+  if (ready) tracker_.set_absent(id, false);  // back: its window counts again
   ++generation_;
   for (auto& [topic, generation] : topics_) {
     track_topic(id, s, topic, now);
@@ -197,10 +198,20 @@ void publisher_streams::reconcile(const std::string& name, group_info& g, clock:
   }
 }
 
-void publisher_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
-                                          bool keep_group_work) {
+std::uint64_t publisher_streams::forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
+                                                   bool keep_group_work) {
+  const auto unacked = tracker_.forget(id);
+  leave(id, now, keep_group_work);
+  return unacked;
+}
+
+void publisher_streams::subscriber_absent(const wire::node_id_bytes& id, clock::time_point now) {
+  tracker_.set_absent(id, true);
+  leave(id, now, false);
+}
+
+void publisher_streams::leave(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work) {
   subscribers_.erase(id);
-  tracker_.forget(id);
   ++generation_;
   // Its groups choose their set without it; it takes no new work.
   for (auto& [name, g] : group_info_) {
@@ -210,6 +221,12 @@ void publisher_streams::forget_subscriber(const wire::node_id_bytes& id, clock::
     reconcile(name, g, now);
   }
   if (!keep_group_work) release_group_work(id, now);
+}
+
+std::vector<publisher_streams::lagging_subscriber> publisher_streams::lagging() const {
+  std::vector<lagging_subscriber> out;
+  for (const auto& [id, events] : tracker_.lagging()) out.push_back({id, events, tracker_.absent(id)});
+  return out;
 }
 
 void publisher_streams::release_group_work(const wire::node_id_bytes& id, clock::time_point now) {

@@ -71,8 +71,22 @@ class publisher_streams {
   /// A subscriber is gone: it is no longer tracked and gets no new group work. Its
   /// unacknowledged group work goes to the other members now, or, with
   /// `keep_group_work` (it said goodbye, and its last acks may still be on the way),
-  /// when release_group_work() is called.
-  void forget_subscriber(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work = false);
+  /// when release_group_work() is called. Returns how many events it never
+  /// acknowledged.
+  std::uint64_t forget_subscriber(const wire::node_id_bytes& id, clock::time_point now,
+                                  bool keep_group_work = false);
+  /// A subscriber was declared gone without a goodbye and may come back with its
+  /// streams (absent): what it acknowledged is kept and flush() still waits for it,
+  /// but its window holds nobody up. Its group work goes to the other members now.
+  /// set_subscriber() with ready brings it back; forget_subscriber() ends it.
+  void subscriber_absent(const wire::node_id_bytes& id, clock::time_point now);
+  /// Subscribers with events unacknowledged: id, events, absent.
+  struct lagging_subscriber {
+    wire::node_id_bytes id{};
+    std::uint64_t events = 0;
+    bool absent = false;
+  };
+  std::vector<lagging_subscriber> lagging() const;
   /// What a forgotten subscriber still holds of group work goes to the other members.
   void release_group_work(const wire::node_id_bytes& id, clock::time_point now);
   void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m, clock::time_point now);
@@ -111,6 +125,8 @@ class publisher_streams {
     bool matches(std::string_view topic) const;
   };
   void reconcile(const std::string& name, group_info& g, clock::time_point now);
+  /// A subscriber's session ended: its patterns and group memberships go.
+  void leave(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work);
   void send_all(std::vector<group_assigner<transport::frame>::send>& sends);
   /// Adds what the history and the group assigner counted since the last call to the
   /// owner's counters.

@@ -39,9 +39,17 @@ struct receive_config {
   clock::duration start_wait = std::chrono::seconds(3);
 };
 
+/// `to` of a range that has no known end: everything from `from` on that the
+/// publisher's epoch sent, however much that was (a publisher gone without saying
+/// where its streams ended).
+inline constexpr std::uint64_t open_end = UINT64_MAX;
+
 struct seq_range {
   std::uint64_t from = 0;
-  std::uint64_t to = 0;  ///< inclusive
+  std::uint64_t to = 0;  ///< inclusive; open_end: no known end
+  bool open() const noexcept { return to == open_end; }
+  /// Events in the range; 0 for an open one (not known).
+  std::uint64_t size() const noexcept { return open() || from > to ? 0 : to - from + 1; }
   friend bool operator==(const seq_range&, const seq_range&) = default;
 };
 
@@ -219,12 +227,15 @@ class receive_window {
 
   /// The publisher is gone: gives up on every hole and delivers what is held (a
   /// window that never learned its start begins at the first batch it holds).
-  void abandon(clock::time_point now, actions& out) {
+  /// `tail_unknown`: where the stream ended is not known, so whatever came after the
+  /// highest sequence known is lost too: one open-ended range, from there on.
+  void abandon(clock::time_point now, actions& out, bool tail_unknown = false) {
     if (!started_) {
-      if (held_.empty()) return;
+      if (held_.empty()) return;  // it never began: nothing of it was due here
       start(held_.begin()->first, now, out);
     }
     give_up_holes(now, out);
+    if (tail_unknown) give_up({next_, open_end}, out);  // the window is done with
   }
   /// When the next NACK retry is due (time_point::max() when nothing is missing).
   clock::time_point nack_due() const noexcept {
@@ -260,7 +271,7 @@ class receive_window {
     if (r.from > r.to) return;
     out.lost.push_back(r);
     out.lost_at.push_back(out.deliver.size());
-    counters_.lost += r.to - r.from + 1;
+    counters_.lost += r.size();
     ++counters_.gaps;
   }
 

@@ -19,7 +19,7 @@ void subscriber_outputs::nack(const wire::node_id_bytes& publisher, std::uint64_
 }
 
 void subscriber_outputs::lost(std::size_t key, const loss_report& r) {
-  bump(counters_.events_lost, r.range.to - r.range.from + 1);
+  bump(counters_.events_lost, r.range.size());  // an open range: not known
   bump(counters_.loss_notices);
   sink_.lost(key, r);
 }
@@ -41,7 +41,10 @@ subscriber_streams::publisher_state* subscriber_streams::publisher_for(const wir
                                                                        std::uint64_t epoch,
                                                                        clock::time_point now) {
   auto& p = publishers_[id];
-  if (p.epoch == epoch) return &p;
+  if (p.epoch == epoch) {
+    p.absent = false;  // heard from again: its streams resume
+    return &p;
+  }
   if (p.epoch != 0 && epoch < p.epoch) {
     bump(cx_.out.counters().rejected_sequences);  // an older epoch of a publisher that restarted
     return nullptr;
@@ -258,13 +261,48 @@ void subscriber_streams::on_ready(const wire::node_id_bytes& publisher, std::uin
   }
 }
 
+void subscriber_streams::on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now) {
+  auto it = publishers_.find(publisher);
+  if (it == publishers_.end()) return;
+  it->second.absent = true;
+  // Group work goes to the other members (the publisher forgets this member's
+  // assignment numbering when it loses it too); it is not this node's to report.
+  for (auto& [name, g] : it->second.groups) g.abandon(now);
+  it->second.groups.clear();
+}
+
+void subscriber_streams::on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m) {
+  auto it = publishers_.find(publisher);
+  if (it == publishers_.end() || it->second.epoch != m.epoch) return;
+  auto& p = it->second;
+  p.ended = true;
+  p.end_positions.clear();
+  for (const auto& [topic, seq] : m.positions) p.end_positions[topic] = seq;
+  p.end_complete = m.positions.size() < wire::max_positions;
+}
+
 void subscriber_streams::on_publisher_gone(const wire::node_id_bytes& publisher, clock::time_point now) {
   auto it = publishers_.find(publisher);
   if (it == publishers_.end()) return;
-  for (auto& [topic, s] : it->second.streams) {
+  auto& p = it->second;
+  for (auto& [topic, s] : p.streams) {
+    // Where the stream ended is known from the publisher's goodbye; otherwise what
+    // came after the highest sequence heard of is lost too, however much it was.
+    std::optional<std::uint64_t> end;
+    if (p.ended) {
+      if (auto e = p.end_positions.find(topic); e != p.end_positions.end()) {
+        end = e->second;
+      } else if (p.end_complete) {
+        end = 0;  // it published nothing on it beyond what this node heard of
+      }
+    }
     for (auto& ss : s.subs) {
-      drive(publisher, it->second.epoch, s, ss, loss_reason::publisher_gone,
-            [&](held_window& w, held_window::actions& out) { w.abandon(now, out); });
+      drive(publisher, p.epoch, s, ss, loss_reason::publisher_gone,
+            [&](held_window& w, held_window::actions& out) {
+              if (end && *end != 0) w.on_last_sequence(*end, now, out);
+              out.nack.clear();  // nobody to ask
+              w.abandon(now, out, !end.has_value());
+            });
     }
   }
   for (auto& [name, g] : it->second.groups) g.abandon(now);
@@ -307,6 +345,7 @@ void subscriber_streams::maybe_ack(ack_state& a, std::optional<std::uint64_t> va
 
 void subscriber_streams::send_acks(clock::time_point now, bool force) {
   for (auto& [publisher, p] : publishers_) {
+    if (p.absent) continue;  // acked again when it is back
     wire::ack_msg m;
     m.epoch = p.epoch;
     for (auto& [topic, s] : p.streams) maybe_ack(s.ack, ack_value(s), topic, now, force, m);
@@ -317,6 +356,7 @@ void subscriber_streams::send_acks(clock::time_point now, bool force) {
 
 void subscriber_streams::tick(clock::time_point now) {
   for (auto& [publisher, p] : publishers_) {
+    if (p.absent) continue;  // nobody to ask until it is back
     for (auto& [topic, s] : p.streams) {
       sync_subscriptions(p, s);
       for (auto& ss : s.subs) {
@@ -333,6 +373,7 @@ void subscriber_streams::tick(clock::time_point now) {
 clock::time_point subscriber_streams::next_due(clock::time_point now) const {
   auto next = clock::time_point::max();
   for (const auto& [publisher, p] : publishers_) {
+    if (p.absent) continue;
     for (const auto& [topic, s] : p.streams) {
       for (const auto& ss : s.subs) next = std::min(next, ss.w.nack_due());
       if (const auto v = ack_value(s); v && *v != 0) next = std::min(next, refresh_due(s.ack, now));
@@ -357,6 +398,7 @@ clock::time_point subscriber_streams::refresh_due(const ack_state& a, clock::tim
 bool subscriber_streams::busy() const {
   const auto generation = cx_.subs.generation();
   for (const auto& [publisher, p] : publishers_) {
+    if (p.absent) continue;
     for (const auto& [topic, s] : p.streams) {
       if (s.match_generation != generation) return true;
       const auto value = ack_value(s);

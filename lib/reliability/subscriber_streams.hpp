@@ -55,7 +55,18 @@ class subscriber_streams {
   /// The publisher holds our subscriptions of `generation`; its positions then.
   void on_ready(const wire::node_id_bytes& publisher, std::uint64_t epoch, const wire::ready_msg& m,
                 clock::time_point now);
-  /// The publisher left, or restarted (a new epoch): what it could not repair is lost.
+  /// The publisher was declared gone without a goodbye (expiry): it may come back
+  /// with the same epoch (a partition, a pause), so its streams are kept as they
+  /// are, waiting; anything heard from it of that epoch resumes them (the READY of
+  /// the new session shows what they lack, NACKs ask for it). Its group work is
+  /// given up (the publisher hands it to other members).
+  void on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now);
+  /// The publisher says goodbye: where each of its streams ended.
+  void on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m);
+  /// The publisher is gone for good: it left (and its drain period ended), it
+  /// restarted (a new epoch), or it stayed absent too long. What it did not deliver
+  /// is lost: holes as closed ranges; the tail after the last sequence heard of as
+  /// one open-ended range, unless its goodbye said where each stream ended.
   void on_publisher_gone(const wire::node_id_bytes& publisher, clock::time_point now);
   /// NACK retries and acks that are due.
   void tick(clock::time_point now);
@@ -93,6 +104,12 @@ class subscriber_streams {
     std::uint64_t ready_generation = 0;
     bool ready = false;
     std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> positions;
+    bool absent = false;  ///< declared gone without a goodbye: may come back
+    // Its goodbye: the last sequence of each topic; complete unless it was cut at
+    // wire::max_positions topics.
+    bool ended = false;
+    bool end_complete = false;
+    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> end_positions;
   };
 
   publisher_state* publisher_for(const wire::node_id_bytes& id, std::uint64_t epoch, clock::time_point now);

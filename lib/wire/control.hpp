@@ -123,7 +123,11 @@ struct ping_msg {
   friend bool operator==(const ping_msg&, const ping_msg&) = default;
 };
 
+/// The sender is leaving. `positions`: its last sequence per topic (at most
+/// max_positions), so a subscriber can tell exactly what of its streams it lacks.
 struct goodbye_msg {
+  std::uint64_t epoch = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> positions;
   friend bool operator==(const goodbye_msg&, const goodbye_msg&) = default;
 };
 

@@ -31,7 +31,7 @@ MESHBUS_WIRE_BODY_CODEC(hello_msg, hello, 12);
 MESHBUS_WIRE_BODY_CODEC(subscriptions_msg, subscriptions, 3);
 MESHBUS_WIRE_BODY_CODEC(ready_msg, ready, 2);
 MESHBUS_WIRE_BODY_CODEC(ping_msg, ping, 4);
-MESHBUS_WIRE_BODY_CODEC(goodbye_msg, goodbye, 0);
+MESHBUS_WIRE_BODY_CODEC(goodbye_msg, goodbye, 2);
 // Streams and groups (control_stream.cpp):
 MESHBUS_WIRE_BODY_CODEC(nack_msg, nack, 3);
 MESHBUS_WIRE_BODY_CODEC(ack_msg, ack, 2);

@@ -86,7 +86,14 @@ void body_codec<ping_msg>::read(mp_reader& r, ping_msg& m) {
   if (m.router_port == 0 || m.pub_port == 0) r.fail();
 }
 
-void body_codec<goodbye_msg>::write(mp_writer&, const goodbye_msg&) {}
-void body_codec<goodbye_msg>::read(mp_reader&, goodbye_msg&) {}
+void body_codec<goodbye_msg>::write(mp_writer& w, const goodbye_msg& m) {
+  w.uint(m.epoch);
+  write_topic_seqs(w, m.positions);
+}
+
+void body_codec<goodbye_msg>::read(mp_reader& r, goodbye_msg& m) {
+  r.read_uint(m.epoch);
+  read_topic_seqs(r, max_positions, m.positions);
+}
 
 }  // namespace meshbus::wire::detail

@@ -128,7 +128,7 @@ TEST_CASE("flush waits until every reliable subscriber holds everything", "[inte
   publish_numbered(pub, "fl.x", 1, 1000);
   CHECK_FALSE(pub.flush(300ms));  // the subscriber has not taken anything
   std::atomic<bool> flushed{false};
-  std::thread flusher([&] { flushed = pub.flush(20s); });
+  std::thread flusher([&] { flushed = pub.flush(20s).flushed; });
   while (!flushed) sub.poll_once(5ms);
   flusher.join();
   CHECK(flushed);
@@ -250,7 +250,7 @@ TEST_CASE("a full window makes publish wait or refuse, never drop", "[integratio
   CHECK(pub.stats().publish_would_block >= 1);
   // Once the subscriber takes and acknowledges, publishing goes on; nothing was lost.
   std::atomic<bool> flushed{false};
-  std::thread flusher([&] { flushed = pub.flush(20s); });
+  std::thread flusher([&] { flushed = pub.flush(20s).flushed; });
   while (!flushed) sub.poll_once(5ms);
   flusher.join();
   CHECK(got == accepted);
@@ -422,7 +422,7 @@ TEST_CASE("a subscriber that missed the publisher's READY holds what arrives and
     REQUIRE(pub.publish("ready.data", std::to_string(i)) == PublishResult::ok);
     std::this_thread::sleep_for(20ms);
   }
-  const bool flushed = pub.flush(20s);
+  const bool flushed = pub.flush(20s).flushed;
   INFO("received " << check.total() << ", out of order " << check.bad() << ", losses " << losses);
   REQUIRE(flushed);
   CHECK(eventually([&] { return check.total() == 200; }, 10s));

@@ -30,7 +30,7 @@ std::vector<control_msg> samples() {
           subscriptions_msg{5, {{"a.b", 0, ""}, {"c.**", 2, "workers"}}, {"svc"}},
           ready_msg{5, {{"orders.eu", 10}, {"orders.us", 0}}},
           ping_msg{99, 7000, 7001, {{id_of(3), "127.0.0.1", 1, 2}}},
-          goodbye_msg{},
+          goodbye_msg{77, {{"orders.eu", 10}}},
           nack_msg{77, "orders.eu", {{1, 5}, {9, 9}, {1000000, 2000000}}},
           ack_msg{77, {{"orders.eu", 41}, {"orders.us", 0}}},
           repair_msg{77},
@@ -141,7 +141,7 @@ TEST_CASE("a float among a body's extra fields makes it malformed", "[unit][wire
 TEST_CASE("bodies and list entries have bounded element counts", "[unit][wire]") {
   control_msg out;
   SECTION("a body of more than max_body_fields elements") {
-    bytes b = {protocol_version, static_cast<std::uint8_t>(control_kind::goodbye)};
+    bytes b = {protocol_version, static_cast<std::uint8_t>(control_kind::repair)};
     mp_writer w(b);
     w.array(max_body_fields + 1);
     for (std::uint32_t i = 0; i <= max_body_fields; ++i) w.uint(0);

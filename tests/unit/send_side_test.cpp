@@ -75,6 +75,36 @@ TEST_CASE("the window fills with unacknowledged events and empties with acks", "
   CHECK(t.all_acknowledged());
 }
 
+TEST_CASE("an absent subscriber holds nobody up but still counts until it is back or forgotten",
+          "[unit][reliability]") {
+  tracker_config cfg;
+  cfg.window = 100;
+  delivery_tracker t(cfg);
+  t.track(sub(1), "a", delivery_mode::acknowledged, 0, t0);
+  t.track(sub(2), "a", delivery_mode::reliable, 0, t0);
+  t.sent("a", 150, t0);
+  CHECK(t.window_full());
+  REQUIRE(t.ack(sub(2), "a", 150, t0) == ack_result::ok);
+  t.set_absent(sub(1), true);  // expired: a partition, or a pause
+  CHECK(t.absent(sub(1)));
+  CHECK_FALSE(t.window_full());    // it holds nobody up...
+  CHECK_FALSE(t.all_acknowledged());  // ...but flush() still waits for it
+  std::vector<redelivery> due;
+  t.due_redeliveries(t0 + 1h, due);
+  CHECK(due.empty());  // nobody to send to
+  t.sent("a", 160, t0);
+  CHECK(t.unacknowledged(sub(1)) == 160);
+  t.set_absent(sub(1), false);  // back with its epoch: its progress is where it was
+  CHECK(t.window_full());
+  REQUIRE(t.ack(sub(1), "a", 160, t0) == ack_result::ok);
+  CHECK_FALSE(t.window_full());
+  t.sent("a", 170, t0);
+  t.set_absent(sub(1), true);
+  CHECK(t.lagging().size() == 2);
+  CHECK(t.forget(sub(1)) == 10);  // gone for good: what it never acknowledged
+  CHECK(t.lagging().size() == 1);
+}
+
 TEST_CASE("a subscriber is responsible only from its start point", "[unit][reliability]") {
   delivery_tracker t({});
   t.sent("a", 1000, t0);

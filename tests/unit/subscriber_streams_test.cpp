@@ -136,6 +136,8 @@ TEST_CASE("an earliest subscription starts at the oldest held without calling th
   CHECK(value(s.counters.events_lost) == 0);
 }
 
+const std::string open_tail = std::to_string(open_end);
+
 TEST_CASE("a publisher that is gone leaves loss reports for what it could not repair",
           "[unit][reliability]") {
   subscriber s;
@@ -143,9 +145,76 @@ TEST_CASE("a publisher that is gone leaves loss reports for what it could not re
   s.data(1, 1);
   s.data(3, 1);
   s.streams.on_publisher_gone(pub, s.now);
-  CHECK(s.sink.order == std::vector<std::string>{"d1-1", "l2-2", "d3-3"});
+  // The hole, then everything after the last event heard of: where the stream ended
+  // is not known (no goodbye), so the notice is open-ended.
+  CHECK(s.sink.order == std::vector<std::string>{"d1-1", "l2-2", "d3-3", "l4-" + open_tail});
   CHECK(s.sink.losses[0].report.reason == loss_reason::publisher_gone);
+  CHECK(s.sink.losses[1].report.reason == loss_reason::publisher_gone);
+  CHECK(value(s.counters.events_lost) == 1);  // an open range counts no events: how many is not known
+  CHECK(value(s.counters.loss_notices) == 2);
   CHECK(s.streams.epoch_of(pub) == 0);
+}
+
+TEST_CASE("a publisher that said where its streams ended leaves closed loss reports only",
+          "[unit][reliability]") {
+  subscriber s;
+  s.source.add("orders");
+  s.source.add("audit.*");
+  s.data(1, 3);
+  s.data(1, 2, "audit.log");
+  s.streams.on_publisher_end(pub, wire::goodbye_msg{epoch, {{"orders", 5}, {"audit.log", 2}}});
+  s.streams.on_publisher_gone(pub, s.now);
+  // orders: 4-5 never came; audit.log: complete.
+  CHECK(s.sink.order == std::vector<std::string>{"d1-3", "d1-2", "l4-5"});
+  CHECK(value(s.counters.events_lost) == 2);
+}
+
+TEST_CASE("a goodbye of another epoch, or one that lists no such topic, tells nothing",
+          "[unit][reliability]") {
+  subscriber s;
+  s.source.add("orders");
+  s.data(1, 3);
+  s.streams.on_publisher_end(pub, wire::goodbye_msg{epoch + 1, {{"orders", 9}}});
+  s.streams.on_publisher_gone(pub, s.now);
+  CHECK(s.sink.order == std::vector<std::string>{"d1-3", "l4-" + open_tail});
+}
+
+TEST_CASE("an absent publisher that comes back with its epoch resumes its streams without a loss",
+          "[unit][reliability]") {
+  subscriber s;
+  s.source.add("orders", delivery_mode::reliable, now_start);
+  s.streams.on_ready(pub, epoch, wire::ready_msg{1, {{"orders", 0}}}, s.now);
+  s.data(1, 3);
+  s.streams.on_publisher_absent(pub, s.now);  // expired: a partition, or a pause
+  s.sink.nacks.clear();
+  s.sink.acks.clear();
+  // While it is absent nothing is asked for or acknowledged, and nothing is reported.
+  s.now += 10s;
+  s.streams.tick(s.now);
+  CHECK(s.sink.nacks.empty());
+  CHECK(s.sink.acks.empty());
+  CHECK(s.streams.next_due(s.now) == clock::time_point::max());
+  // Back with the same epoch: its READY shows what was published meanwhile.
+  s.streams.on_ready(pub, epoch, wire::ready_msg{1, {{"orders", 9}}}, s.now);
+  REQUIRE(s.sink.nacks.size() == 1);
+  CHECK(s.sink.nacks[0].ranges == std::vector<std::pair<std::uint64_t, std::uint64_t>>{{4, 9}});
+  s.data(4, 6, "orders", true);
+  CHECK(s.sink.order == std::vector<std::string>{"d1-3", "d4-9"});
+  CHECK(value(s.counters.events_lost) == 0);
+  CHECK(s.sink.losses.empty());
+}
+
+TEST_CASE("an absent publisher that comes back with a new epoch ends the old streams with an open-ended loss",
+          "[unit][reliability]") {
+  subscriber s;
+  s.source.add("orders", delivery_mode::reliable, now_start);
+  s.streams.on_ready(pub, epoch, wire::ready_msg{1, {{"orders", 0}}}, s.now);
+  s.data(1, 3);
+  s.streams.on_publisher_absent(pub, s.now);
+  s.streams.on_ready(pub, epoch + 1, wire::ready_msg{1, {{"orders", 0}}}, s.now);
+  CHECK(s.sink.order == std::vector<std::string>{"d1-3", "l4-" + open_tail});
+  CHECK(s.sink.losses[0].report.epoch == epoch);
+  CHECK(s.streams.epoch_of(pub) == epoch + 1);
 }
 
 TEST_CASE("a publisher's new epoch ends the old streams and an older epoch is rejected",
@@ -156,7 +225,7 @@ TEST_CASE("a publisher's new epoch ends the old streams and an older epoch is re
   s.data(3, 1);
   const auto h = batch(pub, epoch + 1, 1, 1, "orders");
   s.streams.on_batch(batch_frame("orders"), h, "orders", false, s.now);
-  CHECK(s.sink.order == std::vector<std::string>{"d1-1", "l2-2", "d3-3", "d1-1"});
+  CHECK(s.sink.order == std::vector<std::string>{"d1-1", "l2-2", "d3-3", "l4-" + open_tail, "d1-1"});
   CHECK(s.streams.epoch_of(pub) == epoch + 1);
   s.data(4, 1);  // the old epoch
   CHECK(value(s.counters.rejected_sequences) == 1);

@@ -27,7 +27,9 @@ constexpr const char* exit_codes_text =
     "  1  runtime failure (address in use, network, I/O; dlq replay: no such dead letter)\n"
     "  2  usage error (bad flags, invalid topic or pattern, unknown or ambiguous node)\n"
     "  3  timeout (--count, --expect or --subscribers not reached, pub's events not all\n"
-    "     acknowledged, or no answer to dlq replay in time)\n";
+    "     acknowledged, or no answer to dlq replay in time)\n"
+    "  4  pub: a subscriber went away for good without acknowledging every event (it\n"
+    "     restarted, or did not come back within the peer resume time)\n";
 
 /// Number checks with a plain message (CLI11's PositiveNumber names its 1.8e308 bound).
 CLI::Validator number_at_least(double minimum, const std::string& description) {

@@ -222,9 +222,17 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
                 std::to_string(summary.published) + " events on " + flags.topic);
     return exit_code::timeout;
   }
-  // The guarantee: flush() returns once every reliable subscriber acknowledged every event.
-  const bool flushed =
-      wait_interruptibly(latch, steady::now() + timeout, [&](milliseconds step) { return node->flush(step); });
+  // The guarantee: flush() returns once every reliable subscriber acknowledged every event;
+  // a subscriber that went away for good without doing so is reported by one of the calls.
+  meshbus::FlushResult last;
+  std::vector<meshbus::UnacknowledgedSubscriber> gone;
+  const bool flushed = wait_interruptibly(latch, steady::now() + timeout, [&](milliseconds step) {
+    last = node->flush(step);
+    for (const auto& u : last.unacknowledged) {
+      if (u.state == meshbus::UnacknowledgedSubscriber::State::gone) gone.push_back(u);
+    }
+    return last.flushed;
+  });
   const std::chrono::duration<double, std::milli> took = steady::now() - start;
   const auto unflushed = node->stats();
   // After a flush stop() only says goodbye; after a failed one it lingers (Options::linger).
@@ -234,14 +242,20 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
     print_error("note: no subscriber of " + flags.topic + " was found within " + to_ms_text(wait) +
                 " (check --cluster and --interface, or use --subscribers N)");
   }
+  if (!gone.empty()) {
+    meshbus::FlushResult report;
+    report.unacknowledged = gone;
+    print_error("not every event reached every subscriber: " + report.describe());
+  }
   if (!flushed && !latch.finished()) {
     print_error("timed out after " + to_ms_text(timeout) +
                 " waiting for the subscribers to acknowledge every event (" +
                 std::to_string(unflushed.unacknowledged_events) + " unacknowledged, " +
-                std::to_string(unflushed.send_queue_bytes) + " bytes not yet sent); some may not have arrived");
+                std::to_string(unflushed.send_queue_bytes) + " bytes not yet sent); some may not have arrived" +
+                (last.unacknowledged.empty() ? "" : ": " + last.describe()));
     return exit_code::timeout;
   }
-  return exit_code::ok;
+  return gone.empty() ? exit_code::ok : exit_code::unacknowledged;
 }
 
 /// The options; the runner learns from `payload` and `count` whether they were given.

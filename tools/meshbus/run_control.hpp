@@ -28,6 +28,7 @@ constexpr int ok = 0;
 constexpr int failure = 1;  ///< runtime failure: meshbus::error, I/O
 constexpr int usage = 2;    ///< bad flags, topic or pattern syntax
 constexpr int timeout = 3;  ///< a count, peer or subscriber target not reached in time
+constexpr int unacknowledged = 4;  ///< pub: a subscriber gone for good never acknowledged some events
 }  // namespace exit_code
 
 /// A command-line mistake found after parsing (topic or pattern syntax): exit 2.

@@ -98,9 +98,15 @@ class event_printer {
   void print_loss(const meshbus::LossNotice& loss) {
     std::lock_guard lock(mu_);
     if (latch_.finished()) return;
-    const auto lost = loss.to - loss.from + 1;
-    print_error("lost " + std::to_string(lost) + " event" + (lost == 1 ? "" : "s") + " of " + loss.topic +
-                " from " + loss.publisher.short_string() + " (" + meshbus::to_string(loss.reason) + ")");
+    if (loss.open_ended()) {
+      print_error("lost whatever followed event " + std::to_string(loss.from - 1) + " of " + loss.topic + " from " +
+                  loss.publisher.short_string() + " (" + meshbus::to_string(loss.reason) +
+                  " without saying where its stream ended; how many events is not known)");
+    } else {
+      const auto lost = loss.to - loss.from + 1;
+      print_error("lost " + std::to_string(lost) + " event" + (lost == 1 ? "" : "s") + " of " + loss.topic +
+                  " from " + loss.publisher.short_string() + " (" + meshbus::to_string(loss.reason) + ")");
+    }
     if (flags_.json) write_line(json_text(loss_json(loss)));
   }
 
@@ -157,8 +163,13 @@ class event_printer {
     set_publisher(object, loss.publisher);
     object["epoch"] = loss.epoch;
     object["from"] = loss.from;
-    object["to"] = loss.to;
-    object["count"] = loss.to - loss.from + 1;
+    if (loss.open_ended()) {
+      object["to"] = nullptr;  // open-ended: everything from `from` on, how much is not known
+      object["count"] = nullptr;
+    } else {
+      object["to"] = loss.to;
+      object["count"] = loss.to - loss.from + 1;
+    }
     object["reason"] = reason_code(loss.reason);
     object["pattern"] = loss.pattern;
     return object;

@@ -41,6 +41,10 @@
   X(publishing, counter, bad_nacks, "NACKs for what was never sent, or of another epoch")                      \
   X(publishing, counter, history_evicted,                                                                      \
     "events evicted from the bounded history (a NACK for them is answered with a loss)")                       \
+  X(publishing, counter, subscribers_gone_unacknowledged,                                                      \
+    "subscribers forgotten (restarted, or not back within peer_resume) that had not acknowledged everything")  \
+  X(publishing, counter, events_never_acknowledged,                                                            \
+    "events those subscribers never acknowledged (flush() reports them)")                                     \
   /* receiving */                                                                                              \
   X(receiving, counter, batches_received, "data messages received")                                            \
   X(receiving, counter, events_received, "events in those data messages")                                     \
@@ -94,6 +98,9 @@
   X(peers, counter, peers_joined, "peers that joined")                                                         \
   X(peers, counter, peers_left, "peers that left or expired")                                                  \
   X(peers, counter, peers_suspected, "times a peer became suspect")                                            \
+  X(peers, counter, peers_resumed, "peers declared gone that came back with their streams (same epoch)")       \
+  X(peers, counter, pauses_noticed,                                                                            \
+    "times this node noticed it had not run for over a second (stopped, or its thread held up)")               \
   X(peers, gauge, peers_alive, "peers alive now")                                                              \
   X(peers, gauge, peers_suspect, "peers suspect now")                                                          \
   /* queues and history */                                                                                     \
