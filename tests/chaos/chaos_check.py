@@ -42,6 +42,7 @@ class Incarnation:
         self.role = None
         self.ready = None
         self.ended = False
+        self.flushed = False
         self.pubs = collections.defaultdict(dict)  # topic -> {seq: t}
         self.recvs = collections.defaultdict(list)  # (pub, epoch, topic) -> [(seq, payload_ok, t)]
         self.losses = collections.defaultdict(list)  # stream -> [(from, to, reason, t, index)]
@@ -83,6 +84,8 @@ class Incarnation:
                     self.peers.append((w[1], w[2], int(w[3]), int(w[4])))
                 elif kind == "stat":
                     self.stats[w[1]] = int(w[2])
+                elif kind == "flushed":
+                    self.flushed = True
                 elif kind == "end":
                     self.ended = True
                 elif kind == "error":
@@ -296,9 +299,9 @@ class Checker:
                 self.notes.append(f"{i.name}: {e}")
             if not i.killed and not i.ended:
                 self.violation("no clean end", f"{i.name} was not killed but its record has no end line")
-            if i.role == "publisher" and not i.killed and i.ready is not None:
-                if not any(l for l in open(i.path) if l.startswith("stopped-publishing 1")):
-                    self.notes.append(f"{i.name}: flush() did not complete")
+            if i.role == "publisher" and not i.killed and i.ready is not None and not i.flushed:
+                self.notes.append(f"{i.name}: flush() never completed: "
+                                  f"{i.stats.get('unacknowledged_events', '?')} events unacknowledged at the end")
         for i in self.incs:
             if i.node_id is not None and i.role != "publisher":
                 self.check_subscriber(i)

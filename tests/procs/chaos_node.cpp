@@ -12,11 +12,12 @@
 //   recv <publisher_id> <epoch> <topic> <seq> <payload_ok 0|1> <t>
 //   loss <publisher_id> <epoch> <topic> <from> <to> <gap|not_in_history|publisher_gone> <t>
 //   peer <joined|suspect|alive_again|left> <node_id> <epoch> <t>
-//   stopped-publishing <flushed 0|1> <t>                publisher, after SIGUSR1
+//   stopped-publishing <t>                              publisher, after SIGUSR1
+//   flushed <ms after stopping> <t>                     publisher: flush() completed
 //   stat <name> <value>                                 every Stats field, on SIGTERM
 //   end <t>                                             clean exit (SIGTERM)
-// A publisher publishes until SIGUSR1, then flushes and stays up (serving repairs)
-// until SIGTERM.
+// A publisher publishes until SIGUSR1, then flushes (again and again, until it
+// completes) and stays up, serving repairs, until SIGTERM.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -116,7 +117,6 @@ int main(int argc, char** argv) {
   const auto rate = args.number("--rate", 100);  // events per second per topic
   const auto wait_subscribers = args.number("--wait-subscribers", 0);
   const auto wait_timeout = std::chrono::milliseconds(args.number("--wait-ms", 10000));
-  const auto flush_timeout = std::chrono::milliseconds(args.number("--flush-ms", 60000));
   const auto mode = args.text("--mode", "reliable");
   SubscribeOptions so;
   so.delivery = mode == "acknowledged" ? Delivery::acknowledged
@@ -167,9 +167,16 @@ int main(int argc, char** argv) {
           rec.line("pub " + topics[k] + " " + payload);
         }
       }
-      if (!terminated) {
-        const bool flushed = node.flush(flush_timeout);
-        rec.line(std::string("stopped-publishing ") + (flushed ? "1" : "0"));
+      // flush() until it completes: an event no subscriber acknowledged keeps it from
+      // completing, and a redelivery may come only after a back-off of up to 30 s.
+      rec.line("stopped-publishing");
+      const auto stopped_at = std::chrono::steady_clock::now();
+      while (!terminated) {
+        if (node.flush(1000ms)) {
+          rec.line("flushed " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::steady_clock::now() - stopped_at).count()));
+          break;
+        }
       }
     }
     while (!terminated) std::this_thread::sleep_for(20ms);
