@@ -278,12 +278,18 @@ class Checker:
                         self.violation("group: never handled",
                                        f"{label}: {fmt_range(x, y)} ({y - x + 1} events) handled by no member and "
                                        "reported lost to none; " + self.context(stream, x, y, {p.proc, "g1", "g2", "g3"}))
-                dups = sorted(s for s, names in handled_live.items() if len(names) > 1)
-                for a, b in runs(dups):
-                    names = sorted(set(n for s in range(a, b + 1) for n in handled_live.get(s, [])))
+                # Duplicates come in many short runs (a batch each): one line per set of members.
+                by_members = collections.defaultdict(list)
+                for seq, names in handled_live.items():
+                    if len(names) > 1:
+                        by_members[", ".join(sorted(names))].append(seq)
+                for names, seqs in sorted(by_members.items()):
+                    seqs.sort()
+                    rs = runs(seqs)
+                    shown = ", ".join(fmt_range(a, b) for a, b in rs[:10]) + (", ..." if len(rs) > 10 else "")
                     self.violation("group: handled twice by members never killed",
-                                   f"{label}: {fmt_range(a, b)} ({b - a + 1} events) by {', '.join(names)}; "
-                                   + self.context(stream, a, b, {p.proc, "g1", "g2", "g3"}))
+                                   f"{label}: {len(seqs)} events in {fmt_range(seqs[0], seqs[-1])} by {names} "
+                                   f"({shown}); " + self.context(stream, seqs[0], seqs[-1], {p.proc, "g1", "g2", "g3"}))
 
     def check(self):
         self.pub_epochs = self.publisher_epochs()
