@@ -23,7 +23,7 @@ Exit status: 0 no violation, 1 violations, 2 harness failure, 77 skipped (not ro
 no ip netns or iptables). Needs root.
 
 Usage: chaos.py --node PATH_TO_CHAOS_NODE [--seed N] [--duration SECONDS]
-                [--workdir DIR] [--keep] [--rate EVENTS_PER_S]
+                [--workdir DIR] [--keep] [--rate EVENTS_PER_S] [--schedule-only]
 """
 import argparse
 import json
@@ -474,9 +474,13 @@ def main():
     ap.add_argument("--rate", type=int, default=100, help="events per second per topic")
     ap.add_argument("--workdir", help="where the records go (kept)")
     ap.add_argument("--keep", action="store_true", help="keep the records of a run without violations")
+    ap.add_argument("--schedule-only", action="store_true", help="print the seed's schedule and exit")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1_000_000)
+    if args.schedule_only:
+        print(json.dumps(make_schedule(args.seed, args.duration), indent=1))
+        return 0
     if os.geteuid() != 0:
         print("SKIP: needs root for network namespaces")
         return 77

@@ -182,7 +182,8 @@ class Checker:
         if inc is not None:
             seen = [f"{k} {(t - base) / 1000:.1f}s" for k, node, _, t in inc.peers
                     if node == stream[0] and t0 - 12000 <= t <= t1 + 12000]
-            text += f"; {inc.name} saw the publisher " + (", ".join(seen) if seen else "with no peer event")
+            if inc.peers:
+                text += f"; {inc.name} saw the publisher " + (", ".join(seen) if seen else "with no peer event")
         return text
 
     def violation(self, kind, text):
