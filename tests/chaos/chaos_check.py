@@ -282,8 +282,9 @@ class Checker:
                 # Duplicates come in many short runs (a batch each): one line per set of members.
                 by_members = collections.defaultdict(list)
                 for seq, names in handled_live.items():
-                    if len(names) > 1:
-                        by_members[", ".join(sorted(names))].append(seq)
+                    # The same member again is a redelivery (allowed, counted above).
+                    if len(set(names)) > 1:
+                        by_members[", ".join(sorted(set(names)))].append(seq)
                 for names, seqs in sorted(by_members.items()):
                     seqs.sort()
                     rs = runs(seqs)
