@@ -173,7 +173,8 @@ int main(int argc, char** argv) {
       rec.line("stopped-publishing");
       const auto stopped_at = std::chrono::steady_clock::now();
       while (!terminated) {
-        if (node.flush(1000ms)) {
+        // A flush that completes because SIGTERM stopped the subscribers does not count.
+        if (node.flush(1000ms) && !terminated) {
           rec.line("flushed " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                     std::chrono::steady_clock::now() - stopped_at).count()));
           break;
