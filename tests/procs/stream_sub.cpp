@@ -1,7 +1,8 @@
 // A test subscriber: checks that every stream (publisher, epoch, topic) arrives in
 // order with payloads matching sequence numbers, optionally slowly (--sleep-us per
-// event), records loss notices, and prints "progress N" every 1000 events and
-// "epoch-complete E N" when an epoch's stream reached --expect-per-epoch. With
+// event), records loss notices (and prints "loss E FROM TO REASON" for each; an
+// open-ended one has TO = 18446744073709551615), and prints "progress N" every 1000
+// events and "epoch-complete E N" when an epoch's stream reached --expect-per-epoch. With
 // --group G it is a member of service group G (a stream's events are then shared
 // with the other members, so order is not checked) and --print-ids 1 prints
 // "handled <sequence>" for every event it handled. Ends when --expect events
@@ -25,7 +26,8 @@ void on_term(int) { terminated = true; }
 
 struct stream_state {
   std::uint64_t first = 0;
-  std::uint64_t last = 0;
+  std::uint64_t last = 0;            // the last sequence delivered or announced lost
+  std::uint64_t last_delivered = 0;  // the last sequence delivered
   std::uint64_t count = 0;
 };
 }  // namespace
@@ -62,11 +64,15 @@ int main(int argc, char** argv) {
     Node node(args.node_options("sub"));
     node.on_loss([&](const LossNotice& n) {
       std::lock_guard lock(mu);
+      const auto key = n.publisher.to_string() + "/" + std::to_string(n.epoch) + "/" + n.topic;
       losses += (losses.empty() ? "" : ",") + std::string("{\"epoch\":") + std::to_string(n.epoch) +
                 ",\"from\":" + std::to_string(n.from) + ",\"to\":" + std::to_string(n.to) + ",\"reason\":\"" +
-                to_string(n.reason) + "\"}";
+                to_string(n.reason) + "\",\"stream\":\"" + key + "\"}";
+      std::printf("loss %llu %llu %llu %s\n", static_cast<unsigned long long>(n.epoch),
+                  static_cast<unsigned long long>(n.from), static_cast<unsigned long long>(n.to), to_string(n.reason));
+      std::fflush(stdout);
       // A loss is a jump the order check must accept.
-      auto& s = streams[n.publisher.to_string() + "/" + std::to_string(n.epoch) + "/" + n.topic];
+      auto& s = streams[key];
       if (s.last + 1 == n.from || s.count == 0) s.last = n.to;
     });
     node.subscribe(pattern, [&](const Event& e) {
@@ -87,6 +93,7 @@ int main(int argc, char** argv) {
       if (print_ids) std::printf("handled %llu\n", static_cast<unsigned long long>(e.sequence()));
       if (first_of_stream) s.first = e.sequence();
       s.last = e.sequence();
+      s.last_delivered = e.sequence();
       ++s.count;
       ++total;
       if (!epochs.count(e.epoch())) epochs[e.epoch()] = false;
@@ -116,7 +123,8 @@ int main(int argc, char** argv) {
     for (const auto& [key, s] : streams) {
       per_stream += (per_stream.empty() ? "" : ",") + std::string("{\"stream\":\"") + key +
                     "\",\"first\":" + std::to_string(s.first) + ",\"last\":" + std::to_string(s.last) +
-                    ",\"count\":" + std::to_string(s.count) + "}";
+                    ",\"count\":" + std::to_string(s.count) +
+                    ",\"last_delivered\":" + std::to_string(s.last_delivered) + "}";
     }
     std::printf(
         "{\"received\":%llu,\"out_of_order\":%llu,\"first_jump\":%s,\"epochs\":%zu,\"events_lost\":%llu,\"duplicates\":%llu,"
