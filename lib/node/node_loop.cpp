@@ -561,9 +561,10 @@ std::size_t node_impl::process_xpub() {
 // ---------------------------------------------------------------------------
 // one part's output, another part's input
 
-void node_impl::session_opened(const wire::node_id_bytes& id, clock::time_point now) {
-  // Group work an earlier session still held after its goodbye goes to the others.
-  publisher_->release_group_work(id, now);
+void node_impl::session_opened(const wire::node_id_bytes& id, bool resumed, clock::time_point now) {
+  // Group work an earlier session still held after its goodbye goes to the others;
+  // a peer back from absence keeps its own (it goes on with it).
+  if (!resumed) publisher_->release_group_work(id, now);
 }
 
 void node_impl::session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) {
@@ -584,12 +585,6 @@ void node_impl::session_closed(const wire::node_id_bytes& id, session_end why, c
       session_forgotten(id, now);
       break;
   }
-}
-
-void node_impl::session_resumed(const wire::node_id_bytes&, clock::time_point) {
-  // Nothing to do here: the subscriber side resumes on the first message of the same
-  // epoch (READY shows what its streams lack), the publisher side when the peer's
-  // subscriptions are ready again.
 }
 
 void node_impl::session_forgotten(const wire::node_id_bytes& id, clock::time_point now) {

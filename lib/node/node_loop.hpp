@@ -144,9 +144,8 @@ class node_impl final : private loop_access,
   void post_command(std::function<void()> cmd) override;
   void wake() noexcept override;
   // session_events
-  void session_opened(const wire::node_id_bytes& id, clock::time_point now) override;
+  void session_opened(const wire::node_id_bytes& id, bool resumed, clock::time_point now) override;
   void session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) override;
-  void session_resumed(const wire::node_id_bytes& id, clock::time_point now) override;
   void session_forgotten(const wire::node_id_bytes& id, clock::time_point now) override;
   void session_drained(const wire::node_id_bytes& id, clock::time_point now) override;
   void subscriber_changed(const wire::node_id_bytes& id, const std::string& name,

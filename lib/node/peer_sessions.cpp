@@ -265,18 +265,19 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
 }
 
 peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::time_point now) {
+  bool resumed = false;
   if (auto a = absent_.find(t.id); a != absent_.end()) {
     const bool same_epoch = a->second.epoch == t.epoch;
     absent_.erase(a);
     if (same_epoch) {
+      resumed = true;
       bump(ctx_.counters.peers_resumed);
       logger().info("node {}: peer {} is back: its streams resume", ctx_.self.id.short_string(), short_id(t.id));
-      events_.session_resumed(t.id, now);
     } else {
       events_.session_forgotten(t.id, now);  // restarted meanwhile
     }
   }
-  events_.session_opened(t.id, now);
+  events_.session_opened(t.id, resumed, now);
   auto& s = sessions_[t.id];
   s = peer_session{};
   s.id = t.id;

@@ -40,12 +40,11 @@ enum class session_end : std::uint8_t {
 class session_events {
  public:
   virtual ~session_events() = default;
-  /// A session opens (a new peer, or a new epoch of one).
-  virtual void session_opened(const wire::node_id_bytes& id, clock::time_point now) = 0;
+  /// A session opens: a new peer, a new epoch of one, or (`resumed`) a peer that
+  /// expired and came back with the same epoch, whose streams resume.
+  virtual void session_opened(const wire::node_id_bytes& id, bool resumed, clock::time_point now) = 0;
   /// A session closed (see session_end).
   virtual void session_closed(const wire::node_id_bytes& id, session_end why, clock::time_point now) = 0;
-  /// A peer that expired came back with the same epoch: its streams resume.
-  virtual void session_resumed(const wire::node_id_bytes& id, clock::time_point now) = 0;
   /// A peer that expired did not come back with its epoch within Options::peer_resume
   /// (or came back with another): it is gone for good.
   virtual void session_forgotten(const wire::node_id_bytes& id, clock::time_point now) = 0;

@@ -72,10 +72,32 @@ class group_assigner {
       }
     }
     it->second.draining = false;
+    if (it->second.absent) {  // back: what it held is its own again, asked for or redelivered
+      set_absent(it->second, false);
+      it->second.last_progress = now;
+      it->second.attempts = 0;
+    }
     while (!g.backlog.empty()) {
       auto b = std::move(g.backlog.front());
       g.backlog.pop_front();
       place(group, g, std::move(b), now, out);
+    }
+  }
+
+  /// `member` was declared gone but may come back with its window (an absent peer):
+  /// it takes no new work, and what it holds stays its own, neither redelivered nor
+  /// handed on (and holding no window up), until it joins again (then it goes on, so
+  /// no other member handles that work too) or leaves (then it goes to the others).
+  void suspend(const wire::node_id_bytes& member) {
+    for (auto& [name, g] : groups_) {
+      auto it = g.members.find(member);
+      if (it == g.members.end()) continue;
+      if (it->second.unacked.empty()) {
+        forget_member(g, it);
+        continue;
+      }
+      it->second.draining = true;
+      set_absent(it->second, true);
     }
   }
 
@@ -94,17 +116,20 @@ class group_assigner {
   }
 
   /// `member` is gone from `group` (or from every group, with an empty name): its
-  /// unacknowledged work goes to the others now, and its numbering is forgotten.
-  /// Returns how many batches moved.
+  /// unacknowledged work goes to the others now, and its numbering is forgotten, or,
+  /// with `keep_numbering` (it may come back with the window it has: an absent
+  /// peer), goes on where it was when it joins again; what it held then is no longer
+  /// its own (a NACK for it is answered with LOSS). Returns how many batches moved.
   std::size_t leave(const std::string& group, const wire::node_id_bytes& member, clock::time_point now,
-                    std::vector<send>& out) {
+                    std::vector<send>& out, bool keep_numbering = false) {
     std::size_t moved = 0;
     for (auto& [name, g] : groups_) {
       if (!group.empty() && name != group) continue;
-      g.retired.erase(member);
+      if (!keep_numbering) g.retired.erase(member);
       auto it = g.members.find(member);
       if (it == g.members.end()) continue;
       auto work = take_all(it->second);
+      if (keep_numbering) g.retired[member] = it->second.next_seq;
       g.members.erase(it);
       for (auto& a : work) {
         place(name, g, std::move(a.b), now, out);
@@ -220,6 +245,7 @@ class group_assigner {
       return !beyond;
     }
     auto& m = it->second;
+    if (m.absent) return !beyond;  // not back yet: it asks again once it is
     if (!m.draining) {
       std::uint64_t cursor = from;
       for (const auto& a : m.unacked) {
@@ -257,7 +283,7 @@ class group_assigner {
       std::vector<batch> moved;
       for (auto it = g.members.begin(); it != g.members.end();) {
         auto& m = it->second;
-        if (m.unacked.empty() || now - m.last_progress < timeout_after(m.attempts)) {
+        if (m.absent || m.unacked.empty() || now - m.last_progress < timeout_after(m.attempts)) {
           ++it;
           continue;
         }
@@ -315,6 +341,7 @@ class group_assigner {
     clock::time_point last_progress{};
     unsigned attempts = 0;
     bool draining = false;
+    bool absent = false;  ///< suspended: may come back with its window (see suspend)
   };
   struct group_state {
     std::map<wire::node_id_bytes, member_state> members;
@@ -339,7 +366,7 @@ class group_assigner {
   }
 
   void adjust(member_state& m, std::int64_t delta) {
-    const bool was_over = m.unacked_events >= cfg_.window;
+    const bool was_over = !m.absent && m.unacked_events >= cfg_.window;
     if (delta >= 0) {
       m.unacked_events += static_cast<std::uint64_t>(delta);
       unacked_events_ += static_cast<std::uint64_t>(delta);
@@ -348,9 +375,17 @@ class group_assigner {
       m.unacked_events -= std::min(m.unacked_events, d);
       unacked_events_ -= std::min(unacked_events_, d);
     }
-    const bool is_over = m.unacked_events >= cfg_.window;
+    const bool is_over = !m.absent && m.unacked_events >= cfg_.window;
     if (is_over && !was_over) ++over_window_;
     if (!is_over && was_over) --over_window_;
+  }
+
+  void set_absent(member_state& m, bool absent) {
+    if (m.absent == absent) return;
+    const bool over = m.unacked_events >= cfg_.window;
+    m.absent = absent;
+    if (over && absent) --over_window_;
+    if (over && !absent) ++over_window_;
   }
 
   void place(const std::string& name, group_state& g, batch&& b, clock::time_point now, std::vector<send>& out) {

@@ -207,7 +207,11 @@ std::uint64_t publisher_streams::forget_subscriber(const wire::node_id_bytes& id
 
 void publisher_streams::subscriber_absent(const wire::node_id_bytes& id, clock::time_point now) {
   tracker_.set_absent(id, true);
-  leave(id, now, false);
+  // Its group work waits for it: handed to another member now, it would be handled
+  // twice if it comes back (it may be partitioned or paused, not dead). New work goes
+  // to the others. Forgotten, it hands what it held on (forget_subscriber).
+  leave(id, now, true);
+  groups_.suspend(id);
 }
 
 void publisher_streams::leave(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work) {

@@ -264,11 +264,11 @@ void subscriber_streams::on_ready(const wire::node_id_bytes& publisher, std::uin
 void subscriber_streams::on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now) {
   auto it = publishers_.find(publisher);
   if (it == publishers_.end()) return;
+  // Group work waits too: the publisher hands what this node held to the others, and
+  // when both are back its numbering goes on, so the window asks for what it lacks
+  // and learns (LOSS) which assignments are no longer its own.
   it->second.absent = true;
-  // Group work goes to the other members (the publisher forgets this member's
-  // assignment numbering when it loses it too); it is not this node's to report.
-  for (auto& [name, g] : it->second.groups) g.abandon(now);
-  it->second.groups.clear();
+  (void)now;
 }
 
 void subscriber_streams::on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m) {

@@ -58,8 +58,8 @@ class subscriber_streams {
   /// The publisher was declared gone without a goodbye (expiry): it may come back
   /// with the same epoch (a partition, a pause), so its streams are kept as they
   /// are, waiting; anything heard from it of that epoch resumes them (the READY of
-  /// the new session shows what they lack, NACKs ask for it). Its group work is
-  /// given up (the publisher hands it to other members).
+  /// the new session shows what they lack, NACKs ask for it). Group work waits the
+  /// same way (the publisher hands what it can to other members meanwhile).
   void on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now);
   /// The publisher says goodbye: where each of its streams ended.
   void on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m);
