@@ -53,22 +53,38 @@ std::uint64_t peer_sessions::absent_epoch(const wire::node_id_bytes& id) const {
   return it == absent_.end() ? 0 : it->second.epoch;
 }
 
-void peer_sessions::forget_absent(clock::time_point now) {
+// An absent peer may be paused or cut off, or dead. Waiting peer_resume for it is
+// the price of not handling its work twice; a refused connection to its ROUTER port
+// shows at once that its process is gone, so a crash costs only the expiry.
+void peer_sessions::forget_absent(clock::time_point now, bool probe) {
+  using verdict = discovery::liveness_probe::verdict;
   for (auto it = absent_.begin(); it != absent_.end();) {
-    if (now < it->second.until) {
+    auto& a = it->second;
+    bool dead = false;
+    if (probe) {
+      dead = a.probe.running() && a.probe.check() == verdict::refused;
+      if (!dead && !a.probe.running()) dead = a.probe.start(a.endpoint.host, a.endpoint.router_port) == verdict::refused;
+    }
+    if (!dead && now < a.until) {
       ++it;
       continue;
     }
     const auto id = it->first;
     it = absent_.erase(it);
-    logger().info("node {}: peer {} did not come back within {} ms: its streams end here",
-                  ctx_.self.id.short_string(), short_id(id), ctx_.opts.peer_resume.count());
+    if (dead) {
+      bump(ctx_.counters.peers_found_gone);
+      logger().info("node {}: peer {} is gone for good (its port refuses connections): its streams end here",
+                    ctx_.self.id.short_string(), short_id(id));
+    } else {
+      logger().info("node {}: peer {} did not come back within {} ms: its streams end here",
+                    ctx_.self.id.short_string(), short_id(id), ctx_.opts.peer_resume.count());
+    }
     events_.session_forgotten(id, now);
   }
 }
 
 void peer_sessions::tick(clock::time_point now) {
-  forget_absent(now);
+  forget_absent(now, now >= next_interval_);
   if (now >= table_.next_due()) {
     std::vector<discovery::peer_transition> changes;
     table_.tick(now, changes);
@@ -315,7 +331,12 @@ void peer_sessions::close(const wire::node_id_bytes& id, session_end why) {
   } else {
     transport_.disconnect_peer(id);
   }
-  if (why == session_end::expired) absent_[id] = absent_peer{it->second.epoch, now + ctx_.opts.peer_resume};
+  if (why == session_end::expired) {
+    auto& a = absent_[id];
+    a.epoch = it->second.epoch;
+    a.until = now + ctx_.opts.peer_resume;
+    a.endpoint = it->second.endpoint;
+  }
   sessions_.erase(it);
   events_.session_closed(id, why, now);
 }

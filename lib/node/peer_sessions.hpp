@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "discovery/beacon_socket.hpp"
+#include "discovery/liveness_probe.hpp"
 #include "discovery/peer_table.hpp"
 #include "lib/node/control_sender.hpp"
 #include "lib/node/mesh_view.hpp"
@@ -133,8 +134,9 @@ class peer_sessions {
   void apply(const discovery::peer_transition& t, clock::time_point now);
   peer_session& open(const discovery::peer_transition& t, clock::time_point now);
   void close(const wire::node_id_bytes& id, session_end why);
-  /// Absent peers that did not come back in time are forgotten.
-  void forget_absent(clock::time_point now);
+  /// Absent peers that did not come back in time, or whose process is gone, are
+  /// forgotten. `probe`: check and restart their liveness probes (once an interval).
+  void forget_absent(clock::time_point now, bool probe);
   void retire_drained(clock::time_point now);
   void on_interval(clock::time_point now);
   void join(peer_session& s, clock::time_point now);
@@ -166,6 +168,8 @@ class peer_sessions {
   struct absent_peer {
     std::uint64_t epoch = 0;
     clock::time_point until;
+    discovery::peer_endpoint endpoint;
+    discovery::liveness_probe probe;  ///< a refused connection: its process is gone
   };
   std::map<wire::node_id_bytes, absent_peer> absent_;  ///< expired, may come back
   std::uint64_t sub_generation_ = 0;

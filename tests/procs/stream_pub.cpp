@@ -1,7 +1,8 @@
 // A test publisher: N numbered events ("1", "2", ... padded to --size bytes) on one
 // topic, at a rate or as fast as flow control allows, after waiting for K ready
 // subscribers; then flush() and a JSON summary with what it cost (peak memory,
-// window waits). Prints "progress N" every 1000 events. Exit 0 when flushed.
+// window waits) and what flush() reported. Prints "progress N" every 1000 events.
+// Exit 0 when flushed.
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -51,18 +52,21 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
-    const bool flushed = ready && node.flush(timeout);
+    // flush() reports a subscriber that went away for good without acknowledging
+    // everything (flushed false, and it names it).
+    const auto flush = ready ? node.flush(timeout) : FlushResult{};
+    const bool flushed = flush.flushed;
     const auto st = node.stats();
     sampling = false;
     sampler.join();
     node.stop();
     std::printf(
         "{\"published\":%llu,\"flushed\":%s,\"peak_rss_kib\":%llu,\"window_waits\":%llu,\"unacknowledged\":%zu,"
-        "\"history_events\":%zu,\"repairs_sent\":%llu,\"redeliveries\":%llu}\n",
+        "\"history_events\":%zu,\"repairs_sent\":%llu,\"redeliveries\":%llu,\"flush_report\":\"%s\"}\n",
         static_cast<unsigned long long>(published), flushed ? "true" : "false",
         static_cast<unsigned long long>(peak.load()), static_cast<unsigned long long>(st.window_waits),
         st.unacknowledged_events, st.history_events, static_cast<unsigned long long>(st.repairs_sent),
-        static_cast<unsigned long long>(st.redeliveries));
+        static_cast<unsigned long long>(st.redeliveries), flush.describe().c_str());
     std::fflush(stdout);
     return flushed ? 0 : 1;
   } catch (const error& e) {

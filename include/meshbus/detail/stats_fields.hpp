@@ -99,6 +99,8 @@
   X(peers, counter, peers_left, "peers that left or expired")                                                  \
   X(peers, counter, peers_suspected, "times a peer became suspect")                                            \
   X(peers, counter, peers_resumed, "peers declared gone that came back with their streams (same epoch)")       \
+  X(peers, counter, peers_found_gone,                                                                          \
+    "absent peers forgotten early: their ROUTER port refused a connection (their process is gone)")            \
   X(peers, counter, pauses_noticed,                                                                            \
     "times this node noticed it had not run for over a second (stopped, or its thread held up)")               \
   X(peers, gauge, peers_alive, "peers alive now")                                                              \
