@@ -163,7 +163,7 @@ struct UnacknowledgedSubscriber {
   enum class State : std::uint8_t {
     connected,  ///< a peer now: it has not caught up (yet)
     absent,     ///< declared gone without a goodbye; may still come back (Options::peer_resume)
-    gone,       ///< restarted, or not back in time: these events never reached it
+    gone,       ///< restarted, its process ended, or not back in time: these never reached it
   };
   NodeId id;
   std::string name;          ///< its node name ("" when it never said)

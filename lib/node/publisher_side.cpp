@@ -393,8 +393,8 @@ void publisher_side::forget_subscriber(const wire::node_id_bytes& id, bool keep_
     bump(ctx_.counters.subscribers_gone_unacknowledged);
     bump(ctx_.counters.events_never_acknowledged, unacked);
     ctx_.faults.report(fault::subscriber_gone_unacknowledged,
-                       fmt::format("subscriber {}{} is gone (it restarted, or did not come back within peer_resume) "
-                                   "and never acknowledged {} events published here",
+                       fmt::format("subscriber {}{} is gone for good (it restarted, its process ended, or it was not "
+                                   "back within peer_resume) and never acknowledged {} events published here",
                                    short_id(id), name.empty() ? "" : " '" + name + "'", unacked));
     std::lock_guard lock(report_mu_);
     if (gone_.size() >= 1000) gone_.erase(gone_.begin());  // never asked for: the counters keep the total

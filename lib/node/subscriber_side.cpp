@@ -128,9 +128,17 @@ void subscriber_side::send_ack(const wire::node_id_bytes& publisher, const wire:
 
 void subscriber_side::lost(std::size_t stream_hash, const reliability::loss_report& loss) {
   const auto notice = to_notice(loss);
-  ctx_.faults.report(fault::sequence_gap,
-                     fmt::format("{} events of '{}' from {} will not arrive ({})", notice.to - notice.from + 1,
-                                 notice.topic, notice.publisher.short_string(), to_string(notice.reason)));
+  if (notice.open_ended()) {
+    ctx_.faults.report(fault::sequence_gap,
+                       fmt::format("whatever followed event {} of '{}' from {} will not arrive ({}, without saying "
+                                   "where its stream ended)",
+                                   notice.from - 1, notice.topic, notice.publisher.short_string(),
+                                   to_string(notice.reason)));
+  } else {
+    ctx_.faults.report(fault::sequence_gap,
+                       fmt::format("{} events of '{}' from {} will not arrive ({})", notice.to - notice.from + 1,
+                                   notice.topic, notice.publisher.short_string(), to_string(notice.reason)));
+  }
   handlers_.post(stream_hash, [this, notice] {
     LossHandler h;
     {

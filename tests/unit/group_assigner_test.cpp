@@ -272,3 +272,55 @@ TEST_CASE("work outside a group's scope is dropped, not given to members that ca
   CHECK(out.empty());
   CHECK(g.out_of_scope() == 3);
 }
+
+TEST_CASE("a suspended member keeps its work and numbering: back, it goes on; gone, its work moves",
+          "[unit][groups]") {
+  group_config cfg;
+  cfg.window = 4;
+  assigner g(cfg);
+  std::vector<assigner::send> out;
+  g.join("g", member(1), t0, out);
+  g.join("g", member(2), t0, out);
+  for (int i = 0; i < 8; ++i) g.assign("g", "t", 1, int(i), t0, out);
+  CHECK(g.window_full());  // each holds 4
+  out.clear();
+  g.suspend(member(1));  // expired: maybe paused or cut off
+  CHECK_FALSE(g.is_active("g", member(1)));
+  CHECK(g.unacknowledged(member(1)) == 4);  // its own still
+  CHECK(g.ack(member(2), "g", 4, t0));
+  CHECK_FALSE(g.window_full());  // the absent member holds nobody up
+  g.assign("g", "t", 1, 100, t0, out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].member == member(2));  // new work goes to the others
+  CHECK(g.ack(member(2), "g", 5, t0));
+  out.clear();
+  g.due(t0 + 1h, out);
+  CHECK(out.empty());  // neither redelivered nor handed on meanwhile
+  std::vector<seq_range> gone;
+  CHECK(g.nack(member(1), "g", 1, 4, t0, out, gone));
+  CHECK(out.empty());  // a NACK before it is back moves nothing
+  CHECK(gone.empty());
+
+  SECTION("back with its window: it goes on with its work and its numbering") {
+    g.join("g", member(1), t0 + 1h, out);
+    CHECK(g.is_active("g", member(1)));
+    CHECK(g.nack(member(1), "g", 3, 4, t0 + 1h, out, gone));
+    REQUIRE(out.size() == 2);  // its own, again, to it
+    CHECK(out[0].member == member(1));
+    CHECK(out[0].seq == 3);
+    CHECK(g.reassigned() == 0);
+    CHECK(g.ack(member(1), "g", 4, t0 + 1h));
+    out.clear();
+    g.assign("g", "t", 1, 101, t0 + 1h, out);
+    g.assign("g", "t", 1, 102, t0 + 1h, out);
+    bool numbered_on = false;
+    for (const auto& s : out) numbered_on |= s.member == member(1) && s.seq == 5;
+    CHECK(numbered_on);
+  }
+  SECTION("gone for good: its work goes to the others") {
+    CHECK(g.leave("", member(1), t0 + 1h, out) == 4);
+    REQUIRE(out.size() == 4);
+    for (const auto& s : out) CHECK(s.member == member(2));
+    CHECK(g.unacknowledged(member(1)) == 0);
+  }
+}

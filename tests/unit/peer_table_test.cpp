@@ -137,3 +137,23 @@ TEST_CASE("the table says when its next transition falls due", "[unit][peers]") 
   table.tick(t0 + 11s, out);
   CHECK(table.next_due() == clock::time_point::max());
 }
+
+TEST_CASE("the time this node did not run does not count against its peers", "[unit][peers]") {
+  peer_table table({3s, 5s});
+  REQUIRE(table.heard(id(1), 10, ep, peer_source::beacon, t0));
+  REQUIRE(table.heard(id(2), 10, ep, peer_source::beacon, t0 + 2s));
+  // This node was stopped from t0 + 2 s to t0 + 12 s.
+  table.credit(10s, t0 + 12s);
+  std::vector<peer_transition> out;
+  table.tick(t0 + 12s, out);
+  CHECK(out.empty());  // peer 1: 2 s of silence that counts; peer 2: none
+  table.tick(t0 + 13s, out);
+  REQUIRE(out.size() == 1);  // peer 1: 3 s, suspect
+  CHECK(out[0].change == peer_change::suspect);
+  CHECK(out[0].id == id(1));
+  out.clear();
+  table.tick(t0 + 15s, out);  // peer 1 gone after 5 s of its own silence; peer 2 suspect
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].change == peer_change::left);
+  CHECK(out[1].change == peer_change::suspect);
+}

@@ -29,7 +29,7 @@ constexpr const char* exit_codes_text =
     "  3  timeout (--count, --expect or --subscribers not reached, pub's events not all\n"
     "     acknowledged, or no answer to dlq replay in time)\n"
     "  4  pub: a subscriber went away for good without acknowledging every event (it\n"
-    "     restarted, or did not come back within the peer resume time)\n";
+    "     restarted, its process ended, or it was not back within the peer resume time)\n";
 
 /// Number checks with a plain message (CLI11's PositiveNumber names its 1.8e308 bound).
 CLI::Validator number_at_least(double minimum, const std::string& description) {

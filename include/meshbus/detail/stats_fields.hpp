@@ -42,7 +42,7 @@
   X(publishing, counter, history_evicted,                                                                      \
     "events evicted from the bounded history (a NACK for them is answered with a loss)")                       \
   X(publishing, counter, subscribers_gone_unacknowledged,                                                      \
-    "subscribers forgotten (restarted, or not back within peer_resume) that had not acknowledged everything")  \
+    "subscribers gone for good (restarted, process ended, not back in time) without acknowledging everything")  \
   X(publishing, counter, events_never_acknowledged,                                                            \
     "events those subscribers never acknowledged (flush() reports them)")                                     \
   /* receiving */                                                                                              \
