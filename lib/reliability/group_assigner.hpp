@@ -316,6 +316,19 @@ class group_assigner {
   std::uint64_t backlog_dropped() const noexcept { return backlog_dropped_; }
   /// Batches dropped because their topic was no longer the group's work.
   std::uint64_t out_of_scope() const noexcept { return out_of_scope_; }
+  /// Members holding unacknowledged work: id, events, suspended.
+  std::map<wire::node_id_bytes, std::pair<std::uint64_t, bool>> holding() const {
+    std::map<wire::node_id_bytes, std::pair<std::uint64_t, bool>> out;
+    for (const auto& [name, g] : groups_) {
+      for (const auto& [id, m] : g.members) {
+        if (m.unacked_events == 0) continue;
+        auto& [events, absent] = out[id];
+        events += m.unacked_events;
+        absent = absent || m.absent;
+      }
+    }
+    return out;
+  }
   std::uint64_t unacknowledged(const wire::node_id_bytes& member) const {
     std::uint64_t n = 0;
     for (const auto& [name, g] : groups_) {

@@ -228,8 +228,19 @@ void publisher_streams::leave(const wire::node_id_bytes& id, clock::time_point n
 }
 
 std::vector<publisher_streams::lagging_subscriber> publisher_streams::lagging() const {
+  // Subscriptions and group work: a node may lack both.
+  auto group = groups_.holding();
   std::vector<lagging_subscriber> out;
-  for (const auto& [id, events] : tracker_.lagging()) out.push_back({id, events, tracker_.absent(id)});
+  for (const auto& [id, events] : tracker_.lagging()) {
+    lagging_subscriber l{id, events, tracker_.absent(id)};
+    if (auto g = group.find(id); g != group.end()) {
+      l.events += g->second.first;
+      l.absent = l.absent || g->second.second;
+      group.erase(g);
+    }
+    out.push_back(l);
+  }
+  for (const auto& [id, work] : group) out.push_back({id, work.first, work.second});
   return out;
 }
 

@@ -121,8 +121,12 @@ TEST_CASE("kill -9 of a publisher: subscribers see its new epoch and a loss noti
   REQUIRE(sub.wait(20s).has_value());
   const auto s = summary(sub);
   INFO("sub: " << s << sub.err());
+  // Out of order counts any jump a loss notice does not cover; the old epoch ends in
+  // an open-ended notice: nothing of it is left unaccounted for (once, under ASan at 30 %
+  // drop, three sequence numbers were: the tail no one had heard of, now covered).
   CHECK_THAT(s, Catch::Contains("\"epochs\":2") && Catch::Contains("\"out_of_order\":0") &&
-                    Catch::Contains("\"reason\":\"publisher gone\""));
+                    Catch::Contains("\"reason\":\"publisher gone\"") &&
+                    Catch::Contains("\"to\":18446744073709551615"));
   CHECK_THAT(s, Catch::Contains("\"first\":1,\"last\":1000,\"count\":1000"));  // the new epoch, complete
 }
 
