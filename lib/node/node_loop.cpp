@@ -598,7 +598,8 @@ void node_impl::session_drained(const wire::node_id_bytes& id, clock::time_point
 }
 
 void node_impl::subscriber_changed(const wire::node_id_bytes& id, const std::string& name,
-                                   const std::vector<wire::pattern_spec>& patterns, bool ready, clock::time_point now) {
+                                   const std::vector<wire::pattern_spec>& patterns, bool ready,
+                                   clock::time_point now) {
   publisher_->set_subscriber(id, name, patterns, ready, now);
 }
 

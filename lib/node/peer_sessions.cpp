@@ -48,11 +48,6 @@ void peer_sessions::credit_pause(clock::duration gap, clock::time_point now) {
                 ctx_.self.id.short_string(), std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
 }
 
-std::uint64_t peer_sessions::absent_epoch(const wire::node_id_bytes& id) const {
-  auto it = absent_.find(id);
-  return it == absent_.end() ? 0 : it->second.epoch;
-}
-
 // An absent peer may be paused or cut off, or dead. Waiting peer_resume for it is
 // the price of not handling its work twice; a refused connection to its ROUTER port
 // shows at once that its process is gone, so a crash costs only the expiry.
@@ -63,7 +58,9 @@ void peer_sessions::forget_absent(clock::time_point now, bool probe) {
     bool dead = false;
     if (probe) {
       dead = a.probe.running() && a.probe.check() == verdict::refused;
-      if (!dead && !a.probe.running()) dead = a.probe.start(a.endpoint.host, a.endpoint.router_port) == verdict::refused;
+      if (!dead && !a.probe.running()) {
+        dead = a.probe.start(a.endpoint.host, a.endpoint.router_port) == verdict::refused;
+      }
     }
     if (!dead && now < a.until) {
       ++it;

@@ -110,8 +110,6 @@ class peer_sessions {
   void on_ping(const wire::node_id_bytes& from, const wire::ping_msg& m, const std::string& ip,
                clock::time_point now);
   void on_goodbye(const wire::node_id_bytes& from, clock::time_point now);
-  /// The epoch of an expired peer that may still come back (0: none).
-  std::uint64_t absent_epoch(const wire::node_id_bytes& id) const;
   /// The session of `from`, its liveness refreshed; null when there is none.
   peer_session* established(const wire::node_id_bytes& from, clock::time_point now);
   void on_subscriptions(peer_session& s, wire::subscriptions_msg& m);

@@ -374,7 +374,8 @@ void publisher_side::on_late_group_acks(const wire::node_id_bytes& from, const w
 }
 
 void publisher_side::set_subscriber(const wire::node_id_bytes& id, const std::string& name,
-                                    const std::vector<wire::pattern_spec>& patterns, bool ready, clock::time_point now) {
+                                    const std::vector<wire::pattern_spec>& patterns, bool ready,
+                                    clock::time_point now) {
   if (!name.empty()) names_[id] = name;
   outbound_.set_subscriber(id, patterns, ready, now);
   update_flow_state();

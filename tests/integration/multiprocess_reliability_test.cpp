@@ -18,16 +18,6 @@ std::vector<std::string> program(const char* path, const std::string& cluster, s
   return argv;
 }
 
-// The last line of a program's output: its JSON summary.
-std::string summary(const child_process& p) {
-  const auto lines = lines_of(p.out());
-  return lines.empty() ? std::string() : lines.back();
-}
-
-bool printed(child_process& p, const std::string& text, std::chrono::milliseconds timeout) {
-  return p.wait_output([&](const std::string& out) { return out.find(text) != std::string::npos; }, timeout);
-}
-
 }  // namespace
 
 TEST_CASE("a slow subscriber holds the publisher back: nothing lost, memory bounded", "[multiprocess][reliability]") {

@@ -88,6 +88,15 @@ std::string unique_cluster(const std::string& prefix) {
   return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
 }
 
+std::string summary(const child_process& p) {
+  const auto lines = lines_of(p.out());
+  return lines.empty() ? std::string() : lines.back();
+}
+
+bool printed(child_process& p, const std::string& text, std::chrono::milliseconds timeout) {
+  return p.wait_output([&](const std::string& out) { return out.find(text) != std::string::npos; }, timeout);
+}
+
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::size_t start = 0;

@@ -61,4 +61,10 @@ std::string unique_cluster(const std::string& prefix);
 /// Splits text into lines (without the newline).
 std::vector<std::string> lines_of(const std::string& text);
 
+/// The last line a test program printed: its JSON summary.
+std::string summary(const child_process& p);
+
+/// Waits until `p` printed `text`, at most `timeout`.
+bool printed(child_process& p, const std::string& text, std::chrono::milliseconds timeout);
+
 }  // namespace meshbus::test
