@@ -273,7 +273,7 @@ TEST_CASE("work outside a group's scope is dropped, not given to members that ca
   CHECK(g.out_of_scope() == 3);
 }
 
-TEST_CASE("a suspended member keeps its work and numbering: back, it goes on; gone, its work moves",
+TEST_CASE("a suspended member keeps its work and numbering until it is back or gone for good",
           "[unit][groups]") {
   group_config cfg;
   cfg.window = 4;
