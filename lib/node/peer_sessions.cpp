@@ -279,8 +279,16 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
 
 peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::time_point now) {
   bool resumed = false;
+  auto epoch = t.epoch;
   if (auto a = absent_.find(t.id); a != absent_.end()) {
-    const bool same_epoch = a->second.epoch == t.epoch;
+    if (epoch == 0) {
+      // Learned of again by gossip, its epoch not known yet: taken to be the one it
+      // had. If it restarted, the first beacon, HELLO or PING with its real epoch is
+      // a restart for the table, and its old streams end then.
+      epoch = a->second.epoch;
+      (void)table_.heard(t.id, epoch, t.endpoint, discovery::peer_source::gossip, now);
+    }
+    const bool same_epoch = a->second.epoch == epoch;
     absent_.erase(a);
     if (same_epoch) {
       resumed = true;
@@ -294,7 +302,7 @@ peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::ti
   auto& s = sessions_[t.id];
   s = peer_session{};
   s.id = t.id;
-  s.epoch = t.epoch;
+  s.epoch = epoch;
   s.endpoint = t.endpoint;
   transport_.connect_peer(t.id, t.endpoint.host, t.endpoint.router_port, t.endpoint.pub_port);
   send_hello(s, now);

@@ -48,7 +48,7 @@ void publisher_streams::sent(std::string_view topic, std::uint64_t first_seq, st
   // Every group one of whose patterns matches gets the batch, for one of its members.
   group_sends_.clear();
   for (const auto& [name, g] : group_info_) {
-    if (g.members.empty() || !g.matches(topic)) continue;
+    if ((g.members.empty() && g.absent.empty()) || !g.matches(topic)) continue;
     groups_.assign(name, topic, count, frame.share(), now, group_sends_);
   }
   send_all(group_sends_);
@@ -92,7 +92,10 @@ void publisher_streams::set_subscriber(const wire::node_id_bytes& id,
     }
   }
   s.ready = ready;
-  if (ready) tracker_.set_absent(id, false);  // back: its window counts again
+  if (ready) {
+    tracker_.set_absent(id, false);  // back: its window counts again
+    for (auto& [name, g] : group_info_) g.absent.erase(id);
+  }
   ++generation_;
   for (auto& [topic, generation] : topics_) {
     track_topic(id, s, topic, now);
@@ -210,8 +213,13 @@ void publisher_streams::subscriber_absent(const wire::node_id_bytes& id, clock::
   // Its group work waits for it: handed to another member now, it would be handled
   // twice if it comes back (it may be partitioned or paused, not dead). New work goes
   // to the others. Forgotten, it hands what it held on (forget_subscriber).
+  std::vector<group_info*> of;
+  for (auto& [name, g] : group_info_) {
+    if (g.members.count(id) != 0) of.push_back(&g);
+  }
   leave(id, now, true);
   groups_.suspend(id);
+  for (auto* g : of) g->absent.insert(id);
 }
 
 void publisher_streams::leave(const wire::node_id_bytes& id, clock::time_point now, bool keep_group_work) {
@@ -219,6 +227,7 @@ void publisher_streams::leave(const wire::node_id_bytes& id, clock::time_point n
   ++generation_;
   // Its groups choose their set without it; it takes no new work.
   for (auto& [name, g] : group_info_) {
+    g.absent.erase(id);
     if (g.wanted.erase(id) == 0 && g.members.count(id) == 0) continue;
     if (g.members.erase(id) != 0) groups_.retire(name, id);
     g.refused.erase(id);

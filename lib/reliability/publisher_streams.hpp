@@ -122,6 +122,9 @@ class publisher_streams {
     std::map<wire::node_id_bytes, std::vector<std::string>> wanted;   ///< each subscribing node's set
     std::set<wire::node_id_bytes> members;                            ///< active: wanted == texts
     std::map<wire::node_id_bytes, std::vector<std::string>> refused;  ///< conflicts reported
+    /// Members declared gone that may come back: while there are any, the group
+    /// still takes work (it waits in the backlog if no member is active).
+    std::set<wire::node_id_bytes> absent;
     bool matches(std::string_view topic) const;
   };
   void reconcile(const std::string& name, group_info& g, clock::time_point now);
