@@ -579,7 +579,7 @@ void node_impl::session_closed(const wire::node_id_bytes& id, session_end why, c
     case session_end::expired:
       // Maybe a partition or a pause: both directions wait for it to come back.
       publisher_->subscriber_absent(id, now);
-      subscriber_->on_publisher_absent(id, now);
+      subscriber_->on_publisher_absent(id);
       break;
     case session_end::restarted:
       session_forgotten(id, now);

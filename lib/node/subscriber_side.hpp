@@ -56,9 +56,7 @@ class subscriber_side final : private inbound_sink {
   void on_publisher_gone(const wire::node_id_bytes& id, clock::time_point now) {
     inbound_.on_publisher_gone(id, now);
   }
-  void on_publisher_absent(const wire::node_id_bytes& id, clock::time_point now) {
-    inbound_.on_publisher_absent(id, now);
-  }
+  void on_publisher_absent(const wire::node_id_bytes& id) { inbound_.on_publisher_absent(id); }
   void on_publisher_end(const wire::node_id_bytes& id, const wire::goodbye_msg& m) {
     inbound_.on_publisher_end(id, m);
   }

@@ -261,14 +261,12 @@ void subscriber_streams::on_ready(const wire::node_id_bytes& publisher, std::uin
   }
 }
 
-void subscriber_streams::on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now) {
+void subscriber_streams::on_publisher_absent(const wire::node_id_bytes& publisher) {
   auto it = publishers_.find(publisher);
   if (it == publishers_.end()) return;
-  // Group work waits too: the publisher hands what this node held to the others, and
-  // when both are back its numbering goes on, so the window asks for what it lacks
-  // and learns (LOSS) which assignments are no longer its own.
+  // Group work waits too: the publisher keeps what this node holds for it, and its
+  // numbering, until both are back.
   it->second.absent = true;
-  (void)now;
 }
 
 void subscriber_streams::on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m) {

@@ -59,8 +59,8 @@ class subscriber_streams {
   /// with the same epoch (a partition, a pause), so its streams are kept as they
   /// are, waiting; anything heard from it of that epoch resumes them (the READY of
   /// the new session shows what they lack, NACKs ask for it). Group work waits the
-  /// same way (the publisher hands what it can to other members meanwhile).
-  void on_publisher_absent(const wire::node_id_bytes& publisher, clock::time_point now);
+  /// same way (the publisher keeps this node's assignments for it meanwhile).
+  void on_publisher_absent(const wire::node_id_bytes& publisher);
   /// The publisher says goodbye: where each of its streams ended.
   void on_publisher_end(const wire::node_id_bytes& publisher, const wire::goodbye_msg& m);
   /// The publisher is gone for good: it left (and its drain period ended), it

@@ -185,7 +185,7 @@ TEST_CASE("an absent publisher that comes back with its epoch resumes its stream
   s.source.add("orders", delivery_mode::reliable, now_start);
   s.streams.on_ready(pub, epoch, wire::ready_msg{1, {{"orders", 0}}}, s.now);
   s.data(1, 3);
-  s.streams.on_publisher_absent(pub, s.now);  // expired: a partition, or a pause
+  s.streams.on_publisher_absent(pub);  // expired: a partition, or a pause
   s.sink.nacks.clear();
   s.sink.acks.clear();
   // While it is absent nothing is asked for or acknowledged, and nothing is reported.
@@ -210,7 +210,7 @@ TEST_CASE("an absent publisher that comes back with a new epoch ends the old str
   s.source.add("orders", delivery_mode::reliable, now_start);
   s.streams.on_ready(pub, epoch, wire::ready_msg{1, {{"orders", 0}}}, s.now);
   s.data(1, 3);
-  s.streams.on_publisher_absent(pub, s.now);
+  s.streams.on_publisher_absent(pub);
   s.streams.on_ready(pub, epoch + 1, wire::ready_msg{1, {{"orders", 0}}}, s.now);
   CHECK(s.sink.order == std::vector<std::string>{"d1-3", "l4-" + open_tail});
   CHECK(s.sink.losses[0].report.epoch == epoch);
