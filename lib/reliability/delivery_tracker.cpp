@@ -5,8 +5,18 @@
 
 namespace meshbus::reliability {
 
+// Whether `s` holds the window up: present, with `window` or more unacknowledged.
+bool delivery_tracker::over(const subscriber_state& s) const noexcept {
+  return !s.absent && s.unacked >= cfg_.window;
+}
+
+void delivery_tracker::count_over(bool was_over, bool is_over) noexcept {
+  if (is_over && !was_over) ++over_window_;
+  if (!is_over && was_over) --over_window_;
+}
+
 void delivery_tracker::adjust(subscriber_state& s, std::int64_t delta) {
-  const bool was_over = !s.absent && s.unacked >= cfg_.window;
+  const bool was_over = over(s);
   if (delta >= 0) {
     s.unacked += static_cast<std::uint64_t>(delta);
     total_unacked_ += static_cast<std::uint64_t>(delta);
@@ -15,20 +25,16 @@ void delivery_tracker::adjust(subscriber_state& s, std::int64_t delta) {
     s.unacked -= std::min(s.unacked, d);
     total_unacked_ -= std::min(total_unacked_, d);
   }
-  const bool is_over = !s.absent && s.unacked >= cfg_.window;
-  if (is_over && !was_over) ++over_window_;
-  if (!is_over && was_over) --over_window_;
+  count_over(was_over, over(s));
 }
 
 void delivery_tracker::set_absent(const wire::node_id_bytes& subscriber, bool absent) {
   auto it = subscribers_.find(subscriber);
   if (it == subscribers_.end() || it->second.absent == absent) return;
   auto& s = it->second;
-  const bool was_over = !s.absent && s.unacked >= cfg_.window;
+  const bool was_over = over(s);
   s.absent = absent;
-  const bool is_over = !s.absent && s.unacked >= cfg_.window;
-  if (is_over && !was_over) ++over_window_;
-  if (!is_over && was_over) --over_window_;
+  count_over(was_over, over(s));
 }
 
 bool delivery_tracker::absent(const wire::node_id_bytes& subscriber) const {

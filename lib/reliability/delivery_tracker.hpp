@@ -93,6 +93,8 @@ class delivery_tracker {
   };
 
   void adjust(subscriber_state& s, std::int64_t delta);
+  bool over(const subscriber_state& s) const noexcept;
+  void count_over(bool was_over, bool is_over) noexcept;
   clock::duration timeout_after(unsigned attempts) const;
 
   tracker_config cfg_;

@@ -378,8 +378,15 @@ class group_assigner {
     return g.members.erase(it);
   }
 
+  // Whether `m` holds the group's window up: present, with `window` or more unacknowledged.
+  bool over(const member_state& m) const noexcept { return !m.absent && m.unacked_events >= cfg_.window; }
+  void count_over(bool was_over, bool is_over) noexcept {
+    if (is_over && !was_over) ++over_window_;
+    if (!is_over && was_over) --over_window_;
+  }
+
   void adjust(member_state& m, std::int64_t delta) {
-    const bool was_over = !m.absent && m.unacked_events >= cfg_.window;
+    const bool was_over = over(m);
     if (delta >= 0) {
       m.unacked_events += static_cast<std::uint64_t>(delta);
       unacked_events_ += static_cast<std::uint64_t>(delta);
@@ -388,17 +395,13 @@ class group_assigner {
       m.unacked_events -= std::min(m.unacked_events, d);
       unacked_events_ -= std::min(unacked_events_, d);
     }
-    const bool is_over = !m.absent && m.unacked_events >= cfg_.window;
-    if (is_over && !was_over) ++over_window_;
-    if (!is_over && was_over) --over_window_;
+    count_over(was_over, over(m));
   }
 
   void set_absent(member_state& m, bool absent) {
-    if (m.absent == absent) return;
-    const bool over = m.unacked_events >= cfg_.window;
+    const bool was_over = over(m);
     m.absent = absent;
-    if (over && absent) --over_window_;
-    if (over && !absent) ++over_window_;
+    count_over(was_over, over(m));
   }
 
   void place(const std::string& name, group_state& g, batch&& b, clock::time_point now, std::vector<send>& out) {
