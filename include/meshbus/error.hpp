@@ -32,6 +32,10 @@ enum class errc {
   peer_overloaded,  ///< a peer's queue refused a message, or data went past a stalled subscriber
   data_loss,        ///< a sequence gap: events of a stream did not arrive
   group_conflict,   ///< a node subscribes a service group with other patterns than the group's
+  // The durable log (Options::data_dir): thrown at setup (locked, not a log, newer
+  // format, no access; the message names the file and what to do), reported in the
+  // background (a full disk, a damaged record).
+  storage,
 };
 
 const std::error_category& error_category() noexcept;

@@ -57,6 +57,9 @@ enum class [[nodiscard]] PublishResult : std::uint8_t {
   ok,           ///< queued; it will be sent in order
   would_block,  ///< the send queue or a subscriber's window stayed full (SendPolicy);
                 ///< nothing was queued
+  store_failed,  ///< the durable log (Options::data_dir) cannot be written (a full disk
+                 ///< or map; see Options::on_error): nothing was queued. Events accepted
+                 ///< before are kept and written once there is room; try again later
 };
 
 /// Optional parts of an event. All views are copied before publish() returns.
@@ -96,16 +99,25 @@ enum class Delivery : std::uint8_t {
 /// Where a subscription starts on streams that were already running when it began.
 /// Streams that start later are always received from their first event.
 struct StartFrom {
-  enum class Kind : std::uint8_t { now, earliest, sequence };
+  enum class Kind : std::uint8_t { now, earliest, sequence, time };
   Kind kind = Kind::now;
   std::uint64_t sequence = 0;
+  /// Kind::time: nanoseconds since the Unix epoch.
+  std::uint64_t time_ns = 0;
 
   /// From the moment the subscription is in effect at each publisher.
-  static StartFrom now() noexcept { return {Kind::now, 0}; }
+  static StartFrom now() noexcept { return {Kind::now, 0, 0}; }
   /// From the oldest event each publisher still holds in its history.
-  static StartFrom earliest() noexcept { return {Kind::earliest, 1}; }
+  static StartFrom earliest() noexcept { return {Kind::earliest, 1, 0}; }
   /// From sequence `seq` of every stream (what history no longer holds is reported lost).
-  static StartFrom at(std::uint64_t seq) noexcept { return {Kind::sequence, seq == 0 ? 1 : seq}; }
+  static StartFrom at(std::uint64_t seq) noexcept { return {Kind::sequence, seq == 0 ? 1 : seq, 0}; }
+  /// From the first event of every stream published at or after `t` (by the event's
+  /// timestamp). Served like earliest(): events before `t` are passed over at the
+  /// subscriber, not reported lost.
+  static StartFrom time(std::chrono::system_clock::time_point t) noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return {Kind::time, 1, ns < 0 ? 0 : static_cast<std::uint64_t>(ns)};
+  }
 };
 
 struct SubscribeOptions {
@@ -132,6 +144,13 @@ struct SubscribeOptions {
   /// to the others. Events of one stream may then be handled by several members in
   /// parallel. Empty: an ordinary subscription.
   std::string group;
+  /// A durable subscription (needs Options::data_dir): its position in every stream
+  /// is stored under this name after the handler returns, and a subscription of the
+  /// same name after a restart resumes at the next event, however the process ended.
+  /// Events handled but not yet committed when a process dies are delivered again
+  /// (at most one batch per stream; counted in Stats::durable_redeliveries). Empty:
+  /// not durable.
+  std::string durable_name;
 };
 
 /// Events that will never arrive for a subscription.

@@ -5,7 +5,7 @@
 /// use_environment is true (the default):
 ///   MESHBUS_NAME, MESHBUS_CLUSTER, MESHBUS_INTERFACE, MESHBUS_BEACON_PORT,
 ///   MESHBUS_PEERS, MESHBUS_PORT (ROUTER), MESHBUS_PUB_PORT, MESHBUS_MAX_MESSAGE_BYTES,
-///   MESHBUS_LOG.
+///   MESHBUS_LOG, MESHBUS_DATA_DIR, MESHBUS_DURABILITY.
 /// An explicit option always wins over the environment.
 #pragma once
 
@@ -27,6 +27,32 @@ namespace meshbus {
 enum class SendPolicy : std::uint8_t {
   block,  ///< wait up to Options::send_timeout for space, then return would_block
   fail,   ///< return would_block at once
+};
+
+/// When what the durable log (Options::data_dir) holds reaches the disk. A crash of
+/// the process loses nothing that publish() accepted and the node sent, whichever the
+/// policy (the written pages are in the OS's cache); the policies differ in what a
+/// power loss or an OS crash can take (docs/store.md "Durability").
+enum class Durability : std::uint8_t {
+  /// Every batch is synced before its events are sent (and so before flush()
+  /// returns): nothing synced is ever lost. One fdatasync per I/O batch.
+  always,
+  /// Synced every Options::sync_interval (group commit): a power loss loses at most
+  /// that much, and the node starts a new epoch after it.
+  interval,
+  /// Left to the OS (synced at a clean stop): a power loss loses what the OS had not
+  /// written yet (typically up to 30 s).
+  none,
+};
+
+/// How long the history of the topics `pattern` matches is kept on disk. The first
+/// rule whose pattern matches a topic applies; 0 is no bound of that kind. Whole
+/// batches go, oldest first, once any bound is passed.
+struct Retention {
+  std::string pattern = "**";
+  std::chrono::seconds max_age{0};
+  std::uint64_t max_bytes = 0;   ///< per topic
+  std::uint64_t max_events = 0;  ///< per topic
 };
 
 struct Options {
@@ -97,6 +123,24 @@ struct Options {
   int zmq_hwm = 1000;
   /// How long stop() keeps trying to hand over unsent data and to get it acknowledged.
   std::chrono::milliseconds linger{2000};
+
+  // --- the durable log ---
+  /// A directory for this node's durable log (created if absent). Empty (the
+  /// default): everything lives in memory. With it the node keeps its id across
+  /// restarts and, while its log vouches for what it sent, its epoch and sequence
+  /// numbers; its history is on disk (late joiners, repairs and StartFrom reach back
+  /// as far as retention keeps); durable subscriptions, dead letters and saga
+  /// instances outlive the process. One process per directory: a second one gets
+  /// error(storage). MESHBUS_DATA_DIR when left empty.
+  std::string data_dir;
+  /// MESHBUS_DURABILITY (always, interval, none) when left at the default.
+  Durability durability = Durability::always;
+  std::chrono::milliseconds sync_interval{100};
+  /// Retention rules, per topic; empty: every topic keeps at most 7 days and 1 GiB.
+  std::vector<Retention> retention;
+  /// The most the log file may grow to (LMDB's map; only what is used takes space).
+  /// When full, publish() returns store_failed until retention makes room.
+  std::size_t store_max_bytes = std::size_t{64} << 30;
 
   // --- reliability ---
   /// The publisher's history, kept for repairs and late joiners: at most this many

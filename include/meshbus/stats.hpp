@@ -28,7 +28,7 @@ struct Stats {
 enum class StatKind : std::uint8_t { counter, gauge };
 
 /// The group a statistic is shown under.
-enum class StatSection : std::uint8_t { publishing, receiving, groups, requests, bad_input, peers, queues };
+enum class StatSection : std::uint8_t { publishing, receiving, groups, requests, bad_input, peers, queues, store };
 
 /// The name of a section ("publishing", "bad_input", ...).
 constexpr std::string_view to_string(StatSection s) noexcept {
@@ -40,6 +40,7 @@ constexpr std::string_view to_string(StatSection s) noexcept {
     case StatSection::bad_input: return "bad_input";
     case StatSection::peers: return "peers";
     case StatSection::queues: return "queues";
+    case StatSection::store: return "store";
   }
   return "?";
 }

@@ -134,6 +134,11 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
         if (d.on_done) d.on_done(delivery_outcome::abandoned);
         return false;
       }
+      if (sub->options.start.kind == StartFrom::Kind::time &&
+          static_cast<std::uint64_t>(f.timestamp_ns) < sub->options.start.time_ns) {
+        bump(counters_.events_before_start);  // StartFrom::time: older than asked for
+        continue;
+      }
       const bool acknowledged = sub->options.delivery == Delivery::acknowledged;
       if (acknowledged && !f.explicit_id.empty()) {
         std::lock_guard lock(sub->dedupe_mu);

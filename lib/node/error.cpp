@@ -26,6 +26,7 @@ class category final : public std::error_category {
       case errc::peer_overloaded: return "peer overloaded";
       case errc::data_loss: return "data loss";
       case errc::group_conflict: return "service group conflict";
+      case errc::storage: return "durable log error";
     }
     return "unknown meshbus error";
   }

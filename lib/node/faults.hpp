@@ -39,7 +39,9 @@ namespace meshbus::detail {
   X(dead_letter, handler_failed, dead_letters, "see Node::dead_letters()")                                    \
   X(group_conflict, group_conflict, group_conflicts, "every member of a group must subscribe the same patterns") \
   X(unknown_start, data_loss, unknown_starts, "")                                                             \
-  X(subscriber_gone_unacknowledged, data_loss, subscribers_gone_unacknowledged, "flush() reports it too")
+  X(subscriber_gone_unacknowledged, data_loss, subscribers_gone_unacknowledged, "flush() reports it too")     \
+  X(store_failure, storage, store_failures, "publish() returns store_failed until the log can be written again") \
+  X(store_damage, storage, store_damaged, "the damaged events are reported lost to those who ask for them")
 // clang-format on
 
 enum class fault : std::uint8_t {

@@ -12,7 +12,9 @@ reliability::start_position subscription_view::start() const noexcept {
   using kind = reliability::start_position::kind;
   const auto& s = entry_->options.start;
   switch (s.kind) {
-    case StartFrom::Kind::earliest: return {kind::earliest, s.sequence};
+    case StartFrom::Kind::earliest:
+    case StartFrom::Kind::time:  // earliest, and the dispatcher passes over what is older
+      return {kind::earliest, 1};
     case StartFrom::Kind::sequence: return {kind::sequence, s.sequence};
     case StartFrom::Kind::now: break;
   }

@@ -17,6 +17,10 @@
 #include "meshbus/node.hpp"
 #include "meshbus/options.hpp"
 
+namespace meshbus::store {
+class log_store;
+}
+
 namespace meshbus::detail {
 
 using clock = std::chrono::steady_clock;
@@ -69,6 +73,8 @@ struct node_context {
   node_counters& counters;
   fault_reporter& faults;
   loop_access& loop;
+  /// The durable log (Options::data_dir); null without one.
+  store::log_store* store = nullptr;
 };
 
 }  // namespace meshbus::detail

@@ -27,11 +27,37 @@ thread_local const node_impl* loop_owner = nullptr;
 // looked at this often; an idle node sleeps until a part's next deadline.
 constexpr auto busy_tick_interval = std::chrono::milliseconds(2);
 
-node_identity identity_of(const Options& opts) {
+std::unique_ptr<store::log_store> open_store(const Options& opts) {
+  if (opts.data_dir.empty()) return nullptr;
+  store::store_options so;
+  so.dir = opts.data_dir;
+  switch (opts.durability) {
+    case Durability::always: so.policy = store::durability::always; break;
+    case Durability::interval: so.policy = store::durability::interval; break;
+    case Durability::none: so.policy = store::durability::none; break;
+  }
+  so.sync_interval = opts.sync_interval;
+  so.map_bytes = opts.store_max_bytes;
+  if (opts.node_id) so.node_id = opts.node_id->bytes;
+  try {
+    return store::log_store::open(so);
+  } catch (const store::store_error& e) {
+    throw error(errc::storage, e.what());
+  }
+}
+
+// With a durable log, the node is who the log says: the same id, and the same epoch
+// while the log vouches for everything the last run sent.
+node_identity identity_of(const Options& opts, const store::log_store* log) {
   node_identity self;
-  self.id = opts.node_id ? *opts.node_id : random_node_id();
+  if (log != nullptr) {
+    self.id.bytes = log->who().node_id;
+    self.epoch = log->who().epoch;
+  } else {
+    self.id = opts.node_id ? *opts.node_id : random_node_id();
+    self.epoch = unix_ns() / 1000;  // microseconds: a restart always gets a larger epoch
+  }
   self.bytes = self.id.bytes;
-  self.epoch = unix_ns() / 1000;  // microseconds: a restart always gets a larger epoch
   self.cluster_hash = wire::fnv1a64(opts.cluster);
   return self;
 }
@@ -68,10 +94,11 @@ void unique_fd::reset(int fd) noexcept {
 node_impl::node_impl(const Options& given)
     : config_(resolve_options(given)),
       opts_(config_.options),
-      self_(identity_of(opts_)),
+      store_(open_store(opts_)),
+      self_(identity_of(opts_, store_.get())),
       interfaces_(discovery::select_interfaces(opts_.interface)),
       faults_(self_.id.short_string(), opts_.on_error),
-      ctx_{opts_, self_, counters_, faults_, static_cast<loop_access&>(*this)} {
+      ctx_{opts_, self_, counters_, faults_, static_cast<loop_access&>(*this), store_.get()} {
   inline_handlers_ = !opts_.background_thread || opts_.handler_threads == 0;
   transport_ = transport::open_transport(transport_config_of(opts_, self_, interfaces_.bind_address));
   if (const auto faults = transport_->faults(); !faults.empty()) {
@@ -118,6 +145,15 @@ node_impl::node_impl(const Options& given)
   next_reliability_tick_ = now;
   logger().info("node {} '{}' (cluster '{}') on {}: ROUTER {}, PUB {}, beacon UDP {}", self_.id.short_string(),
                 opts_.name, opts_.cluster, interfaces_.bind_address, router_port(), pub_port(), opts_.beacon_port);
+  if (store_) {
+    const auto& who = store_->who();
+    logger().info("node {}: durable log {} ({}), {}", self_.id.short_string(), store_->path(),
+                  store::to_string(store_->options().policy),
+                  who.new_node ? "new" : who.new_epoch ? "new epoch" : "continuing its epoch");
+    if (!who.new_node && who.new_epoch) {
+      logger().warn("node {}: starting a new epoch: {}", self_.id.short_string(), who.new_epoch_reason);
+    }
+  }
   if (opts_.background_thread) io_thread_ = std::thread([this] { run(); });
 }
 

@@ -37,6 +37,7 @@
 #include "lib/node/requests.hpp"
 #include "lib/node/subscriber_side.hpp"
 #include "lib/node/subscriptions.hpp"
+#include "lib/store/log_store.hpp"
 #include "lib/transport/transport.hpp"
 #include "meshbus/node.hpp"
 
@@ -162,6 +163,7 @@ class node_impl final : private loop_access,
   // --- configuration (immutable after construction) ---
   resolved_options config_;
   const Options& opts_;  ///< config_.options
+  std::unique_ptr<store::log_store> store_;  ///< Options::data_dir; outlives every part
   node_identity self_;
   discovery::interface_selection interfaces_;
 

@@ -14,6 +14,7 @@
 
 #include "discovery/beacon_socket.hpp"
 #include "lib/node/log.hpp"
+#include "lib/wire/topic.hpp"
 #include "meshbus/error.hpp"
 
 namespace meshbus::detail {
@@ -100,6 +101,26 @@ resolved_options resolve_options(const Options& given) {
   }
   if (o.seeds.empty() && use_env && env("MESHBUS_PEERS")) {
     r.seeds = discovery::parse_seeds(env("MESHBUS_PEERS"));
+  }
+
+  if (o.data_dir.empty() && use_env && env("MESHBUS_DATA_DIR")) o.data_dir = env("MESHBUS_DATA_DIR");
+  if (o.durability == Durability::always && use_env && env("MESHBUS_DURABILITY")) {
+    const std::string_view d = env("MESHBUS_DURABILITY");
+    if (d == "interval") {
+      o.durability = Durability::interval;
+    } else if (d == "none") {
+      o.durability = Durability::none;
+    } else {
+      require(d == "always", fmt::format("MESHBUS_DURABILITY is '{}'; it must be always, interval or none", d));
+    }
+  }
+  require(o.sync_interval.count() >= 1, "Options::sync_interval must be at least 1 ms");
+  require(o.store_max_bytes >= (std::size_t{1} << 20), "Options::store_max_bytes must be at least 1 MiB");
+  for (const auto& rule : o.retention) {
+    wire::pattern p;
+    std::string err;
+    require(wire::pattern::compile(rule.pattern, p, err),
+            fmt::format("Options::retention pattern '{}': {}", rule.pattern.substr(0, 64), err));
   }
 
   if (o.peer_expiry.count() == 0) {

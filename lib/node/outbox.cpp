@@ -35,6 +35,11 @@ outbox::outbox(const wire::node_id_bytes& publisher, std::uint64_t epoch, limits
       accepted_(accepted != nullptr ? accepted : &own_accepted_),
       pool_(std::make_shared<frame_pool>(64, 2 * lim.max_batch_bytes, std::min<std::size_t>(lim.max_batch_bytes, 4096))) {}
 
+void outbox::continue_stream(std::string_view topic, std::uint64_t next_seq) {
+  std::lock_guard lock(mu_);
+  next_seq_[std::string(topic)] = next_seq;
+}
+
 void outbox::close_open_batch_locked() {
   if (!has_open_) return;
   next_seq_[open_.topic] = open_.first_seq + open_.count;

@@ -72,6 +72,10 @@ class outbox {
   /// Where frame buffers come from and go back to.
   const std::shared_ptr<frame_pool>& pool() const noexcept { return pool_; }
 
+  /// The stream on `topic` goes on at `next_seq` (a restart continuing its epoch).
+  /// Before the first push of that topic.
+  void continue_stream(std::string_view topic, std::uint64_t next_seq);
+
   /// Appends one event; waits up to `wait` for space. Any thread.
   push_result push(std::string_view topic, wire::byte_view payload, const wire::event_fields* fields,
                    std::chrono::milliseconds wait);

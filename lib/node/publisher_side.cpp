@@ -72,9 +72,18 @@ publisher_side::publisher_side(node_context& ctx, transport::transport& transpor
       self_route_(self_route),
       outbox_(std::make_unique<outbox>(ctx.self.bytes, ctx.self.epoch, outbox_limits_of(ctx.opts),
                                        [&loop = ctx.loop] { loop.wake(); }, &ctx.counters.events_published)),
+      log_(ctx.store != nullptr ? std::make_unique<history_log>(ctx, *ctx.store) : nullptr),
       outbound_(reliability::history_limits{ctx.opts.history_events, ctx.opts.history_bytes},
                 tracker_config_of(ctx.opts), group_config_of(ctx.opts), ctx.self.epoch,
-                static_cast<outbound_sink&>(*this), ctx.counters) {}
+                static_cast<outbound_sink&>(*this), ctx.counters) {
+  if (!log_) return;
+  outbound_.set_backing(log_.get());
+  // The log holds this epoch's streams: they go on where they stopped.
+  for (const auto& [topic, last] : log_->streams()) {
+    outbox_->continue_stream(topic, last + 1);
+    outbound_.resume(topic, last);
+  }
+}
 
 // ---------------------------------------------------------------------------
 // API threads
@@ -96,6 +105,10 @@ PublishResult publisher_side::publish(std::string_view topic, wire::byte_view pa
                 fmt::format("event of {} bytes on '{}' exceeds Options::max_message_bytes ({}); raise "
                             "it on every node or split the payload",
                             payload.size(), topic, ctx_.opts.max_message_bytes));
+  }
+  if (store_failed_.load(std::memory_order_acquire)) {
+    bump(ctx_.counters.publish_store_failed);
+    return PublishResult::store_failed;
   }
   const publish_fields fields(po);
   // Blocking is safe on a handler thread too: the I/O thread never waits for handlers.
@@ -165,6 +178,17 @@ FlushResult publisher_side::flush(std::chrono::milliseconds timeout) {
   return r;
 }
 
+void publisher_side::abandon_pending() {
+  pending_.clear();
+  if (unwritten_.empty()) return;
+  std::uint64_t events = 0;
+  for (const auto& b : unwritten_) events += b.count;
+  logger().warn("node {}: stopped while the durable log refused writes: {} accepted events were never written nor "
+                "sent",
+                ctx_.self.id.short_string(), events);
+  unwritten_.clear();
+}
+
 void publisher_side::wake_waiters() {
   std::lock_guard lock(flow_mu_);
   flow_cv_.notify_all();
@@ -186,12 +210,44 @@ void publisher_side::pump(clock::time_point now) {
   // send queue (bounded by Options::send_queue_bytes), so what is sent and not yet
   // acknowledged stays within the window.
   if (!pending_.empty() || outbound_.window_full()) return;
+  if (!unwritten_.empty()) {
+    // The durable log refused these before: nothing newer goes out ahead of them.
+    if (now < next_write_retry_ || !write_ahead(unwritten_, unwritten_ts_, now)) return;
+    to_pending(unwritten_, unwritten_ts_);
+    unwritten_.clear();
+  }
   drained_.clear();
   outbox_->drain(drained_);
-  if (drained_.empty()) return;
+  if (drained_.empty()) {
+    send_pending(now);
+    return;
+  }
   const auto ts = unix_ns();
-  for (auto& b : drained_) {
-    wire::finish_batch(b.frame, b.marks, b.count, ts);
+  for (auto& b : drained_) wire::finish_batch(b.frame, b.marks, b.count, ts);
+  if (log_ && !write_ahead(drained_, ts, now)) return;
+  to_pending(drained_, ts);
+  send_pending(now);
+}
+
+bool publisher_side::write_ahead(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns,
+                                 clock::time_point now) {
+  if (log_->write(batches, timestamp_ns)) {
+    if (store_failed_.exchange(false, std::memory_order_acq_rel)) {
+      logger().info("node {}: the durable log takes writes again", ctx_.self.id.short_string());
+    }
+    return true;
+  }
+  store_failed_.store(true, std::memory_order_release);
+  if (&batches != &unwritten_) {
+    unwritten_ = std::move(batches);
+    unwritten_ts_ = timestamp_ns;
+  }
+  next_write_retry_ = now + std::chrono::milliseconds(200);
+  return false;
+}
+
+void publisher_side::to_pending(std::vector<outbox_batch>& batches, std::uint64_t ts) {
+  for (auto& b : batches) {
     const auto frame_size = b.frame.size();
     const auto events_offset = b.marks.events_at;
     pending_send p{to_frame(std::move(b.frame), outbox_->pool()), frame_size, std::move(b.topic), b.first_seq,
@@ -199,7 +255,6 @@ void publisher_side::pump(clock::time_point now) {
     if (ctx_.opts.local_delivery) deliver_locally(p, events_offset, ts);
     pending_.push_back(std::move(p));
   }
-  send_pending(now);
 }
 
 // This node's own events, to its own matching subscriptions (no windows: a local
@@ -308,6 +363,7 @@ void publisher_side::send_heartbeats(clock::time_point now) {
 }
 
 void publisher_side::tick(clock::time_point now) {
+  if (log_) log_->tick(now);
   outbound_.tick(now);
   send_heartbeats(now);
   update_flow_state();
@@ -315,12 +371,14 @@ void publisher_side::tick(clock::time_point now) {
 
 clock::time_point publisher_side::next_due() const {
   auto next = outbound_.next_due();
+  if (log_) next = std::min(next, log_->next_due());
+  if (!unwritten_.empty()) next = std::min(next, next_write_retry_);
   for (const auto& [topic, st] : topics_) next = std::min(next, st.next_heartbeat);
   return next;
 }
 
 bool publisher_side::busy() const {
-  return !pending_.empty() || !outbox_->empty() || !outbound_.all_acknowledged();
+  return !pending_.empty() || !unwritten_.empty() || !outbox_->empty() || !outbound_.all_acknowledged();
 }
 
 // Who lacks what, for a flush() that times out: taken at most every 50 ms.

@@ -24,6 +24,7 @@
 
 #include "lib/node/control_sender.hpp"
 #include "lib/node/dispatcher.hpp"
+#include "lib/node/history_log.hpp"
 #include "lib/node/node_context.hpp"
 #include "lib/node/outbound.hpp"
 #include "lib/node/outbox.hpp"
@@ -75,12 +76,12 @@ class publisher_side final : private outbound_sink {
   /// ZeroMQ refused a batch (a subscriber's queue is full); it is tried again.
   bool refused() const noexcept { return !pending_.empty(); }
   /// Nothing is waiting to be handed to ZeroMQ.
-  bool drained() const { return pending_.empty() && outbox_->empty(); }
+  bool drained() const { return pending_.empty() && unwritten_.empty() && outbox_->empty(); }
   bool all_acknowledged() const { return outbound_.all_acknowledged(); }
   std::uint64_t unacknowledged() const { return outbound_.unacknowledged(); }
   std::size_t queued_bytes() const { return outbox_->bytes(); }
   /// Drops what ZeroMQ never took (the node stopped).
-  void abandon_pending() { pending_.clear(); }
+  void abandon_pending();
 
   void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m, clock::time_point now);
   void on_ack(const wire::node_id_bytes& from, const wire::ack_msg& m, clock::time_point now);
@@ -118,6 +119,10 @@ class publisher_side final : private outbound_sink {
     clock::duration heartbeat_gap{};
   };
   bool wait_for_window(std::chrono::milliseconds wait);
+  /// Finished batches become pending sends (and local deliveries).
+  void to_pending(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns);
+  /// Writes `batches` to the durable log; when it refuses, they wait in unwritten_.
+  bool write_ahead(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns, clock::time_point now);
   void send_pending(clock::time_point now);
   /// ZeroMQ refused a batch: from when a stall lets the others go on without it.
   transport::send_status send_stalled(transport::frame& msg, clock::time_point now);
@@ -142,6 +147,7 @@ class publisher_side final : private outbound_sink {
   subscription_registry& subs_;
   own_subscriber& self_route_;
   std::unique_ptr<outbox> outbox_;
+  std::unique_ptr<history_log> log_;  ///< Options::data_dir; before outbound_, which refers to it
   outbound_streams outbound_;
 
   // Shared with API threads: flow control and flush.
@@ -149,6 +155,8 @@ class publisher_side final : private outbound_sink {
   std::mutex flow_mu_;
   std::condition_variable flow_cv_;
   std::atomic<bool> window_full_{false};
+  /// The durable log refused a write: publish() returns store_failed until it takes it.
+  std::atomic<bool> store_failed_{false};
   std::atomic<bool> all_acknowledged_{true};
   std::atomic<std::size_t> unacknowledged_{0};
   std::atomic<std::size_t> history_events_{0};
@@ -165,6 +173,9 @@ class publisher_side final : private outbound_sink {
   std::map<std::string, topic_state, std::less<>> topics_;
   std::deque<pending_send> pending_;
   std::vector<outbox_batch> drained_;
+  std::vector<outbox_batch> unwritten_;  ///< refused by the durable log, retried in order
+  std::uint64_t unwritten_ts_ = 0;
+  clock::time_point next_write_retry_{};
   bool stalled_ = false;
   bool lossy_episode_ = false;
   bool peer_left_during_stall_ = false;

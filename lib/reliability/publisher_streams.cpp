@@ -35,6 +35,11 @@ void publisher_streams::track_topic(const wire::node_id_bytes& id, const subscri
   tracker_.track(id, topic, mode, history_.last_sent(topic), now);
 }
 
+void publisher_streams::resume(std::string_view topic, std::uint64_t last_sent) {
+  history_.resume(topic, last_sent);
+  topics_.emplace(std::string(topic), 0);
+}
+
 void publisher_streams::sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count,
                              transport::frame&& frame, clock::time_point now) {
   auto it = topics_.find(topic);
@@ -264,13 +269,26 @@ void publisher_streams::resend(const wire::node_id_bytes& to, std::string_view t
                                std::uint64_t to_seq, std::size_t& budget) {
   const auto found = history_.find(topic, from, to_seq);
   if (found.beyond_sent) bump(counters_.bad_nacks);
+  if (found.evicted_from != 0 && backing_ != nullptr) {
+    // Older than memory holds: from the durable log first, so the subscriber gets
+    // the range in order; what it lacks too is lost.
+    const auto lost = backing_->fetch(topic, found.evicted_from, found.evicted_to, budget,
+                                      [&](transport::frame&& f) {
+                                        bump(counters_.repairs_sent);
+                                        sink_.send_repair(to, std::move(f));
+                                      });
+    for (const auto& r : lost) {
+      bump(counters_.losses_sent);
+      sink_.send_loss(to, wire::loss_msg{epoch_, std::string(topic), r.from, r.to});
+    }
+  }
   for (const auto* b : found.batches) {
     if (budget == 0) break;
     --budget;
     bump(counters_.repairs_sent);
     sink_.send_repair(to, b->payload.share());
   }
-  if (found.evicted_from != 0) {
+  if (found.evicted_from != 0 && backing_ == nullptr) {
     bump(counters_.losses_sent);
     sink_.send_loss(to, wire::loss_msg{epoch_, std::string(topic), found.evicted_from, found.evicted_to});
   }

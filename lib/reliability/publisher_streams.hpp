@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -51,6 +52,19 @@ class publisher_sink {
   virtual void group_changed(const std::string& group, const std::string& before, const std::string& now) = 0;
 };
 
+/// Where the batches the bounded history let go of may still be: the node's durable
+/// log (lib/node/history_log.hpp). Called by the thread that drives publisher_streams.
+class history_backing {
+ public:
+  virtual ~history_backing() = default;
+  /// Hands the stored batches overlapping [from, to] to `send`, in order, spending one
+  /// unit of `budget` per batch (none is sent once it is 0). Returns the ranges inside
+  /// what it looked at that it does not hold (retention took them, never stored) or
+  /// holds damaged: they are answered with LOSS.
+  virtual std::vector<seq_range> fetch(std::string_view topic, std::uint64_t from, std::uint64_t to,
+                                       std::size_t& budget, const std::function<void(transport::frame&&)>& send) = 0;
+};
+
 class publisher_streams {
  public:
   publisher_streams(history_limits history, tracker_config tracker, group_config groups, std::uint64_t epoch,
@@ -62,6 +76,11 @@ class publisher_streams {
         sink_(sink),
         counters_(counters) {}
 
+  /// Older batches than the history holds are looked up here (not owned; may be null).
+  void set_backing(history_backing* backing) noexcept { backing_ = backing; }
+  /// A stream continues after a restart of this node (same epoch, the durable log
+  /// vouching for it): its last sequence sent was `last_sent`.
+  void resume(std::string_view topic, std::uint64_t last_sent);
   /// A batch went out: keep it, and count it against every tracked subscriber.
   void sent(std::string_view topic, std::uint64_t first_seq, std::uint32_t count, transport::frame&& frame,
             clock::time_point now);
@@ -140,6 +159,7 @@ class publisher_streams {
               std::size_t& budget);
 
   std::uint64_t epoch_;
+  history_backing* backing_ = nullptr;
   send_history<transport::frame> history_;
   delivery_tracker tracker_;
   group_assigner<transport::frame> groups_;

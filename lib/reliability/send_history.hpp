@@ -59,6 +59,14 @@ class send_history {
     while ((events_ > limits_.max_events || bytes_ > limits_.max_bytes) && order_.size() > 1) evict_oldest();
   }
 
+  /// A topic whose sequences up to `last_sent` went out before (an earlier run of the
+  /// same epoch) but are not held here.
+  void resume(std::string_view topic, std::uint64_t last_sent) {
+    auto it = topics_.find(std::string(topic));
+    if (it == topics_.end()) it = topics_.emplace(std::string(topic), topic_log{}).first;
+    if (it->second.batches.empty()) it->second.last_sent = std::max(it->second.last_sent, last_sent);
+  }
+
   lookup find(std::string_view topic, std::uint64_t from, std::uint64_t to) const {
     lookup out;
     const auto it = topics_.find(std::string(topic));

@@ -81,6 +81,20 @@ void add_limit_flags(CLI::App& app, node_flags& flags, const std::string& group)
       ->group(group);
 }
 
+void add_store_flags(CLI::App& app, node_flags& flags, const std::string& group) {
+  app.add_option("--data-dir", flags.data_dir,
+                 "Keep this node's durable log here: its id, its history (served to late joiners from "
+                 "disk), durable subscriptions and dead letters survive restarts (MESHBUS_DATA_DIR)")
+      ->type_name("DIR")
+      ->group(group);
+  app.add_option("--durability", flags.durability,
+                 "When the log reaches the disk: always (every batch synced before it is sent; the "
+                 "default), interval (every 100 ms), none (left to the OS) (MESHBUS_DURABILITY)")
+      ->type_name("always|interval|none")
+      ->check(CLI::IsMember({"always", "interval", "none"}))
+      ->group(group);
+}
+
 }  // namespace
 
 void add_node_flags(CLI::App& app, node_flags& flags) {
@@ -88,6 +102,7 @@ void add_node_flags(CLI::App& app, node_flags& flags) {
   add_discovery_flags(app, flags, group);
   add_identity_flags(app, flags, group);
   add_limit_flags(app, flags, group);
+  add_store_flags(app, flags, group);
 }
 
 milliseconds discovery_wait(const node_flags& flags, std::int64_t wait_ms) {
@@ -111,6 +126,13 @@ std::unique_ptr<meshbus::Node> start_node(const node_flags& flags, meshbus::Opti
   // The library derives the peer expiry from the interval.
   if (flags.beacon_interval_ms > 0) options.beacon_interval = milliseconds(flags.beacon_interval_ms);
   if (flags.max_message_bytes > 0) options.max_message_bytes = static_cast<std::size_t>(flags.max_message_bytes);
+  if (!flags.data_dir.empty()) options.data_dir = flags.data_dir;
+  if (flags.durability == "interval") options.durability = meshbus::Durability::interval;
+  if (flags.durability == "none") options.durability = meshbus::Durability::none;
+  if (flags.durability == "always") {
+    options.durability = meshbus::Durability::always;
+    ::setenv("MESHBUS_DURABILITY", "always", 1);  // explicit: wins over the variable  NOLINT(concurrency-mt-unsafe)
+  }
   return std::make_unique<meshbus::Node>(std::move(options));
 }
 

@@ -24,6 +24,8 @@ struct node_flags {
   std::uint16_t pub_port = 0;
   std::int64_t beacon_interval_ms = 0;     ///< 0: the library's default
   std::uint64_t max_message_bytes = 0;     ///< 0: MESHBUS_MAX_MESSAGE_BYTES or the library's default
+  std::string data_dir;                    ///< empty: MESHBUS_DATA_DIR or none
+  std::string durability;                  ///< empty: MESHBUS_DURABILITY or always
 };
 
 /// The node options, on `app` and on every subcommand (so they may come before or after the

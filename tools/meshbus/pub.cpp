@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <system_error>
@@ -28,6 +29,7 @@ struct pub_flags {
   std::size_t subscribers = 0;
   std::int64_t wait_ms = -1;  ///< -1: discovery_wait's default
   std::int64_t timeout_ms = 10'000;
+  bool serve = false;  ///< keep serving the history (--data-dir) until SIGINT/SIGTERM
 };
 
 /// Lines of stdin without their '\n' (a last line without one counts too). Stops early when
@@ -195,6 +197,9 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
   if (auto err = meshbus::topic_error(flags.topic); !err.empty()) {
     throw usage_error(err);  // the sentence names the topic
   }
+  if (flags.serve && node_opts.data_dir.empty() && std::getenv("MESHBUS_DATA_DIR") == nullptr) {
+    throw usage_error("--serve serves the history kept in a data directory: give --data-dir DIR");
+  }
   const milliseconds timeout(flags.timeout_ms);
   meshbus::Options options;
   options.send_timeout = std::min(timeout, milliseconds(200));  // publish_retrying retries up to timeout
@@ -234,10 +239,16 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
     return last.flushed;
   });
   const std::chrono::duration<double, std::milli> took = steady::now() - start;
+  if (flags.serve && !latch.finished()) {
+    report_published(flags, summary.published, *subscribers, took);
+    std::cerr << "meshbus: serving the history of " << flags.topic
+              << " to late joiners (Ctrl-C or SIGTERM to stop)" << std::endl;
+    latch.wait();
+  }
   const auto unflushed = node->stats();
   // After a flush stop() only says goodbye; after a failed one it lingers (Options::linger).
   node->stop();
-  report_published(flags, summary.published, *subscribers, took);
+  if (!flags.serve) report_published(flags, summary.published, *subscribers, took);
   if (*subscribers == 0 && summary.published > 0) {
     print_error("note: no subscriber of " + flags.topic + " was found within " + to_ms_text(wait) +
                 " (check --cluster and --interface, or use --subscribers N)");
@@ -280,6 +291,9 @@ void add_pub_options(CLI::App& app, pub_flags& flags, CLI::Option*& payload, CLI
                  "until every subscriber acknowledged every event (default 10000)")
       ->type_name("MS")
       ->check(positive_number());
+  app.add_flag("--serve", flags.serve,
+               "After the input ends, keep serving the history (kept in --data-dir) to late joiners and "
+               "repairs until SIGINT or SIGTERM");
 }
 
 }  // namespace
@@ -296,7 +310,8 @@ command add_pub_command(CLI::App& parent, node_flags& node) {
       footer("  meshbus pub sensors.s1.temp 21.5\n"
              "  seq 6000 | meshbus pub demo.lines\n"
              "  meshbus pub --count 100 --rate 10 --subscribers 2 demo.ticks 'tick {n}'\n"
-             "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"));
+             "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"
+             "  seq 1000 | meshbus pub --data-dir /var/lib/orders --serve orders.placed\n"));
   return {app, [flags, payload, count, &node](exit_latch& latch) {
             flags->has_payload = payload->count() > 0;
             flags->count_given = count->count() > 0;

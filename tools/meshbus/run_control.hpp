@@ -104,9 +104,12 @@ enum class publish_outcome : std::uint8_t { published, timed_out, interrupted };
 template <typename Publish>
 publish_outcome publish_retrying(Publish&& publish, steady::time_point deadline, const exit_latch& latch) {
   for (;;) {
-    if (publish() == meshbus::PublishResult::ok) return publish_outcome::published;
+    const auto r = publish();
+    if (r == meshbus::PublishResult::ok) return publish_outcome::published;
     if (latch.finished()) return publish_outcome::interrupted;
     if (steady::now() >= deadline) return publish_outcome::timed_out;
+    // The durable log refuses writes (a full disk): it is retried, not spun on.
+    if (r == meshbus::PublishResult::store_failed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "output.hpp"
+#include "time_text.hpp"
 
 namespace meshbus_tool {
 namespace {
@@ -22,7 +23,8 @@ struct sub_flags {
   bool json = false;
   bool meta = false;
   std::string mode = "reliable";  ///< best_effort | reliable | acknowledged (checked by CLI11)
-  std::string start = "now";      ///< now | earliest | a sequence number (checked by start_check)
+  std::string start = "now";      ///< now | earliest | a sequence number | a time (checked by start_check)
+  std::string durable;            ///< durable subscription name (needs --data-dir)
 };
 
 meshbus::Delivery delivery_of(std::string_view mode) {
@@ -37,15 +39,18 @@ std::optional<meshbus::StartFrom> start_from(std::string_view text) {
   if (text == "earliest") return meshbus::StartFrom::earliest();
   std::uint64_t seq = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seq);
-  if (ec != std::errc{} || end != text.data() + text.size() || seq == 0) return std::nullopt;
-  return meshbus::StartFrom::at(seq);
+  if (ec == std::errc{} && end == text.data() + text.size() && seq > 0) return meshbus::StartFrom::at(seq);
+  if (const auto t = parse_time(text)) return meshbus::StartFrom::time(*t);
+  return std::nullopt;
 }
 
 CLI::Validator start_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         return start_from(text) ? std::string()
-                                : "must be now, earliest or a sequence number (1 or more), not " + text;
+                                : "must be now, earliest, a sequence number (1 or more) or a time (ISO 8601 "
+                                  "such as 2026-12-02T17:05:00Z, or -15m for 15 minutes ago), not " +
+                                      text;
       },
       "", "");
 }
@@ -191,6 +196,10 @@ int run_sub(const node_flags& node_opts, const sub_flags& flags, exit_latch& lat
   meshbus::SubscribeOptions subscribe_options;
   subscribe_options.delivery = delivery_of(flags.mode);
   subscribe_options.start = start_from(flags.start).value_or(meshbus::StartFrom::now());
+  subscribe_options.durable_name = flags.durable;
+  if (!flags.durable.empty() && node_opts.data_dir.empty() && std::getenv("MESHBUS_DATA_DIR") == nullptr) {
+    throw usage_error("--durable keeps the subscription's position in a data directory: give --data-dir DIR");
+  }
   // Declared before the node, so the node (and its handler threads) goes first.
   peer_names names;
   event_printer printer(flags, names, latch);
@@ -243,9 +252,14 @@ void add_sub_options(CLI::App& app, sub_flags& flags) {
       ->check(CLI::IsMember({"best_effort", "reliable", "acknowledged"}));
   app.add_option("--start", flags.start,
                  "Where to start on streams already running: now (the default), earliest (what the "
-                 "publishers' history still holds) or sequence SEQ of each stream")
-      ->type_name("now|earliest|SEQ")
+                 "publishers' history still holds), sequence SEQ of each stream, or the first event "
+                 "published at or after TIME (ISO 8601 in UTC, e.g. 2026-12-02T17:05:00Z, or -15m)")
+      ->type_name("now|earliest|SEQ|TIME")
       ->check(start_check());
+  app.add_option("--durable", flags.durable,
+                 "A durable subscription of this name (needs --data-dir): each stream's position is stored "
+                 "after its events are printed, and a restart resumes after it")
+      ->type_name("NAME");
 }
 
 }  // namespace
@@ -262,7 +276,9 @@ command add_sub_command(CLI::App& parent, node_flags& node) {
       footer("  meshbus sub 'sensors.**'\n"
              "  meshbus sub --count 6000 --timeout 20000 'demo.*' > events.txt\n"
              "  meshbus sub --mode best_effort 'metrics.**'\n"
-             "  meshbus sub --start earliest --json 'orders.*'\n"));
+             "  meshbus sub --start earliest --json 'orders.*'\n"
+             "  meshbus sub --start 2026-12-02T17:00:00Z 'orders.*'\n"
+             "  meshbus sub --data-dir /var/lib/audit --durable audit 'orders.**'\n"));
   return {app, [flags, &node](exit_latch& latch) { return run_sub(node, *flags, latch); }};
 }
 

@@ -67,6 +67,8 @@
   X(receiving, counter, unknown_starts,                                                                        \
     "streams started at the first event received because the publisher's READY (where \"now\" is) never "     \
     "came")                                                                                                    \
+  X(receiving, counter, events_before_start,                                                                   \
+    "events passed over because they are older than their subscription's StartFrom::time")                    \
   X(receiving, counter, handler_retries, "acknowledged: handler calls repeated after a throw")                 \
   X(receiving, counter, dead_letters, "events dead-lettered")                                                  \
   X(receiving, counter, dead_letters_dropped, "dead letters evicted from a full dead-letter store")             \
@@ -110,7 +112,21 @@
   X(queues, gauge, receive_queue_bytes, "bytes received, not yet handled")                                     \
   X(queues, gauge, unacknowledged_events, "events sent, not yet acknowledged, over all subscribers")           \
   X(queues, gauge, history_events, "events held in the publisher's history")                                   \
-  X(queues, gauge, history_bytes, "bytes held in the publisher's history")
+  X(queues, gauge, history_bytes, "bytes held in the publisher's history")                                     \
+  /* the durable log (Options::data_dir) */                                                                    \
+  X(store, counter, store_commits, "write transactions of the durable log (one per I/O batch)")               \
+  X(store, counter, store_events_written, "events written to the durable log")                                \
+  X(store, counter, store_bytes_written, "bytes of batches written to the durable log")                       \
+  X(store, counter, store_failures,                                                                            \
+    "writes the durable log refused (a full disk or map, an I/O error); nothing is lost, they are retried")    \
+  X(store, counter, publish_store_failed, "publish() returned store_failed: the durable log could not be written") \
+  X(store, counter, store_damaged,                                                                             \
+    "records of the durable log that failed their CRC32C check (never delivered; reported as losses)")         \
+  X(store, counter, repairs_from_disk, "batches sent from the durable log (repairs, late joiners)")            \
+  X(store, counter, retention_deleted, "events deleted from the durable log by retention")                    \
+  X(store, counter, durable_commits, "durable subscriptions: positions committed")                            \
+  X(store, counter, durable_redeliveries,                                                                      \
+    "durable subscriptions: events delivered again after a restart that may have been handled before")
 // clang-format on
 
 /// The C++ type of a Stats field of each kind.
