@@ -20,6 +20,7 @@ const char* to_string(peer_change c) noexcept {
     case peer_change::suspect: return "suspect";
     case peer_change::alive_again: return "alive again";
     case peer_change::restarted: return "restarted";
+    case peer_change::moved: return "moved";
     case peer_change::left: return "left";
   }
   return "?";
@@ -55,6 +56,15 @@ std::optional<peer_transition> peer_table::heard(const wire::node_id_bytes& id, 
     return peer_transition{peer_change::restarted, id, endpoint, epoch};
   }
   if (e.epoch == 0) e.epoch = epoch;
+  // Ports are the process's own (the host may differ by interface): other ports with
+  // the same epoch are a new process of the same node, continuing from its durable log.
+  if (source != peer_source::gossip && epoch != 0 && endpoint.router_port != 0 &&
+      (endpoint.router_port != e.endpoint.router_port || endpoint.pub_port != e.endpoint.pub_port)) {
+    e.endpoint = endpoint;
+    e.state = peer_state::alive;
+    e.first_seen = now;
+    return peer_transition{peer_change::moved, id, endpoint, e.epoch};
+  }
   if (e.state == peer_state::suspect) {
     e.state = peer_state::alive;
     return peer_transition{peer_change::alive_again, id, e.endpoint, e.epoch};

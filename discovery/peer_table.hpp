@@ -46,7 +46,9 @@ struct peer_entry {
   clock::time_point last_heard{};
 };
 
-enum class peer_change : std::uint8_t { joined, suspect, alive_again, restarted, left };
+/// moved: the same id and epoch on other ports — its process started again from its
+/// durable log (same identity, new sockets).
+enum class peer_change : std::uint8_t { joined, suspect, alive_again, restarted, moved, left };
 const char* to_string(peer_change c) noexcept;
 
 struct peer_transition {

@@ -44,6 +44,7 @@
 #include "meshbus/event.hpp"
 #include "meshbus/options.hpp"
 #include "meshbus/stats.hpp"
+#include "meshbus/transaction.hpp"
 #include "meshbus/types.hpp"
 
 namespace meshbus {
@@ -287,6 +288,9 @@ struct Service {
 };
 
 using Handler = std::function<void(const Event&)>;
+/// A durable subscription's handler whose writes commit with its position (see
+/// Node::subscribe(pattern, TransactionalHandler, options)).
+using TransactionalHandler = std::function<void(const Event&, Transaction&)>;
 using PeerHandler = std::function<void(const PeerEvent&)>;
 using LossHandler = std::function<void(const LossNotice&)>;
 
@@ -367,6 +371,29 @@ class Node {
   Subscription subscribe(std::string_view pattern, F&& handler, const SubscribeOptions& options = SubscribeOptions{}) {
     return detail::typed_node<T>::subscribe(*this, pattern, std::forward<F>(handler), options);
   }
+  /// A durable subscription (options.durable_name is required; Options::data_dir too)
+  /// whose handler writes the node's key/values and publishes through a Transaction
+  /// that commits atomically with the subscription's position, once per event (the
+  /// inbox and outbox patterns): however the process ends, each event's writes happen
+  /// exactly once, and what it published goes out once it committed. A handler that
+  /// throws commits nothing (the delivery mode's retry rules apply).
+  Subscription subscribe(std::string_view pattern, TransactionalHandler handler, const SubscribeOptions& options);
+
+  // --- the node's key/values (Options::data_dir) ---
+  /// True when the node has a durable log.
+  bool durable() const noexcept;
+  /// The value stored under `key`; throws error(storage) without a data directory
+  /// or when the record is damaged.
+  std::optional<std::string> stored(std::string_view key) const;
+  /// Every key starting with `prefix`, in key order, with its value.
+  std::vector<std::pair<std::string, std::string>> stored_range(std::string_view prefix) const;
+  /// Runs `work` in a write transaction and commits it (synced as Options::durability
+  /// says); events it publishes go out after the commit. Throws what `work` throws
+  /// (nothing is written then), or error(storage) when the commit fails (a full disk:
+  /// nothing is written). Keys starting with '$' are meshbus's own. One write
+  /// transaction at a time per node: others wait; never call it from inside `work`.
+  void transact(const std::function<void(Transaction&)>& work);
+
   /// After this returns no new call of the handler starts (one already running
   /// may finish). Unknown or already removed subscriptions are ignored.
   void unsubscribe(Subscription subscription);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "lib/node/durable_positions.hpp"
 #include "lib/wire/envelope.hpp"
 
 namespace meshbus::detail {
@@ -106,6 +107,19 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
   wire::byte_view payload;
   const Event ev(f);  // a view of f, refilled for each event
   bool all_handled = true;
+  // Durable subscriptions: the batch, with what queued right behind it on its stream,
+  // is marked handed before its handlers run (one commit per run, not per batch).
+  const auto first = d.first_seq + std::max(d.skip, from);
+  const auto last = d.first_seq + d.count - 1;
+  if (first <= last) {
+    std::uint64_t run_end = 0;
+    for (const auto& sub : *d.subscriptions) {
+      if (sub->durable != nullptr && !sub->transactional) {
+        if (run_end == 0) run_end = queued_run_end(w, d);
+        sub->durable->handing(sub->options.durable_name, d.publisher, d.epoch, topic, first, run_end);
+      }
+    }
+  }
   for (std::uint32_t i = 0; i < d.count; ++i) {
     if (!wire::read_event(r, payload, ef)) {
       // Validated on receipt, so this cannot happen; if it does, it must not be silent.
@@ -199,8 +213,33 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
     }
     if (d.processed) d.processed->store(f.sequence, std::memory_order_release);
   }
+  if (first <= last) {
+    for (const auto& sub : *d.subscriptions) {
+      if (sub->durable != nullptr && !sub->transactional && sub->active.load(std::memory_order_acquire)) {
+        sub->durable->handled(sub->options.durable_name, d.publisher, d.epoch, topic, last);
+      }
+    }
+  }
   if (d.on_done) d.on_done(all_handled ? delivery_outcome::handled : delivery_outcome::dead_lettered);
   return false;
+}
+
+// The last sequence of the contiguous run of batches queued behind `d` on its stream
+// (at most durable_run_events events from d's first), for a durable subscription's mark.
+std::uint64_t dispatcher::queued_run_end(worker& w, const delivery& d) {
+  constexpr std::uint64_t durable_run_events = 4096;
+  auto end = d.first_seq + d.count - 1;
+  if (d.stream_id == 0) return end;
+  std::lock_guard lock(w.mu);
+  for (const auto& it : w.queue) {
+    const auto* next = std::get_if<delivery>(&it);
+    if (next == nullptr || next->stream_id != d.stream_id) continue;
+    if (next->first_seq + next->skip != end + 1 || next->first_seq + next->count - 1 - d.first_seq >= durable_run_events) {
+      break;
+    }
+    end = next->first_seq + next->count - 1;
+  }
+  return end;
 }
 
 void dispatcher::process(worker& w, item&& it) {

@@ -143,6 +143,7 @@ class dispatcher {
   /// Runs handlers from event `from` on; returns true when it had to park.
   bool deliver(worker& w, delivery& d, std::uint32_t from, unsigned attempts, std::deque<item>* backlog);
   void run_task(std::function<void()>& task);
+  std::uint64_t queued_run_end(worker& w, const delivery& d);
   void enqueue(std::size_t index, item&& it, std::size_t bytes);
   void account_done(std::size_t bytes);
   clock::time_point next_due(const worker& w) const;

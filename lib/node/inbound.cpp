@@ -4,6 +4,7 @@
 // window that still holds one keeps it alive).
 #include "lib/node/inbound.hpp"
 
+#include "lib/node/durable_positions.hpp"
 #include "lib/node/node_context.hpp"
 
 namespace meshbus::detail {
@@ -19,6 +20,12 @@ reliability::start_position subscription_view::start() const noexcept {
     case StartFrom::Kind::now: break;
   }
   return {kind::now, s.sequence};
+}
+
+std::optional<std::uint64_t> subscription_view::resume_at(const wire::node_id_bytes& publisher, std::uint64_t epoch,
+                                                         std::string_view topic) const {
+  if (entry_->durable == nullptr) return std::nullopt;
+  return entry_->durable->resume_at(entry_->options.durable_name, publisher, epoch, topic);
 }
 
 reliability::subscription_ptr subscription_views::view_of(const std::shared_ptr<subscription_entry>& entry) {

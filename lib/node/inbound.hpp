@@ -34,6 +34,8 @@ class subscription_view final : public reliability::subscription {
   std::uint64_t generation() const noexcept override {
     return entry_->generation.load(std::memory_order_acquire);
   }
+  std::optional<std::uint64_t> resume_at(const wire::node_id_bytes& publisher, std::uint64_t epoch,
+                                         std::string_view topic) const override;
   /// The list a delivery to this subscription alone names (it keeps the entry alive).
   const std::shared_ptr<const match_list>& only_this() const noexcept { return only_this_; }
 

@@ -32,6 +32,9 @@ PublishResult Node::publish(std::string_view topic, std::string_view text, const
 Subscription Node::subscribe(std::string_view pattern, Handler handler, const SubscribeOptions& options) {
   return impl_->subscribe(pattern, std::move(handler), options);
 }
+Subscription Node::subscribe(std::string_view pattern, TransactionalHandler handler, const SubscribeOptions& options) {
+  return impl_->subscribe(pattern, std::move(handler), options);
+}
 void Node::unsubscribe(Subscription subscription) { impl_->unsubscribe(subscription); }
 void Node::on_peer(PeerHandler handler) { impl_->set_peer_handler(std::move(handler)); }
 std::future<Reply> Node::request(std::string_view service, std::span<const std::byte> payload,
@@ -81,7 +84,17 @@ bool Node::wait_for_peers(std::size_t count, std::chrono::milliseconds timeout) 
 FlushResult Node::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
 std::size_t Node::poll_once(std::chrono::milliseconds timeout) { return impl_->poll_once(timeout); }
 void Node::stop() { impl_->stop(); }
+void Transaction::publish(std::string_view topic, std::string_view payload) {
+  publish(topic, payload, PublishOptions{});
+}
+
 bool Node::stopped() const noexcept { return impl_->stopped(); }
+bool Node::durable() const noexcept { return impl_->ctx().store != nullptr; }
+std::optional<std::string> Node::stored(std::string_view key) const { return impl_->state().get(key); }
+std::vector<std::pair<std::string, std::string>> Node::stored_range(std::string_view prefix) const {
+  return impl_->state().range(prefix);
+}
+void Node::transact(const std::function<void(Transaction&)>& work) { impl_->state().transact(work, nullptr, {}); }
 Stats Node::stats() const { return impl_->stats(); }
 std::vector<PeerInfo> Node::peers() const { return impl_->peers(); }
 std::vector<SeedInfo> Node::seeds() const { return impl_->seeds(); }

@@ -132,6 +132,15 @@ node_impl::node_impl(const Options& given)
       ctx_, *dispatcher_, subs_, [this](std::string_view topic, wire::byte_view payload, const PublishOptions& po) {
         return publisher_->publish(topic, payload, &po, true);
       });
+  if (store_) {
+    state_ = std::make_unique<durable_state>(
+        ctx_, *store_, [this](std::string_view topic, std::string_view payload, const PublishOptions& po) {
+          return publisher_->publish(
+              topic, wire::byte_view(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()), &po,
+              !topic.empty() && topic.front() == '$');
+        });
+  }
+  if (state_) durable_ = std::make_unique<durable_positions>(ctx_, *store_, *state_);
   sessions_ = std::make_unique<peer_sessions>(ctx_, *transport_, *control_, *view_, subs_,
                                               static_cast<session_events&>(*this), std::move(config_.seeds));
 
@@ -145,6 +154,7 @@ node_impl::node_impl(const Options& given)
   next_reliability_tick_ = now;
   logger().info("node {} '{}' (cluster '{}') on {}: ROUTER {}, PUB {}, beacon UDP {}", self_.id.short_string(),
                 opts_.name, opts_.cluster, interfaces_.bind_address, router_port(), pub_port(), opts_.beacon_port);
+  if (state_) state_->publish_leftovers();
   if (store_) {
     const auto& who = store_->who();
     logger().info("node {}: durable log {} ({}), {}", self_.id.short_string(), store_->path(),
@@ -172,7 +182,60 @@ node_impl::~node_impl() {
 // ---------------------------------------------------------------------------
 // API threads
 
-Subscription node_impl::subscribe(std::string_view text, Handler handler, const SubscribeOptions& options) {
+durable_state& node_impl::state() const {
+  if (!state_) {
+    throw error(errc::storage,
+                "the node has no durable log: set Options::data_dir (or MESHBUS_DATA_DIR, --data-dir) to store key/values "
+                "and use transactions");
+  }
+  return *state_;
+}
+
+Subscription node_impl::subscribe(std::string_view text, TransactionalHandler handler,
+                                   const SubscribeOptions& options) {
+  if (!handler) throw error(errc::invalid_argument, "subscribe() needs a handler");
+  if (options.durable_name.empty()) {
+    throw error(errc::invalid_argument,
+                "a handler that takes a Transaction needs a durable subscription: set SubscribeOptions::durable_name");
+  }
+  check_durable(options);  // before the handler refers to durable_
+  auto* positions = durable_.get();
+  return subscribe(text, [positions, name = options.durable_name, h = std::move(handler)](const Event& e) {
+    positions->transact(name, e, h);
+  }, options, true);
+}
+
+void node_impl::check_durable(const SubscribeOptions& o) const {
+  if (o.durable_name.empty()) return;
+  if (!durable_) {
+    throw error(errc::storage, fmt::format("durable subscription '{}' needs a durable log: set Options::data_dir (or "
+                                           "MESHBUS_DATA_DIR, --data-dir)",
+                                           o.durable_name));
+  }
+  if (o.durable_name.size() > 200 || o.durable_name.find('\0') != std::string::npos) {
+    throw error(errc::invalid_argument, "SubscribeOptions::durable_name must have at most 200 bytes and no NUL");
+  }
+  if (!o.group.empty()) {
+    throw error(errc::invalid_argument,
+                fmt::format("durable subscription '{}' cannot be in service group '{}': a group's work is handed on "
+                            "to other members, positions are per node",
+                            o.durable_name, o.group));
+  }
+  if (o.delivery == Delivery::best_effort) {
+    throw error(errc::invalid_argument,
+                fmt::format("durable subscription '{}' must be reliable or acknowledged: best_effort skips what it "
+                            "misses, so there is no position to keep",
+                            o.durable_name));
+  }
+  if (subs_.has_durable(o.durable_name)) {
+    throw error(errc::invalid_argument,
+                fmt::format("this node already has a durable subscription named '{}': each needs its own name",
+                            o.durable_name));
+  }
+}
+
+Subscription node_impl::subscribe(std::string_view text, Handler handler, const SubscribeOptions& options,
+                                  bool transactional) {
   if (stopped_.load(std::memory_order_acquire)) {
     throw error(errc::stopped, "subscribe() after stop(): create a new Node to subscribe again");
   }
@@ -190,9 +253,11 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
   if (effective.delivery == Delivery::acknowledged && effective.max_deliver == 0) {
     throw error(errc::invalid_argument, "SubscribeOptions::max_deliver must be at least 1");
   }
+  if (!transactional) check_durable(effective);
   // A group member gets its work by assignment (ROUTER), not from the PUB socket.
   auto prefix = effective.group.empty() ? std::optional<std::string>(p.zmq_prefix()) : std::nullopt;
-  auto entry = subs_.add(std::move(p), std::move(handler), effective);
+  auto entry = subs_.add(std::move(p), std::move(handler), effective,
+                         effective.durable_name.empty() ? nullptr : durable_.get(), transactional);
   if (!entry) {
     throw error(
         errc::invalid_argument,

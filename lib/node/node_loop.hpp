@@ -29,6 +29,8 @@
 #include "lib/node/control_sender.hpp"
 #include "lib/node/dead_letter_office.hpp"
 #include "lib/node/dispatcher.hpp"
+#include "lib/node/durable_positions.hpp"
+#include "lib/node/durable_state.hpp"
 #include "lib/node/mesh_view.hpp"
 #include "lib/node/options.hpp"
 #include "lib/node/node_context.hpp"
@@ -73,11 +75,17 @@ class node_impl final : private loop_access,
   PublishResult publish(std::string_view topic, wire::byte_view payload, const PublishOptions* po) {
     return publisher_->publish(topic, payload, po, false);
   }
-  Subscription subscribe(std::string_view pattern, Handler handler, const SubscribeOptions& options);
+  Subscription subscribe(std::string_view pattern, Handler handler, const SubscribeOptions& options,
+                         bool transactional = false);
+  Subscription subscribe(std::string_view pattern, TransactionalHandler handler, const SubscribeOptions& options);
+  /// Throws unless a durable subscription of these options can be made.
+  void check_durable(const SubscribeOptions& o) const;
   void unsubscribe(Subscription s);
   void set_peer_handler(PeerHandler h) { view_->set_peer_handler(std::move(h)); }
   void set_loss_handler(LossHandler h) { subscriber_->set_loss_handler(std::move(h)); }
   std::vector<DeadLetter> dead_letters() const { return dead_letters_->list(); }
+  durable_state& state() const;
+  const node_context& ctx() const noexcept { return ctx_; }
   bool replay_dead_letter(std::uint64_t id) { return dead_letters_->replay(id); }
   PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
     return dead_letters_->request_replay(node, id);
@@ -189,6 +197,8 @@ class node_impl final : private loop_access,
   std::unique_ptr<publisher_side> publisher_;
   std::unique_ptr<subscriber_side> subscriber_;
   std::unique_ptr<dead_letter_office> dead_letters_;
+  std::unique_ptr<durable_state> state_;  ///< with a durable log only
+  std::unique_ptr<durable_positions> durable_;  ///< with a durable log only
   std::unique_ptr<peer_sessions> sessions_;
 
   // --- I/O thread only ---

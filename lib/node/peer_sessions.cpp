@@ -254,6 +254,14 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
       close(t.id, session_end::restarted);
       open(t, now);
       break;
+    case discovery::peer_change::moved:
+      // Its process started again from its durable log, on new sockets: as if it
+      // had expired and come back with its streams.
+      logger().info("node {}: peer {} started again with its epoch (new ports): its streams resume",
+                    ctx_.self.id.short_string(), short_id(t.id));
+      close(t.id, session_end::expired);
+      open(t, now);
+      break;
     case discovery::peer_change::suspect: {
       bump(ctx_.counters.peers_suspected);
       auto it = sessions_.find(t.id);

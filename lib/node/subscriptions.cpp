@@ -7,11 +7,14 @@
 namespace meshbus::detail {
 
 std::shared_ptr<subscription_entry> subscription_registry::add(wire::pattern p, event_handler h,
-                                                               const SubscribeOptions& o) {
+                                                               const SubscribeOptions& o, durable_positions* durable,
+                                                               bool transactional) {
   auto e = std::make_shared<subscription_entry>();
   e->pattern = std::move(p);
   e->handler = std::move(h);
   e->options = o;
+  e->durable = durable;
+  e->transactional = transactional;
   std::lock_guard lock(mu_);
   if (!o.group.empty() && std::any_of(entries_.begin(), entries_.end(), [&](const auto& other) {
         return other->options.group == o.group && other->pattern.text() == e->pattern.text();
@@ -22,6 +25,11 @@ std::shared_ptr<subscription_entry> subscription_registry::add(wire::pattern p, 
   entries_.push_back(e);
   generation_.fetch_add(1, std::memory_order_acq_rel);
   return e;
+}
+
+bool subscription_registry::has_durable(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& e) { return e->options.durable_name == name; });
 }
 
 std::shared_ptr<subscription_entry> subscription_registry::remove(std::uint64_t id) {

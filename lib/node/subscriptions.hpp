@@ -30,6 +30,8 @@ using event_handler = std::function<void(const Event&)>;
 /// How many explicit event ids an acknowledged subscription remembers for dedupe.
 inline constexpr std::size_t event_id_window = 65536;
 
+class durable_positions;
+
 struct subscription_entry {
   std::uint64_t id = 0;
   wire::pattern pattern;
@@ -39,6 +41,10 @@ struct subscription_entry {
   /// The node's subscription generation at which it took effect (set by the I/O
   /// thread; UINT64_MAX until then).
   std::atomic<std::uint64_t> generation{UINT64_MAX};
+  /// A durable subscription (options.durable_name): where its positions go. Null otherwise.
+  durable_positions* durable = nullptr;
+  /// Its handler commits the position itself, per event (a TransactionalHandler).
+  bool transactional = false;
   /// acknowledged: explicit event ids handled recently (guarded by dedupe_mu).
   std::mutex dedupe_mu;
   reliability::dedupe_window dedupe{event_id_window};
@@ -55,7 +61,10 @@ class subscription_registry {
   /// Adds a compiled pattern; returns the entry. Any thread. Returns null, adding
   /// nothing, when `o.group` is set and the group already has a subscription of the
   /// same pattern here (a group's subscriptions differ by pattern).
-  std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h, const SubscribeOptions& o);
+  std::shared_ptr<subscription_entry> add(wire::pattern p, event_handler h, const SubscribeOptions& o,
+                                          durable_positions* durable = nullptr, bool transactional = false);
+  /// True when an active subscription has durable name `name`.
+  bool has_durable(const std::string& name) const;
   /// Removes by id; returns the entry (inactive now) or null. Any thread.
   std::shared_ptr<subscription_entry> remove(std::uint64_t id);
   /// Pattern texts of all active subscriptions, each with the strongest delivery

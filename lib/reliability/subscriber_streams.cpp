@@ -41,6 +41,7 @@ subscriber_streams::publisher_state* subscriber_streams::publisher_for(const wir
                                                                        std::uint64_t epoch,
                                                                        clock::time_point now) {
   auto& p = publishers_[id];
+  p.id = id;
   if (p.epoch == epoch) {
     p.absent = false;  // heard from again: its streams resume
     return &p;
@@ -51,6 +52,7 @@ subscriber_streams::publisher_state* subscriber_streams::publisher_for(const wir
   }
   if (p.epoch != 0) on_publisher_gone(id, now);  // restarted without durable state
   auto& fresh = publishers_[id];
+  fresh.id = id;
   fresh.epoch = epoch;
   return &fresh;
 }
@@ -62,6 +64,8 @@ std::uint64_t subscriber_streams::epoch_of(const wire::node_id_bytes& publisher)
 
 std::uint64_t subscriber_streams::start_for(const publisher_state& p, const subscription& sub,
                                             std::string_view topic) const {
+  // A durable subscription goes on after the position it stored for this stream.
+  if (const auto at = sub.resume_at(p.id, p.epoch, topic)) return *at;
   const auto start = sub.start();
   switch (start.from) {
     case start_position::kind::earliest: return 1;

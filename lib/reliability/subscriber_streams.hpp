@@ -97,6 +97,7 @@ class subscriber_streams {
     ack_state ack;
   };
   struct publisher_state {
+    wire::node_id_bytes id{};
     std::uint64_t epoch = 0;
     std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams;
     std::map<std::string, group_work, std::less<>> groups;

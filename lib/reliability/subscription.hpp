@@ -6,10 +6,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include "lib/reliability/receive_window.hpp"
+#include "lib/wire/common.hpp"
 #include "lib/wire/topic.hpp"
 
 namespace meshbus::reliability {
@@ -36,6 +38,15 @@ class subscription {
   virtual bool active() const noexcept = 0;
   /// The source's generation at which publishers were told of it (UINT64_MAX until then).
   virtual std::uint64_t generation() const noexcept = 0;
+  /// A durable subscription's stored place in a stream it has not seen in this run:
+  /// the next sequence to deliver. nullopt: none stored; start() applies.
+  virtual std::optional<std::uint64_t> resume_at(const wire::node_id_bytes& publisher, std::uint64_t epoch,
+                                                 std::string_view topic) const {
+    (void)publisher;
+    (void)epoch;
+    (void)topic;
+    return std::nullopt;
+  }
 };
 
 using subscription_ptr = std::shared_ptr<const subscription>;

@@ -51,6 +51,9 @@ class proc_args {
     o.window_events = number("--window", o.window_events);
     o.history_events = number("--history", o.history_events);
     o.send_queue_bytes = number("--send-queue-kb", o.send_queue_bytes >> 10) << 10;
+    o.data_dir = text("--data-dir");
+    if (const auto d = text("--durability"); d == "interval") o.durability = Durability::interval;
+    if (const auto d = text("--durability"); d == "none") o.durability = Durability::none;
     if (!defaults || values_.count("--linger-ms") != 0) {
       o.linger = std::chrono::milliseconds(number("--linger-ms", 2000));
     }

@@ -2,7 +2,8 @@
 // topic, at a rate or as fast as flow control allows, after waiting for K ready
 // subscribers; then flush() and a JSON summary with what it cost (peak memory,
 // window waits) and what flush() reported. Prints "progress N" every 1000 events.
-// Exit 0 when flushed.
+// With --flush-every K it flushes after every K events and prints "flushed N" (N events
+// published so far) once flush() returned true. Exit 0 when flushed.
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   const auto size = args.number("--size", 0);
   const auto subscribers = args.number("--subscribers", 1);
   const auto timeout = std::chrono::milliseconds(args.number("--timeout-ms", 60000));
+  const auto flush_every = args.number("--flush-every", 0);
   try {
     Node node(args.node_options("pub"));
     std::atomic<bool> sampling{true};
@@ -47,6 +49,10 @@ int main(int argc, char** argv) {
       while (node.publish(topic, payload) != PublishResult::ok) {
       }
       ++published;
+      if (flush_every != 0 && published % flush_every == 0 && node.flush(timeout)) {
+        std::printf("flushed %llu\n", static_cast<unsigned long long>(published));
+        std::fflush(stdout);
+      }
       if (published % 1000 == 0) {
         std::printf("progress %llu\n", static_cast<unsigned long long>(published));
         std::fflush(stdout);

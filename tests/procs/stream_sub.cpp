@@ -6,7 +6,13 @@
 // --group G it is a member of service group G (a stream's events are then shared
 // with the other members, so order is not checked) and --print-ids 1 prints
 // "handled <sequence>" for every event it handled. Ends when --expect events
-// arrived, on SIGTERM, or at --timeout-ms, with a JSON summary.
+// arrived, on SIGTERM, or at --timeout-ms, with a JSON summary. With --durable NAME
+// (and --data-dir) it is a durable subscription; --record FILE appends each handled
+// sequence to FILE (one write per event, so a SIGKILL loses none of them) and it
+// prints "durable-redeliveries N" whenever that counter grew, before recording.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <condition_variable>
 #include <cstdio>
@@ -47,6 +53,10 @@ int main(int argc, char** argv) {
                                         : Delivery::reliable;
   so.group = args.text("--group");
   const bool print_ids = args.number("--print-ids", 0) != 0;
+  so.durable_name = args.text("--durable");
+  const auto record_path = args.text("--record");
+  const int record_fd = record_path.empty() ? -1 : ::open(record_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::uint64_t redeliveries_seen = 0;
   const auto start = args.text("--start", "now");
   so.start = start == "earliest" ? StartFrom::earliest()
              : start == "now"    ? StartFrom::now()
@@ -77,6 +87,16 @@ int main(int argc, char** argv) {
     });
     node.subscribe(pattern, [&](const Event& e) {
       if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      if (record_fd >= 0) {
+        // Counted when the batch was handed over, so before this handler runs.
+        if (const auto r = node.stats().durable_redeliveries; r != redeliveries_seen) {
+          redeliveries_seen = r;
+          std::printf("durable-redeliveries %llu\n", static_cast<unsigned long long>(r));
+          std::fflush(stdout);
+        }
+        const auto line = std::to_string(e.sequence()) + "\n";
+        if (::write(record_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
+      }
       const std::string text(e.text());
       const auto value = std::stoull(text.substr(0, text.find('.')));
       std::lock_guard lock(mu);
