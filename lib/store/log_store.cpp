@@ -439,7 +439,12 @@ void lmdb_store::open() {
   load_identity(txn);
 
   if (opts_.read_only) {
-    return;  // the read transaction is aborted by the guard; topics are read on demand
+    // Committed, not aborted: LMDB closes the table handles opened in a transaction that
+    // is aborted, and the reads (topics(), read_epoch()) need them. Topics are read on demand.
+    rc = mdb_txn_commit(txn);
+    txn = nullptr;
+    if (rc != 0) fail(store_error::kind::io, fmt::format("cannot read {}: {}", file_, describe(rc)));
+    return;
   }
 
   std::vector<std::uint8_t> b;

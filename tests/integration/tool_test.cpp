@@ -2,11 +2,14 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -16,11 +19,15 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "lib/store/log_store.hpp"
 #include "tests/support/node_helpers.hpp"
 
 using namespace meshbus;
 using namespace meshbus::test;
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 namespace {
 std::vector<std::string> tool(std::initializer_list<std::string> args) {
@@ -454,4 +461,320 @@ TEST_CASE("the order-flow demo: six processes, a killed payments instance, every
   CHECK_THAT(out, Catch::Contains("saga completed: shipped"));
   CHECK_THAT(out, Catch::Contains("30 orders: "));
   CHECK_THAT(out, Catch::Contains("0 timed out, 0 still running"));
+}
+
+namespace {
+/// A data directory for one test, removed afterwards.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::random_device rd;
+    path = fs::temp_directory_path() / ("meshbus-toollog-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    fs::create_directories(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string str() const { return path.string(); }
+};
+
+/// Runs `meshbus log` to its end.
+struct log_run {
+  int code = -1;
+  std::vector<std::string> lines;
+  std::string err;
+};
+log_run run_log(std::initializer_list<std::string> args) {
+  child_process p(tool(args));
+  log_run r;
+  r.code = p.wait(60s).value_or(-1);
+  r.lines = lines_of(p.out());
+  r.err = p.err();
+  return r;
+}
+
+/// Publishes with the tool into `dir`, as a node of its own that exits when done.
+void pub_into(const temp_dir& dir, const std::string& cluster, const std::string& topic, const std::string& payload,
+              int count) {
+  child_process pub(tool({"pub", "--cluster", cluster, "--wait", "0", "--data-dir", dir.str(), topic, payload,
+                          "--count", std::to_string(count)}));
+  const auto code = pub.wait(30s);
+  INFO("pub stderr: " << pub.err());
+  REQUIRE(code == 0);
+}
+
+Options logging_options(const std::string& cluster, const temp_dir& dir) {
+  auto o = fast_options(cluster, "logged");
+  o.data_dir = dir.str();
+  return o;
+}
+
+// 2030-01-01T00:00:00Z, the timestamp the typed event is given.
+const auto year_2030 = std::chrono::system_clock::time_point(std::chrono::seconds(1'893'456'000));
+}  // namespace
+
+TEST_CASE("meshbus log prints every event of a node's log with its envelope, in order, and filters them",
+          "[integration][tool]") {
+  temp_dir dir;
+  const auto cluster = unique_cluster("toollog");
+  pub_into(dir, cluster, "orders.placed", "order {n}", 5);
+  pub_into(dir, cluster, "audit.trail", "entry {n}", 3);
+  // The tool cannot set the other envelope fields: one event from a node on the same log.
+  std::string publisher;
+  std::uint64_t epoch = 0;
+  {
+    Node node(logging_options(cluster, dir));
+    publisher = node.id().to_string();
+    epoch = node.epoch();
+    const std::vector<Header> headers{{"region", "eu"}, {"tenant", "acme corp"}};
+    PublishOptions o;
+    o.event_id = "order-6";
+    o.type_name = "OrderPlaced";
+    o.type_version = 2;
+    o.correlation_id = "checkout-42";
+    o.causation_id = "cart-7";
+    o.content_type = "application/json";
+    o.headers = headers;
+    o.timestamp = year_2030;
+    REQUIRE(node.publish("orders.placed", R"({"id":6})", o) == PublishResult::ok);
+    REQUIRE(node.flush(10s));
+  }
+  const auto prefix = "[" + publisher + " e" + std::to_string(epoch) + " #";
+  auto default_id = [&](int seq) { return publisher + "-" + std::to_string(epoch) + "-" + std::to_string(seq); };
+
+  SECTION("one line per event: topics sorted, each in sequence order, with the whole envelope") {
+    const auto r = run_log({"log", dir.str()});
+    INFO("stderr: " << r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.err.empty());
+    REQUIRE(r.lines.size() == 9);
+    for (int i = 1; i <= 3; ++i) {
+      const auto& line = r.lines[static_cast<std::size_t>(i - 1)];
+      CHECK_THAT(line, Catch::StartsWith(prefix + std::to_string(i) + " 20") &&
+                           Catch::EndsWith(" id=" + default_id(i) + "] audit.trail entry " + std::to_string(i)));
+    }
+    for (int i = 1; i <= 5; ++i) {
+      const auto& line = r.lines[static_cast<std::size_t>(i + 2)];
+      CHECK_THAT(line, Catch::StartsWith(prefix + std::to_string(i) + " 20") &&
+                           Catch::EndsWith(" id=" + default_id(i) + "] orders.placed order " + std::to_string(i)));
+    }
+    CHECK(r.lines[8] == prefix +
+                            "6 2030-01-01T00:00:00.000000000Z id=order-6 type=OrderPlaced/2 correlation=checkout-42 "
+                            "causation=cart-7 content_type=application/json header.region=eu "
+                            "header.tenant=acme corp] orders.placed {\"id\":6}");
+  }
+  SECTION("--json: one object per line, with sub --json's fields and the rest of the envelope") {
+    const auto r = run_log({"log", dir.str(), "--json"});
+    INFO("stderr: " << r.err);
+    REQUIRE(r.code == 0);
+    REQUIRE(r.lines.size() == 9);
+    std::vector<std::pair<std::string, std::uint64_t>> streams;
+    for (const auto& line : r.lines) {
+      INFO(line);
+      const auto j = nlohmann::json::parse(line);
+      CHECK(j["publisher"] == publisher);
+      CHECK(j["epoch"] == epoch);
+      CHECK(j["timestamp"].get<std::string>().size() == std::string("2030-01-01T00:00:00.000000000Z").size());
+      streams.emplace_back(j["topic"].get<std::string>(), j["sequence"].get<std::uint64_t>());
+      const auto seq = static_cast<int>(j["sequence"].get<std::uint64_t>());
+      if (seq == 6) continue;
+      CHECK(j["id"] == default_id(seq));
+      CHECK(j["payload"] == (j["topic"] == "audit.trail" ? "entry " : "order ") + std::to_string(seq));
+      CHECK_FALSE(j.contains("correlation_id"));
+      CHECK_FALSE(j.contains("headers"));
+    }
+    CHECK(streams == std::vector<std::pair<std::string, std::uint64_t>>{{"audit.trail", 1},
+                                                                         {"audit.trail", 2},
+                                                                         {"audit.trail", 3},
+                                                                         {"orders.placed", 1},
+                                                                         {"orders.placed", 2},
+                                                                         {"orders.placed", 3},
+                                                                         {"orders.placed", 4},
+                                                                         {"orders.placed", 5},
+                                                                         {"orders.placed", 6}});
+    const auto typed = nlohmann::json::parse(r.lines[8]);
+    CHECK(typed["payload"] == R"({"id":6})");
+    CHECK(typed["timestamp"] == "2030-01-01T00:00:00.000000000Z");
+    CHECK(typed["id"] == "order-6");
+    CHECK(typed["type_name"] == "OrderPlaced");
+    CHECK(typed["type_version"] == 2);
+    CHECK(typed["correlation_id"] == "checkout-42");
+    CHECK(typed["causation_id"] == "cart-7");
+    CHECK(typed["content_type"] == "application/json");
+    CHECK(typed["headers"] == nlohmann::json{{"region", "eu"}, {"tenant", "acme corp"}});
+  }
+  SECTION("--topic takes a pattern") {
+    auto r = run_log({"log", dir.str(), "--topic", "audit.*"});
+    REQUIRE(r.code == 0);
+    REQUIRE(r.lines.size() == 3);
+    CHECK_THAT(r.lines[0], Catch::EndsWith("] audit.trail entry 1"));
+    r = run_log({"log", dir.str(), "--topic", "orders.**"});
+    CHECK(r.lines.size() == 6);
+    r = run_log({"log", dir.str(), "--topic", "*.*"});
+    CHECK(r.lines.size() == 9);
+    r = run_log({"log", dir.str(), "--topic", "nothing.*"});
+    CHECK(r.code == 0);
+    CHECK(r.lines.empty());
+  }
+  SECTION("--since is inclusive, --until exclusive, on the event's timestamp") {
+    auto r = run_log({"log", dir.str(), "--since", "2030-01-01T00:00:00Z"});
+    REQUIRE(r.code == 0);
+    REQUIRE(r.lines.size() == 1);
+    CHECK_THAT(r.lines[0], Catch::Contains("id=order-6"));
+    r = run_log({"log", dir.str(), "--since", "-10m", "--until", "2030-01-01T00:00:00Z"});
+    REQUIRE(r.lines.size() == 8);
+    CHECK_THAT(r.lines[7], Catch::EndsWith("] orders.placed order 5"));
+    r = run_log({"log", dir.str(), "--until", "2030-01-01T00:00:00.000000001Z", "--topic", "orders.*"});
+    CHECK(r.lines.size() == 6);
+    r = run_log({"log", dir.str(), "--until", "-10m"});
+    CHECK(r.code == 0);
+    CHECK(r.lines.empty());
+  }
+  SECTION("--correlation matches the correlation id exactly") {
+    auto r = run_log({"log", dir.str(), "--correlation", "checkout-42", "--json"});
+    REQUIRE(r.code == 0);
+    REQUIRE(r.lines.size() == 1);
+    CHECK(nlohmann::json::parse(r.lines[0])["sequence"] == 6);
+    r = run_log({"log", dir.str(), "--correlation", "checkout-4"});
+    CHECK(r.code == 0);
+    CHECK(r.lines.empty());
+  }
+}
+
+TEST_CASE("meshbus log reads a node's log while the node runs", "[multiprocess][tool]") {
+  temp_dir dir;
+  const auto cluster = unique_cluster("toollogrunning");
+  child_process pub(tool({"pub", "--cluster", cluster, "--wait", "0", "--data-dir", dir.str(), "--serve",
+                          "live.ticks", "tick {n}", "--count", "50"}));
+  REQUIRE(eventually(
+      [&] {
+        pub.poll();
+        return pub.err().find("serving the history") != std::string::npos;
+      },
+      30s));
+  const auto r = run_log({"log", dir.str()});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE(r.lines.size() == 50);
+  for (int i = 1; i <= 50; ++i) {
+    CHECK_THAT(r.lines[static_cast<std::size_t>(i - 1)],
+               Catch::Contains(" #" + std::to_string(i) + " ") &&
+                   Catch::EndsWith("] live.ticks tick " + std::to_string(i)));
+  }
+  // The node is still running and still holds its directory.
+  pub.poll();
+  CHECK_FALSE(pub.wait(0ms).has_value());
+  pub.signal(SIGTERM);
+  CHECK(pub.wait(20s) == 0);
+}
+
+TEST_CASE("meshbus log reports a damaged or undecodable record, prints the rest and exits 1", "[integration][tool]") {
+  temp_dir dir;
+  const auto cluster = unique_cluster("toollogdamage");
+  // Three batches (each flush ends one): events 1-3, event 4 alone, events 5-6.
+  const std::string marker = "damage-me-";
+  {
+    Node node(logging_options(cluster, dir));
+    for (int i = 1; i <= 3; ++i) REQUIRE(node.publish("t.a", "before " + std::to_string(i)) == PublishResult::ok);
+    REQUIRE(node.flush(10s));
+    REQUIRE(node.publish("t.a", marker + std::string(3000, 'x')) == PublishResult::ok);
+    REQUIRE(node.flush(10s));
+    for (int i = 5; i <= 6; ++i) REQUIRE(node.publish("t.a", "after " + std::to_string(i)) == PublishResult::ok);
+    REQUIRE(node.flush(10s));
+  }
+  // One byte of event 4's payload flipped. LMDB leaves earlier copies of rewritten pages on
+  // its free pages, so the marker may occur more than once; the live record is one of them,
+  // and flipping each (free pages are never read) damages exactly that record.
+  const auto file = (dir.path / "log.mdb").string();
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    std::string bytes(static_cast<std::size_t>(fs::file_size(file)), '\0');
+    REQUIRE(f.read(bytes.data(), static_cast<std::streamsize>(bytes.size())));
+    std::size_t flipped = 0;
+    for (auto at = bytes.find(marker); at != std::string::npos; at = bytes.find(marker, at + 1), ++flipped) {
+      f.seekp(static_cast<std::streamoff>(at));
+      f.put(static_cast<char>(bytes[at] ^ 0x20));
+    }
+    REQUIRE(flipped > 0);
+    REQUIRE(f.flush());
+  }
+
+  SECTION("a record that fails its CRC32C") {
+    for (const bool json : {false, true}) {
+      const auto r = json ? run_log({"log", dir.str(), "--json"}) : run_log({"log", dir.str()});
+      INFO("stderr: " << r.err);
+      CHECK(r.code == 1);
+      REQUIRE(r.lines.size() == 5);
+      CHECK_THAT(r.lines[2], Catch::Contains("before 3"));
+      CHECK_THAT(r.lines[3], Catch::Contains("after 5"));
+      CHECK_THAT(r.err, Catch::Contains("meshbus: damaged record in " + file + " (CRC32C mismatch): event 4 of t.a"));
+      CHECK_THAT(r.err, Catch::Contains("1 damaged record in " + file));
+    }
+    // Filters cannot look into a damaged record: it is reported whatever they are.
+    const auto r = run_log({"log", dir.str(), "--correlation", "none-has-it"});
+    CHECK(r.code == 1);
+    CHECK(r.lines.empty());
+    CHECK_THAT(r.err, Catch::Contains("event 4 of t.a"));
+  }
+  SECTION("a record whose CRC32C holds but whose frame does not decode") {
+    {
+      // A writer of its own on the (closed) log: a batch of three events whose frame is not one.
+      meshbus::store::store_options o;
+      o.dir = dir.str();
+      auto log = meshbus::store::log_store::open(o);
+      const std::string garbage = "t.b";  // the topic, then nothing: no NUL, no version, no body
+      meshbus::store::history_batch b;
+      b.topic = "t.b";
+      b.first_seq = 1;
+      b.count = 3;
+      b.timestamp_ns = 1;
+      b.frame = meshbus::store::as_span(garbage);
+      REQUIRE(log->append(std::span(&b, 1)));
+    }
+    const auto r = run_log({"log", dir.str(), "--topic", "t.b"});
+    INFO("stderr: " << r.err);
+    CHECK(r.code == 1);
+    CHECK(r.lines.empty());
+    CHECK_THAT(r.err, Catch::Contains("record in " + file + " does not decode") &&
+                          Catch::Contains("events 1-3 of t.b"));
+  }
+}
+
+TEST_CASE("meshbus log: what is not a meshbus log is a failure naming the file, bad flags are usage errors",
+          "[integration][tool]") {
+  temp_dir dir;
+  const auto missing = (dir.path / "no-such-dir").string();
+  auto r = run_log({"log", missing});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::StartsWith("meshbus: " + missing + " does not exist"));
+
+  const auto log_file = (dir.path / "log.mdb").string();
+  r = run_log({"log", dir.str()});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("holds no meshbus log (" + log_file + " does not exist)"));
+
+  {
+    std::ofstream f(log_file);
+    f << std::string(100000, 'z');
+  }
+  r = run_log({"log", dir.str()});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains(log_file + " is not a meshbus log (not an LMDB file)"));
+  CHECK(r.lines.empty());
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"log"},
+           {"log", dir.str(), "--topic", "a..b"},
+           {"log", dir.str(), "--since", "yesterday"},
+           {"log", dir.str(), "--until", "2026-13-01"},
+           {"log", dir.str(), "--since", "-1h", "--until", "-2h"},
+       }) {
+    std::vector<std::string> argv{MESHBUS_TOOL};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child_process bad(argv);
+    INFO(args.back());
+    CHECK(bad.wait(10s) == 2);
+    CHECK_THAT(bad.err(), Catch::StartsWith("meshbus: "));
+  }
 }

@@ -119,6 +119,40 @@ TEST_CASE("a second open of one data directory is refused with the holder's pid"
   REQUIRE(reader->who().node_id == s->who().node_id);
 }
 
+TEST_CASE("a read-only reader beside the writer lists every topic and reads its batches", "[unit][store]") {
+  temp_dir d;
+  auto s = log_store::open(options_in(d));
+  REQUIRE(s->append(std::vector{batch("a.b", 1, 3, 100, "one"), batch("a.b", 4, 2, 200, "two"),
+                                batch("c", 1, 1, 150, "three")}));
+  auto ro = options_in(d);
+  ro.read_only = true;
+  const auto reader = log_store::open(ro);
+  const auto topics = reader->topics();
+  REQUIRE(topics.size() == 2);
+  CHECK(topics[0].epoch == s->who().epoch);
+  CHECK(topics[0].topic == "a.b");
+  CHECK(topics[0].first_seq == 1);
+  CHECK(topics[0].last_seq == 5);
+  CHECK(topics[0].events == 5);
+  CHECK(topics[1].topic == "c");
+  std::vector<std::string> seen;
+  reader->read_epoch(s->who().epoch, "a.b", 0, [&](const history_batch& b, bool damaged) {
+    CHECK_FALSE(damaged);
+    seen.push_back(std::to_string(b.first_seq) + "+" + std::to_string(b.count) + ":" +
+                   std::string(reinterpret_cast<const char*>(b.frame.data()), b.frame.size()));
+    return true;
+  });
+  REQUIRE(seen == std::vector<std::string>{"1+3:one", "4+2:two"});
+  // What the writer appends later is seen by the next read.
+  REQUIRE(s->append(std::vector{batch("a.b", 6, 1, 300, "four")}));
+  seen.clear();
+  reader->read_epoch(s->who().epoch, "a.b", 5, [&](const history_batch& b, bool) {
+    seen.push_back(std::to_string(b.first_seq));
+    return true;
+  });
+  REQUIRE(seen == std::vector<std::string>{"4", "6"});
+}
+
 TEST_CASE("a file that is not a meshbus log is refused, naming it", "[unit][store]") {
   temp_dir d;
   {

@@ -1,6 +1,7 @@
 // The subcommands of the tool. Each add_*_command() declares a subcommand with its flags on
 // the parent app and returns how to run it once the command line is parsed; main.cpp only
-// builds the app, parses and dispatches. Each runner starts one Node.
+// builds the app, parses and dispatches. Each runner starts one Node, except log's, which
+// reads a node's data directory offline.
 #pragma once
 
 #include <functional>
@@ -31,6 +32,9 @@ command add_pub_command(CLI::App& parent, node_flags& node);
 std::vector<command> add_dlq_commands(CLI::App& parent, node_flags& node);
 command add_dlq_list_command(CLI::App& dlq, node_flags& node);    // dlq_list.cpp
 command add_dlq_replay_command(CLI::App& dlq, node_flags& node);  // dlq_replay.cpp
+
+/// `meshbus log`: the events kept in a node's durable log, read offline (log.cpp).
+command add_log_command(CLI::App& parent);
 
 /// A help footer: the examples, then the exit codes.
 std::string footer(std::string_view examples);

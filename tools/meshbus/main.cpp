@@ -1,7 +1,8 @@
 // meshbus: the command-line tool. `peers` lists the nodes of a cluster, `sub` prints events (and
 // loss notices) as they arrive, `pub` publishes an argument or stdin lines, `dlq list` shows the
 // dead letters the nodes still announce in their history and `dlq replay` asks one node to deliver
-// one again. This file builds the command line, parses it and runs the chosen subcommand (one
+// one again, `log` prints the events kept in a node's data directory without starting a node.
+// This file builds the command line, parses it and runs the chosen subcommand (one
 // file each); only main() turns outcomes into exit codes.
 #include <csignal>
 #include <limits>
@@ -24,7 +25,8 @@ namespace {
 constexpr const char* exit_codes_text =
     "Exit codes:\n"
     "  0  success (also after Ctrl-C / SIGTERM)\n"
-    "  1  runtime failure (address in use, network, I/O; dlq replay: no such dead letter)\n"
+    "  1  runtime failure (address in use, network, I/O; dlq replay: no such dead letter;\n"
+    "     log: not a meshbus log, or a damaged record found)\n"
     "  2  usage error (bad flags, invalid topic or pattern, unknown or ambiguous node)\n"
     "  3  timeout (--count, --expect or --subscribers not reached, pub's events not all\n"
     "     acknowledged, or no answer to dlq replay in time)\n"
@@ -70,7 +72,7 @@ int refuse(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
   const auto used = app.get_subcommands();
   if (used.empty() && argc > 1 && argv[1][0] != '-') {
     print_error(std::string("unknown command '") + argv[1] +
-                "' (commands: peers, sub, pub, dlq; see 'meshbus --help')");
+                "' (commands: peers, sub, pub, dlq, log; see 'meshbus --help')");
     return exit_code::usage;
   }
   std::string command = "meshbus";  // with the (nested) subcommands given, for the hint
@@ -94,12 +96,14 @@ int run(int argc, char** argv) {
              "  seq 6000 | meshbus pub demo.lines\n"
              "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"
              "  meshbus peers --json\n"
-             "  meshbus dlq list\n"));
+             "  meshbus dlq list\n"
+             "  meshbus log /var/lib/orders --topic 'orders.**' --since -2h\n"));
   node_flags node;
   add_node_flags(app, node);
   std::vector<command> commands{add_peers_command(app, node), add_sub_command(app, node),
                                 add_pub_command(app, node)};
   for (auto& c : add_dlq_commands(app, node)) commands.push_back(std::move(c));
+  commands.push_back(add_log_command(app));
 
   try {
     app.parse(argc, argv);
