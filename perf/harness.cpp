@@ -21,6 +21,7 @@ const char* to_string(run_mode m) noexcept {
     case run_mode::acknowledged: return "acknowledged";
     case run_mode::typed: return "typed";
     case run_mode::request: return "request";
+    case run_mode::durable: return "durable";
   }
   return "?";
 }
@@ -40,7 +41,8 @@ meshbus::SubscribeOptions subscribe_options(run_mode m) {
     case run_mode::best_effort: o.delivery = meshbus::Delivery::best_effort; break;
     case run_mode::reliable:
     case run_mode::typed:
-    case run_mode::request: o.delivery = meshbus::Delivery::reliable; break;
+    case run_mode::request:
+    case run_mode::durable: o.delivery = meshbus::Delivery::reliable; break;
     case run_mode::acknowledged: o.delivery = meshbus::Delivery::acknowledged; break;
   }
   return o;

@@ -60,10 +60,12 @@ constexpr unsigned max_handler_threads = 64;
 /// and acknowledged: events of bytes, subscribed with that delivery (throughput and
 /// latency); typed: typed events, reliable (throughput); request: request/reply
 /// (latency).
-enum class run_mode : std::uint8_t { best_effort, reliable, acknowledged, typed, request };
+/// durable (throughput only): a reliable subscription of a publisher with a data
+/// directory (Durability::always), measured beside raw ZeroMQ and beside reliable.
+enum class run_mode : std::uint8_t { best_effort, reliable, acknowledged, typed, request, durable };
 
 constexpr run_mode all_modes[] = {run_mode::best_effort, run_mode::reliable, run_mode::acknowledged,
-                                  run_mode::typed, run_mode::request};
+                                  run_mode::typed, run_mode::request, run_mode::durable};
 
 const char* to_string(run_mode m) noexcept;
 std::optional<run_mode> parse_mode(std::string_view text);

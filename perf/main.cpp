@@ -83,7 +83,8 @@ bool accepts(command_kind command, run_mode m) noexcept {
     case run_mode::best_effort:
     case run_mode::reliable:
     case run_mode::acknowledged: return true;
-    case run_mode::typed: return command == command_kind::throughput;
+    case run_mode::typed:
+    case run_mode::durable: return command == command_kind::throughput;
     case run_mode::request: return command == command_kind::latency;
   }
   return false;
@@ -131,7 +132,10 @@ CLI::Validator mode_check(command_kind kind) {
     if (m && accepts(kind, *m)) return {};
     const bool latency = kind == command_kind::latency;
     return "'" + text + "' is not a mode of " + (latency ? "latency" : "throughput") + " (" + accepted_modes(kind) +
-           ")" + (!m ? "" : *m == run_mode::typed ? "; typed is for throughput" : "; request is for latency");
+           ")" +
+           (!m                          ? ""
+            : *m == run_mode::request ? "; request is for latency"
+                                      : std::string("; ") + to_string(*m) + " is for throughput");
   });
 }
 
@@ -145,6 +149,7 @@ struct command_flags {
   std::string api = "future";
   bool json = false;
   bool verbose = false;
+  unsigned rounds = 5;
   CLI::Option* count_option = nullptr;
 };
 
@@ -199,9 +204,16 @@ void add_measure_options(CLI::App& app, command_kind kind, command_flags& f) {
                            "(see \"latency --mode request\"). Raw ZeroMQ is the same in every mode but request."
                          : "best_effort, reliable (the default, as in the library) or acknowledged, the meshbus "
                            "delivery both processes subscribe with; or typed, a typed event with reliable "
-                           "delivery (see \"throughput --mode typed\"). Raw ZeroMQ is the same in every mode.")
+                           "delivery (see \"throughput --mode typed\"); or durable, a publisher with a data "
+                           "directory (durability always) beside raw ZeroMQ and reliable meshbus, --rounds "
+                           "times alternating. Raw ZeroMQ is the same in every mode.")
       ->type_name("M")
       ->check(mode_check(kind));
+  if (!latency) {
+    app.add_option("--rounds", f.rounds, "--mode durable: rounds of raw, reliable, durable (default 5)")
+        ->type_name("N")
+        ->check(CLI::Range(1U, 100U));
+  }
   add_output_options(app, latency, f);
 }
 
@@ -218,6 +230,7 @@ std::optional<command_options> options_of(command_kind kind, const command_flags
   o.api = f.api == "callback" ? request_api::callback : request_api::future;
   o.json = f.json;
   o.verbose = f.verbose;
+  o.rounds = f.rounds;
   if (o.mode != run_mode::typed) return o;
   const auto typed_min = min_typed_size();
   for (const auto size : o.sizes) {
@@ -235,7 +248,97 @@ std::optional<command_options> options_of(command_kind kind, const command_flags
 // ---------------------------------------------------------------------------
 // the runs
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// --mode durable: per size, rounds of raw ZeroMQ, reliable meshbus and durable meshbus
+// (a publisher with a data directory, Durability::always), one after the other, so
+// that all three see the same machine; medians of events/s and of the per-round
+// ratios, with the ratios' range.
+int durable_main(const command_options& o) {
+  std::printf("# throughput --mode durable: %u rounds of raw ZeroMQ PUB/SUB, reliable meshbus, durable meshbus "
+              "(publisher data directory under /tmp, durability always), alternating\n",
+              o.rounds);
+  if (!o.json) {
+    std::printf("%8s %10s %13s %13s %13s %18s %18s\n", "size", "count", "raw ev/s", "reliable ev/s",
+                "durable ev/s", "durable/raw", "durable/reliable");
+  }
+  bool all_completed = true;
+  for (const auto size : o.sizes) {
+    const auto spec = o.spec(size);
+    auto reliable_spec = spec;
+    reliable_spec.mode = run_mode::reliable;
+    std::vector<double> raw, reliable, durable, vs_raw, vs_reliable;
+    for (unsigned round = 0; round < o.rounds; ++round) {
+      const auto r = measure_throughput(transport::raw, spec);
+      const auto m = measure_throughput(transport::meshbus, reliable_spec);
+      const auto d = measure_throughput(transport::meshbus, spec);
+      for (const auto* side : {&r, &m, &d}) {
+        if (!side->outcome) {
+          all_completed = false;
+          std::fprintf(stderr, "meshbus-perf: size %zu round %u: %s\n", size, round + 1, side->error.c_str());
+        }
+      }
+      if (o.verbose) {
+        print_details("throughput", size, "raw", r.error, r.outcome ? describe(*r.outcome) : "");
+        print_details("throughput", size, "reliable", m.error, m.outcome ? describe(*m.outcome) : "");
+        print_details("throughput", size, "durable", d.error, d.outcome ? describe(*d.outcome) : "");
+      }
+      if (!r.outcome || !m.outcome || !d.outcome) continue;
+      const auto lost = spec.count * 3 - r.outcome->received - m.outcome->received - d.outcome->received;
+      if (lost != 0) {
+        all_completed = false;
+        std::fprintf(stderr, "meshbus-perf: size %zu round %u: %llu events did not arrive\n", size, round + 1,
+                     static_cast<unsigned long long>(lost));
+      }
+      raw.push_back(r.outcome->events_per_s());
+      reliable.push_back(m.outcome->events_per_s());
+      durable.push_back(d.outcome->events_per_s());
+      vs_raw.push_back(durable.back() / raw.back());
+      vs_reliable.push_back(durable.back() / reliable.back());
+      if (o.json) {
+        std::printf("{\"size\":%zu,\"count\":%llu,\"mode\":\"durable\",\"round\":%u,\"raw_events_per_s\":%.0f,"
+                    "\"reliable_events_per_s\":%.0f,\"durable_events_per_s\":%.0f}\n",
+                    size, static_cast<unsigned long long>(spec.count), round + 1, raw.back(), reliable.back(),
+                    durable.back());
+      }
+    }
+    if (vs_raw.empty()) continue;
+    auto range = [](const std::vector<double>& v) {
+      const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+      char text[48];
+      std::snprintf(text, sizeof text, "%.2f (%.2f-%.2f)", 0.0, *lo, *hi);
+      return std::string(text);
+    };
+    auto ratio_text = [&](const std::vector<double>& v) {
+      auto text = range(v);
+      char m[16];
+      std::snprintf(m, sizeof m, "%.2f", median(v));
+      return m + text.substr(4);
+    };
+    if (o.json) {
+      std::printf("{\"size\":%zu,\"mode\":\"durable\",\"rounds\":%zu,\"median_raw_events_per_s\":%.0f,"
+                  "\"median_reliable_events_per_s\":%.0f,\"median_durable_events_per_s\":%.0f,"
+                  "\"median_ratio_raw\":%.3f,\"median_ratio_reliable\":%.3f}\n",
+                  size, vs_raw.size(), median(raw), median(reliable), median(durable), median(vs_raw),
+                  median(vs_reliable));
+    } else {
+      std::printf("%8zu %10s %13s %13s %13s %18s %18s\n", size,
+                  with_commas(static_cast<double>(spec.count)).c_str(), with_commas(median(raw)).c_str(),
+                  with_commas(median(reliable)).c_str(), with_commas(median(durable)).c_str(),
+                  ratio_text(vs_raw).c_str(), ratio_text(vs_reliable).c_str());
+    }
+  }
+  if (!o.json) std::printf("# medians of %u rounds; ratios: median of the per-round ratios (min-max)\n", o.rounds);
+  return all_completed ? 0 : 1;
+}
+
 int throughput_main(const command_options& o) {
+  if (o.mode == run_mode::durable) return durable_main(o);
   if (!o.json) print_throughput_header(o);
   bool all_completed = true;
   for (const auto size : o.sizes) {

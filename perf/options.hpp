@@ -21,6 +21,8 @@ struct command_options {
   request_api api = request_api::future;
   bool json = false;
   bool verbose = false;
+  /// --mode durable: rounds of raw, reliable, durable, alternating (medians reported).
+  unsigned rounds = 5;
 
   /// The run for --size `size` (typed: the nearest size a sample encodes to).
   run_spec spec(std::size_t size) const;

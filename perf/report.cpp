@@ -9,7 +9,6 @@
 #include <utility>
 
 namespace meshbus_perf {
-namespace {
 
 std::string with_commas(double value) {
   auto digits = std::to_string(std::llround(value));
@@ -18,6 +17,8 @@ std::string with_commas(double value) {
   }
   return digits;
 }
+
+namespace {
 
 std::string json_string(std::string_view text) {
   std::string out = "\"";

@@ -12,6 +12,9 @@
 
 namespace meshbus_perf {
 
+/// 1234567.8 -> "1,234,568".
+std::string with_commas(double value);
+
 /// --verbose: one run's details, or why it failed, on stderr.
 void print_details(const char* what, std::size_t size, const char* transport, const std::string& error,
                    const std::string& text);

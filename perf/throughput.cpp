@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <span>
+#include <system_error>
 
 #include "meshbus/typed.hpp"
 
@@ -130,11 +133,39 @@ class raw_publisher final : public publisher {
   std::string endpoint_;
 };
 
+/// --mode durable: the publisher's data directory, on the disk /tmp is on (fresh per
+/// run, removed afterwards).
+class scratch_dir {
+ public:
+  explicit scratch_dir(bool wanted) {
+    if (!wanted) return;
+    char path[] = "/tmp/meshbus-perf-XXXXXX";
+    if (::mkdtemp(path) == nullptr) throw run_error("cannot create a data directory under /tmp");
+    path_ = path;
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+};
+
+meshbus::Options publisher_options(const std::string& cluster, const run_spec& spec, const scratch_dir& dir) {
+  auto o = node_options(cluster, "publisher", spec.handler_threads);
+  o.data_dir = dir.path();  // empty unless --mode durable; Durability::always, the default
+  return o;
+}
+
 class meshbus_publisher final : public publisher {
  public:
   meshbus_publisher(std::string cluster, const run_spec& spec)
-      : cluster_(std::move(cluster)), mode_(spec.mode),
-        node_(node_options(cluster_, "publisher", spec.handler_threads)) {
+      : cluster_(std::move(cluster)), mode_(spec.mode), data_dir_(spec.mode == run_mode::durable),
+        node_(publisher_options(cluster_, spec, data_dir_)) {
     if (mode_ != run_mode::typed) return;
     // Set up before t0: finding the padding takes a few encodings.
     sample_ = make_sample(sample_padding(spec.size));
@@ -182,7 +213,15 @@ class meshbus_publisher final : public publisher {
     char text[96];
     std::snprintf(text, sizeof text, "events_per_batch=%.1f would_block=%llu ", per_batch,
                   static_cast<unsigned long long>(would_block_));
-    return text + node_counters(s);
+    std::string store;
+    if (s.store_commits != 0) {
+      char st[160];
+      std::snprintf(st, sizeof st, "store_commits=%llu events_per_commit=%.1f ",
+                    static_cast<unsigned long long>(s.store_commits),
+                    static_cast<double>(s.store_events_written) / static_cast<double>(s.store_commits));
+      store = st;
+    }
+    return text + store + node_counters(s);
   }
 
  private:
@@ -210,6 +249,7 @@ class meshbus_publisher final : public publisher {
 
   std::string cluster_;
   run_mode mode_;
+  scratch_dir data_dir_;  ///< before node_: the node closes its log before the directory goes
   meshbus::Node node_;
   perf_sample sample_;  ///< --mode typed: the event, its padding sized to spec.size
   std::uint64_t would_block_ = 0;

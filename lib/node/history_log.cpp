@@ -21,7 +21,79 @@ std::vector<store::retention_rule> rules_of(const Options& o) {
 }  // namespace
 
 history_log::history_log(node_context& ctx, store::log_store& store)
-    : ctx_(ctx), store_(store), retention_(rules_of(ctx.opts)) {}
+    : ctx_(ctx), store_(store), retention_(rules_of(ctx.opts)), writer_([this] { run(); }) {}
+
+history_log::~history_log() { stop(); }
+
+void history_log::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void history_log::submit(std::vector<outbox_batch>&& batches, std::uint64_t timestamp_ns) {
+  {
+    std::lock_guard lock(mu_);
+    job_ = std::move(batches);
+    job_ts_ = timestamp_ns;
+    has_job_ = true;
+    written_ = false;
+  }
+  cv_.notify_all();
+}
+
+bool history_log::idle() const {
+  std::lock_guard lock(mu_);
+  return !has_job_;
+}
+
+bool history_log::take_written(std::vector<outbox_batch>& out, std::uint64_t& timestamp_ns) {
+  std::lock_guard lock(mu_);
+  if (!has_job_ || !written_) return false;
+  out = std::move(job_);
+  job_.clear();
+  timestamp_ns = job_ts_;
+  has_job_ = false;
+  written_ = false;
+  return true;
+}
+
+std::uint64_t history_log::events_in_flight() const {
+  std::lock_guard lock(mu_);
+  std::uint64_t n = 0;
+  if (has_job_ && !written_) {
+    for (const auto& b : job_) n += b.count;
+  }
+  return n;
+}
+
+// The writer thread: writes the job, retrying every 200 ms while the log refuses it.
+void history_log::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || (has_job_ && !written_); });
+    if (stopping_) return;
+    // The job is not touched by anyone else until written_ is set.
+    lock.unlock();
+    const bool ok = write(job_, job_ts_);
+    lock.lock();
+    if (ok) {
+      written_ = true;
+      if (failing_.exchange(false, std::memory_order_acq_rel)) {
+        logger().info("node {}: the durable log takes writes again", ctx_.self.id.short_string());
+      }
+      lock.unlock();
+      ctx_.loop.wake();
+      lock.lock();
+      continue;
+    }
+    failing_.store(true, std::memory_order_release);
+    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+  }
+}
 
 bool history_log::write(const std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns) {
   scratch_.clear();

@@ -180,13 +180,13 @@ FlushResult publisher_side::flush(std::chrono::milliseconds timeout) {
 
 void publisher_side::abandon_pending() {
   pending_.clear();
-  if (unwritten_.empty()) return;
-  std::uint64_t events = 0;
-  for (const auto& b : unwritten_) events += b.count;
+  if (!log_) return;
+  const auto events = log_->events_in_flight();
+  log_->stop();
+  if (events == 0) return;
   logger().warn("node {}: stopped while the durable log refused writes: {} accepted events were never written nor "
                 "sent",
                 ctx_.self.id.short_string(), events);
-  unwritten_.clear();
 }
 
 void publisher_side::wake_waiters() {
@@ -210,11 +210,10 @@ void publisher_side::pump(clock::time_point now) {
   // send queue (bounded by Options::send_queue_bytes), so what is sent and not yet
   // acknowledged stays within the window.
   if (!pending_.empty() || outbound_.window_full()) return;
-  if (!unwritten_.empty()) {
-    // The durable log refused these before: nothing newer goes out ahead of them.
-    if (now < next_write_retry_ || !write_ahead(unwritten_, unwritten_ts_, now)) return;
-    to_pending(unwritten_, unwritten_ts_);
-    unwritten_.clear();
+  if (log_) {
+    write_ahead();
+    send_pending(now);
+    return;
   }
   drained_.clear();
   outbox_->drain(drained_);
@@ -224,26 +223,38 @@ void publisher_side::pump(clock::time_point now) {
   }
   const auto ts = unix_ns();
   for (auto& b : drained_) wire::finish_batch(b.frame, b.marks, b.count, ts);
-  if (log_ && !write_ahead(drained_, ts, now)) return;
   to_pending(drained_, ts);
   send_pending(now);
 }
 
-bool publisher_side::write_ahead(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns,
-                                 clock::time_point now) {
-  if (log_->write(batches, timestamp_ns)) {
-    if (store_failed_.exchange(false, std::memory_order_acq_rel)) {
-      logger().info("node {}: the durable log takes writes again", ctx_.self.id.short_string());
-    }
-    return true;
+void publisher_side::write_ahead() {
+  std::uint64_t ts = 0;
+  if (log_->take_written(written_, ts)) {
+    to_pending(written_, ts);
+    written_.clear();
   }
-  store_failed_.store(true, std::memory_order_release);
-  if (&batches != &unwritten_) {
-    unwritten_ = std::move(batches);
-    unwritten_ts_ = timestamp_ns;
+  store_failed_.store(log_->failing(), std::memory_order_release);
+  if (!log_->idle()) return;  // one write in flight: new events gather for the next
+  if (unsubmitted_.empty()) {
+    drained_.clear();
+    outbox_->drain(drained_);
+    if (drained_.empty()) return;
+    ts = unix_ns();
+    for (auto& b : drained_) wire::finish_batch(b.frame, b.marks, b.count, ts);
+    for (auto& b : drained_) unsubmitted_.push_back(std::move(b));
+    unsubmitted_ts_ = ts;
   }
-  next_write_retry_ = now + std::chrono::milliseconds(200);
-  return false;
+  // At most write_group_bytes per write, so that one group is sent while the next
+  // is written, and no event waits behind a huge write.
+  constexpr std::size_t write_group_bytes = std::size_t{4} << 20;
+  std::vector<outbox_batch> group;
+  std::size_t bytes = 0;
+  while (!unsubmitted_.empty() && (group.empty() || bytes + unsubmitted_.front().frame.size() <= write_group_bytes)) {
+    bytes += unsubmitted_.front().frame.size();
+    group.push_back(std::move(unsubmitted_.front()));
+    unsubmitted_.pop_front();
+  }
+  log_->submit(std::move(group), unsubmitted_ts_);
 }
 
 void publisher_side::to_pending(std::vector<outbox_batch>& batches, std::uint64_t ts) {
@@ -372,13 +383,13 @@ void publisher_side::tick(clock::time_point now) {
 clock::time_point publisher_side::next_due() const {
   auto next = outbound_.next_due();
   if (log_) next = std::min(next, log_->next_due());
-  if (!unwritten_.empty()) next = std::min(next, next_write_retry_);
   for (const auto& [topic, st] : topics_) next = std::min(next, st.next_heartbeat);
   return next;
 }
 
 bool publisher_side::busy() const {
-  return !pending_.empty() || !unwritten_.empty() || !outbox_->empty() || !outbound_.all_acknowledged();
+  return !pending_.empty() || (log_ && !log_->idle()) || !unsubmitted_.empty() || !outbox_->empty() ||
+         !outbound_.all_acknowledged();
 }
 
 // Who lacks what, for a flush() that times out: taken at most every 50 ms.

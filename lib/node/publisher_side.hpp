@@ -76,7 +76,9 @@ class publisher_side final : private outbound_sink {
   /// ZeroMQ refused a batch (a subscriber's queue is full); it is tried again.
   bool refused() const noexcept { return !pending_.empty(); }
   /// Nothing is waiting to be handed to ZeroMQ.
-  bool drained() const { return pending_.empty() && unwritten_.empty() && outbox_->empty(); }
+  bool drained() const {
+    return pending_.empty() && (!log_ || log_->idle()) && unsubmitted_.empty() && outbox_->empty();
+  }
   bool all_acknowledged() const { return outbound_.all_acknowledged(); }
   std::uint64_t unacknowledged() const { return outbound_.unacknowledged(); }
   std::size_t queued_bytes() const { return outbox_->bytes(); }
@@ -121,8 +123,8 @@ class publisher_side final : private outbound_sink {
   bool wait_for_window(std::chrono::milliseconds wait);
   /// Finished batches become pending sends (and local deliveries).
   void to_pending(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns);
-  /// Writes `batches` to the durable log; when it refuses, they wait in unwritten_.
-  bool write_ahead(std::vector<outbox_batch>& batches, std::uint64_t timestamp_ns, clock::time_point now);
+  /// With a durable log: takes what its writer committed, hands it the next group.
+  void write_ahead();
   void send_pending(clock::time_point now);
   /// ZeroMQ refused a batch: from when a stall lets the others go on without it.
   transport::send_status send_stalled(transport::frame& msg, clock::time_point now);
@@ -173,9 +175,9 @@ class publisher_side final : private outbound_sink {
   std::map<std::string, topic_state, std::less<>> topics_;
   std::deque<pending_send> pending_;
   std::vector<outbox_batch> drained_;
-  std::vector<outbox_batch> unwritten_;  ///< refused by the durable log, retried in order
-  std::uint64_t unwritten_ts_ = 0;
-  clock::time_point next_write_retry_{};
+  std::vector<outbox_batch> written_;  ///< taken from the log's writer, reused
+  std::deque<outbox_batch> unsubmitted_;  ///< drained, finished, waiting for the log's writer
+  std::uint64_t unsubmitted_ts_ = 0;
   bool stalled_ = false;
   bool lossy_episode_ = false;
   bool peer_left_during_stall_ = false;

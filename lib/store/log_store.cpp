@@ -9,6 +9,7 @@
 #include <lmdb.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -214,6 +215,9 @@ class lmdb_store final : public log_store {
   void prepare_directory();
   void take_lock();
   void open_env();
+  /// A file shorter than the pages its meta page names was cut (a copy stopped
+  /// short, a truncation): reading those pages would fault, so it is refused.
+  void check_length();
   void open_tables(MDB_txn* txn, bool create);
   void load_identity(MDB_txn* txn);
   std::optional<byte_span> meta(MDB_txn* txn, std::string_view key) const;
@@ -245,6 +249,14 @@ class lmdb_store final : public log_store {
 
 write_result lmdb_store::failure(int rc, std::string_view what) const {
   write_result r;
+  // LMDB reports a short write as EIO: a disk with (almost) no room left made it.
+  if (rc == EIO) {
+    struct statvfs fs_info {};
+    if (::statvfs(opts_.dir.c_str(), &fs_info) == 0 &&
+        static_cast<std::uint64_t>(fs_info.f_bavail) * fs_info.f_frsize < (std::uint64_t{64} << 20)) {
+      rc = ENOSPC;
+    }
+  }
   r.state = is_full(rc) ? write_result::status::full : write_result::status::failed;
   if (rc == MDB_MAP_FULL) {
     r.message = fmt::format("{}: the log {} reached its map size ({} bytes): raise Options::store_map_bytes, or "
@@ -340,6 +352,24 @@ void lmdb_store::open_env() {
   fail(store_error::kind::io, fmt::format("cannot open {}: {}", file_, describe(rc)));
 }
 
+void lmdb_store::check_length() {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &st);
+  std::error_code ec;
+  const auto size = fs::file_size(file_, ec);
+  const auto needed = (static_cast<std::uintmax_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  if (ec || size >= needed) return;
+  mdb_env_close(env_);
+  env_ = nullptr;
+  fail(store_error::kind::damaged,
+       fmt::format("{} is cut short: {} bytes, but its last page ends at {}; the log was truncated (or copied "
+                   "while being written). Move the data directory aside and start afresh; restore it from a "
+                   "complete copy if you have one",
+                   file_, size, needed));
+}
+
 std::optional<byte_span> lmdb_store::meta(MDB_txn* txn, std::string_view key) const {
   MDB_val k = val(key.data(), key.size());
   MDB_val v;
@@ -397,8 +427,8 @@ void lmdb_store::load_identity(MDB_txn* txn) {
 void lmdb_store::open() {
   prepare_directory();
   if (!opts_.read_only) take_lock();
-  // An existing file that is not LMDB at all: say so before LMDB is asked.
   open_env();
+  check_length();
 
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, opts_.read_only ? MDB_RDONLY : 0u, &txn);

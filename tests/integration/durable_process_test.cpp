@@ -137,13 +137,28 @@ TEST_CASE("a durable subscriber killed with SIGKILL three times during a stream 
   const auto pub_code = pub.wait(120s);
   INFO("publisher: " << pub.out() << pub.err());
   REQUIRE(pub_code == 0);  // flushed: every event acknowledged by the durable subscriber
-  REQUIRE(eventually([&] {
+  std::set<std::uint64_t> seen;
+  const bool all_handled = eventually([&] {
     std::ifstream in(record);
-    std::set<std::uint64_t> seen;
+    seen.clear();
     std::string line;
     while (std::getline(in, line)) seen.insert(std::stoull(line));
     return seen.size() == total;
-  }, 60s));
+  }, 60s);
+  std::string missing;
+  for (std::uint64_t s = 1; s <= total && missing.size() < 400; ++s) {
+    if (!seen.count(s)) missing += std::to_string(s) + " ";
+  }
+  std::string outputs;
+  for (const auto& run : runs) {
+    run->poll();
+    for (const auto& line : lines_of(run->out() + run->err())) {
+      if (line.rfind("progress", 0) != 0) outputs += line + "\n";
+    }
+    outputs += "--\n";
+  }
+  INFO("missing: " << missing << "\nruns:\n" << outputs);
+  REQUIRE(all_handled);
   runs.back()->signal(SIGTERM);
   REQUIRE(runs.back()->wait(20s).has_value());
 

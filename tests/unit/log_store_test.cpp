@@ -329,3 +329,24 @@ TEST_CASE("a full map is a value from append, and writing goes on once there is 
   INFO(again.message);
   REQUIRE(again);
 }
+
+TEST_CASE("a truncated log is refused with what to do, not read past its end", "[unit][store]") {
+  temp_dir d;
+  {
+    auto s = log_store::open(options_in(d));
+    const std::string payload(2000, 'p');
+    for (std::uint64_t i = 0; i < 200; ++i) REQUIRE(s->append(std::vector{batch("t", 1 + i, 1, i, payload)}));
+  }
+  const auto file = d.path / "log.mdb";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  try {
+    log_store::open(options_in(d));
+    FAIL("opened a truncated log");
+  } catch (const store_error& e) {
+    REQUIRE(e.which() == store_error::kind::damaged);
+    REQUIRE_THAT(e.what(), Catch::Contains("cut short") && Catch::Contains(file.string()));
+  }
+  auto ro = options_in(d);
+  ro.read_only = true;
+  REQUIRE_THROWS_AS(log_store::open(ro), store_error);
+}
