@@ -181,3 +181,29 @@ TEST_CASE("a durable subscriber killed with SIGKILL three times during a stream 
   CHECK(counted >= duplicates);
   CHECK_THAT(summary(*runs.back()), Catch::Contains("\"out_of_order\":0"));
 }
+
+TEST_CASE("a second process on a data directory in use gets a clear error naming the holder", "[multiprocess][durable]") {
+  if (std::string(MESHBUS_TOOL).empty()) {
+    WARN("the meshbus tool is not built (MESHBUS_BUILD_TOOLS=OFF)");
+    return;
+  }
+  temp_dir dir;
+  const auto cluster = unique_cluster("durablelock");
+  child_process holder({MESHBUS_TOOL, "pub", "--cluster", cluster, "--data-dir", dir.path.string(), "--wait", "0",
+                        "--serve", "lock.t", "held"},
+                       child_process::options{{}, std::nullopt, true});
+  REQUIRE(printed(holder, "serving the history", 10s));
+  child_process second({MESHBUS_TOOL, "sub", "--cluster", cluster, "--data-dir", dir.path.string(), "lock.*"},
+                       child_process::options{{}, std::nullopt, true});
+  const auto code = second.wait(10s);
+  INFO(second.out() << second.err());
+  CHECK(code == 1);
+  CHECK_THAT(second.out() + second.err(), Catch::Contains("is in use by another process (pid " +
+                                                          std::to_string(holder.pid()) + ")"));
+  holder.signal(SIGTERM);
+  CHECK(holder.wait(10s) == 0);
+  // Once the holder is gone, the directory opens, with the holder's node id.
+  child_process after({MESHBUS_TOOL, "log", dir.path.string()}, child_process::options{{}, std::nullopt, true});
+  CHECK(after.wait(10s) == 0);
+  CHECK_THAT(after.out(), Catch::Contains("lock.t held"));
+}

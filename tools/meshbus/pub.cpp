@@ -249,7 +249,7 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
   // After a flush stop() only says goodbye; after a failed one it lingers (Options::linger).
   node->stop();
   if (!flags.serve) report_published(flags, summary.published, *subscribers, took);
-  if (*subscribers == 0 && summary.published > 0) {
+  if (*subscribers == 0 && summary.published > 0 && !flags.serve) {
     print_error("note: no subscriber of " + flags.topic + " was found within " + to_ms_text(wait) +
                 " (check --cluster and --interface, or use --subscribers N)");
   }
