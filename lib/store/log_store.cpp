@@ -332,8 +332,14 @@ void lmdb_store::open_env() {
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
   if (opts_.read_only) flags |= MDB_RDONLY;
   if (opts_.policy != durability::always) flags |= MDB_NOSYNC;
-  const int rc = mdb_env_open(env_, file_.c_str(), flags, 0644);
+  int rc = mdb_env_open(env_, file_.c_str(), flags, 0644);
   if (rc == 0) return;
+  if (opts_.read_only && (rc == EROFS || rc == EACCES)) {
+    // A log on a read-only file system (an archived copy): no writer can be there, so
+    // it is read without LMDB's reader table.
+    rc = mdb_env_open(env_, file_.c_str(), flags | MDB_NOLOCK, 0644);
+    if (rc == 0) return;
+  }
   mdb_env_close(env_);
   env_ = nullptr;
   if (rc == MDB_INVALID) {

@@ -2,8 +2,9 @@
 # A data directory on a small tmpfs that fills up while `meshbus pub` writes to it, with
 # default options (durability always): the log refuses writes (publish() returns
 # store_failed, the fault names the file), nothing accepted is lost, and publishing goes
-# on by itself once space returns. Then `meshbus log` finds every event, in order.
-# Root only (mount); exit 77 (skipped) otherwise.
+# on by itself once space returns. Then `meshbus log` finds every event, in order; and
+# a copy of that log on a read-only file system is readable offline but refused as a
+# node's data directory. Root only (mount); exit 77 (skipped) otherwise.
 # Usage: full_disk.sh MESHBUS_TOOL
 set -euo pipefail
 tool=$1
@@ -75,3 +76,25 @@ if [[ "$values" != "$expected" ]]; then
   echo "FAIL: payloads out of order"; exit 1
 fi
 echo "ok: the disk filled up, publishing waited, and all $count events are in the log in order"
+
+# The same log on a read-only file system: readable with `meshbus log`, refused (with
+# what to do) as a node's data directory.
+ro=$work/ro
+mkdir "$ro"
+mount -t tmpfs -o size=32m tmpfs "$ro"
+cp -a "$mnt/log" "$ro/log"
+mount -o remount,ro "$ro"
+ro_cleanup() { umount "$ro" 2>/dev/null || true; cleanup; }
+trap ro_cleanup EXIT
+if ! "$tool" log "$ro/log" --topic full.test > "$work/ro-log.txt" 2> "$work/ro-log.err"; then
+  echo "FAIL: meshbus log cannot read a log on a read-only file system"; cat "$work/ro-log.err"; exit 1
+fi
+[[ $(wc -l < "$work/ro-log.txt") -eq $count ]] || { echo "FAIL: the read-only copy lacks events"; exit 1; }
+if "$tool" pub --cluster "$cluster" --data-dir "$ro/log" --wait 0 full.test x 2> "$work/ro-pub.err"; then
+  echo "FAIL: a node opened a data directory on a read-only file system"; exit 1
+fi
+if ! grep -q "$ro/log" "$work/ro-pub.err" || ! grep -qi "read-only\|not writable" "$work/ro-pub.err"; then
+  echo "FAIL: the error does not name the directory and say it is read-only"; cat "$work/ro-pub.err"; exit 1
+fi
+grep -m1 "$ro/log" "$work/ro-pub.err"
+echo "ok: a read-only copy of the log is readable offline and refused as a data directory"
