@@ -149,7 +149,11 @@ struct SubscribeOptions {
   /// is stored under this name after the handler returns, and a subscription of the
   /// same name after a restart resumes at the next event, however the process ended.
   /// Events handled but not yet committed when a process dies are delivered again
-  /// (at most one batch per stream; counted in Stats::durable_redeliveries). Empty:
+  /// (at most one run of 4096 events per stream; counted in
+  /// Stats::durable_redeliveries). A durable subscription is `acknowledged` (a
+  /// `reliable` one is made so; best_effort is refused): it acknowledges what it
+  /// committed, so its publishers keep the rest for it, flush() waits for it, and a
+  /// handler that keeps throwing dead-letters its event. Not in a service group. Empty:
   /// not durable.
   std::string durable_name;
 };

@@ -111,10 +111,12 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
   // is marked handed before its handlers run (one commit per run, not per batch).
   const auto first = d.first_seq + std::max(d.skip, from);
   const auto last = d.first_seq + d.count - 1;
+  bool durable_marks = false;  // acks then follow the committed position, not each handler
   if (first <= last) {
     std::uint64_t run_end = 0;
     for (const auto& sub : *d.subscriptions) {
       if (sub->durable != nullptr && !sub->transactional) {
+        durable_marks = true;
         if (run_end == 0) run_end = queued_run_end(w, d);
         sub->durable->handing(sub->options.durable_name, d.publisher, d.epoch, topic, first, run_end);
       }
@@ -211,7 +213,7 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
       bump(counters_.dead_letters);
       if (on_dead_letter_) on_dead_letter_(ev, *sub, failure, tried);
     }
-    if (d.processed) d.processed->store(f.sequence, std::memory_order_release);
+    if (d.processed && !durable_marks) d.processed->store(f.sequence, std::memory_order_release);
   }
   if (first <= last) {
     for (const auto& sub : *d.subscriptions) {
@@ -219,6 +221,9 @@ bool dispatcher::deliver(worker& w, delivery& d, std::uint32_t from, unsigned at
         sub->durable->handled(sub->options.durable_name, d.publisher, d.epoch, topic, last);
       }
     }
+    // Committed (or at least handled, if the commit failed: it is retried with the
+    // next run, and a restart delivers again from the stored position).
+    if (d.processed && durable_marks) d.processed->store(last, std::memory_order_release);
   }
   if (d.on_done) d.on_done(all_handled ? delivery_outcome::handled : delivery_outcome::dead_lettered);
   return false;

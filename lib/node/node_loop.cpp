@@ -250,10 +250,13 @@ Subscription node_impl::subscribe(std::string_view text, Handler handler, const 
     }
     effective.delivery = Delivery::acknowledged;  // a group hands unacknowledged work on
   }
+  if (!transactional) check_durable(effective);
+  // A durable subscription acknowledges what it handled (and committed): its publisher
+  // keeps the rest, so a restart finds it there however long the publisher runs on.
+  if (!effective.durable_name.empty()) effective.delivery = Delivery::acknowledged;
   if (effective.delivery == Delivery::acknowledged && effective.max_deliver == 0) {
     throw error(errc::invalid_argument, "SubscribeOptions::max_deliver must be at least 1");
   }
-  if (!transactional) check_durable(effective);
   // A group member gets its work by assignment (ROUTER), not from the PUB socket.
   auto prefix = effective.group.empty() ? std::optional<std::string>(p.zmq_prefix()) : std::nullopt;
   auto entry = subs_.add(std::move(p), std::move(handler), effective,
