@@ -48,9 +48,11 @@
 /// a saga keeps every instance in the log, and a Saga of the same name started again
 /// in a new process takes up where its flows stood: later events of a flow reach
 /// its restored instance, its time-out is re-armed from the stored wall-clock
-/// deadline (one that passed while the process was down fires at once), its
-/// compensations run when it fails or times out, and requests it was waiting for
-/// are sent again. What this takes:
+/// deadline (one that passed while the process was down fires at once, before the
+/// mesh has formed again: what its compensations publish reaches the subscribers
+/// that start from StartFrom::earliest(), or that the node was connected to in
+/// time), its compensations run when it fails or times out, and requests it was
+/// waiting for are sent again. What this takes:
 ///
 /// * State is MessagePack-able: MSGPACK_DEFINE_MAP (or MSGPACK_DEFINE). Otherwise
 ///   the Saga's constructor throws error(invalid_argument). A field added to State

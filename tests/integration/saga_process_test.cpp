@@ -99,9 +99,12 @@ class world {
     });
     // Acknowledged: an event the saga's outbox publishes again after a crash (it had
     // gone out, the process died before the outbox forgot it) has the same event id and
-    // is dropped as the duplicate it is.
+    // is dropped as the duplicate it is. From the earliest: a restarted saga may publish
+    // (a compensation at a deadline that passed) before this node is connected to it
+    // again, and a subscription in effect only from then on would miss that.
     SubscribeOptions once;
     once.delivery = Delivery::acknowledged;
+    once.start = StartFrom::earliest();
     (void)driver_.subscribe<ChargePayment>(
         [this](const ChargePayment& c, const Event& e) {
           seen_.add(seen_.charges, c.order + " " + std::string(e.correlation_id()));
