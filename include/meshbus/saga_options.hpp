@@ -87,7 +87,8 @@ struct SagaStats {
   std::uint64_t running = 0;          ///< instances running now
   // Durable sagas only:
   std::uint64_t restored = 0;         ///< running instances taken up from the durable log at start()
-  std::uint64_t redelivered = 0;      ///< events an instance had handled already, delivered again after a crash (ignored)
+  /// events an instance had handled already, delivered again after a crash (ignored)
+  std::uint64_t redelivered = 0;
   std::uint64_t store_failures = 0;   ///< steps rolled back because their record could not be written
 };
 

@@ -777,8 +777,8 @@ void saga_core::restore() {
       inst->next_request = r.next_request;
       inst->handled.assign(r.handled.begin(), r.handled.end());
       // The deadline was stored as wall-clock time: one that passed meanwhile is due now.
-      const auto at = r.deadline_ms == 0 ? now + options_.timeout
-                                         : now + std::chrono::milliseconds(std::max<std::int64_t>(0, r.deadline_ms - now_ms));
+      const auto left = std::chrono::milliseconds(std::max<std::int64_t>(0, r.deadline_ms - now_ms));
+      const auto at = r.deadline_ms == 0 ? now + options_.timeout : now + left;
       set_deadline_locked(*inst, at);
       running_.emplace(inst->correlation_id, std::move(inst));
       ++stats_.restored;

@@ -47,7 +47,8 @@ void say(const std::string& line) {
 }
 
 std::string stats_line(const SagaStats& s, std::size_t stock) {
-  return "stats stock=" + std::to_string(stock) + " started=" + std::to_string(s.started) + " running=" + std::to_string(s.running) +
+  return "stats stock=" + std::to_string(stock) + " started=" + std::to_string(s.started) +
+         " running=" + std::to_string(s.running) +
          " restored=" + std::to_string(s.restored) + " completed=" + std::to_string(s.completed) +
          " compensated=" + std::to_string(s.compensated) + " timed_out=" + std::to_string(s.timed_out) +
          " steps=" + std::to_string(s.steps) + " step_errors=" + std::to_string(s.step_errors) +
