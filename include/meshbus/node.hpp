@@ -389,7 +389,9 @@ class Node {
   /// The value stored under `key`; throws error(storage) without a data directory
   /// or when the record is damaged.
   std::optional<std::string> stored(std::string_view key) const;
-  /// Every key starting with `prefix`, in key order, with its value.
+  /// Every key starting with `prefix`, in key order, with its value. Keys under
+  /// "$saga/" (durable sagas) are kept apart: only a prefix starting with "$saga/"
+  /// lists them.
   std::vector<std::pair<std::string, std::string>> stored_range(std::string_view prefix) const;
   /// Runs `work` in a write transaction and commits it (synced as Options::durability
   /// says); events it publishes go out after the commit. Throws what `work` throws
@@ -477,12 +479,15 @@ class Node {
   void on_loss(LossHandler handler);
 
   /// The dead-letter store: events whose acknowledged handler kept failing (bounded
-  /// by Options::dead_letter_capacity; the oldest go first, counted).
+  /// by Options::dead_letter_capacity; the oldest go first, counted). With a data
+  /// directory it is kept in the durable log, so a restarted node still holds them.
   std::vector<DeadLetter> dead_letters() const;
   /// Delivers a dead letter again to the subscription that failed it (max_deliver
-  /// fresh attempts). It leaves the store once handled; if its handler fails again,
-  /// it is dead-lettered again under a new id, which replaces it. False when no dead
-  /// letter has that id or its subscription is gone.
+  /// fresh attempts); for one kept from an earlier run of the node, to the
+  /// subscription that now has the same pattern, durable name and group. It leaves
+  /// the store once handled; if its handler fails again, it is dead-lettered again
+  /// under a new id, which replaces it. False when no dead letter has that id or
+  /// there is no such subscription (the letter stays).
   bool replay_dead_letter(std::uint64_t id);
   /// Asks the node `node` to replay its dead letter `id` (as replay_dead_letter() does
   /// there). Its answer is an event on "$meshbus.dlq.replayed" with headers "dlq-node",

@@ -37,11 +37,70 @@
 /// future) and must not call the Saga's own members other than through the context.
 ///
 /// A step that throws leaves the instance exactly as it was (state and registered
-/// compensations are restored; what it already published stays published): for an
-/// event the saga's subscription is `acknowledged` by default, so the event is
-/// retried and finally dead-lettered, never lost. Instances live in this process's
-/// memory: a flow whose process dies is gone with it (its events stay replayable
-/// from the publishers' history with StartFrom::earliest while they hold them).
+/// compensations are restored; what it already published stays published, except
+/// on a durable saga, below): for an event the saga's subscription is
+/// `acknowledged` by default, so the event is retried and finally dead-lettered,
+/// never lost.
+///
+/// Durable sagas
+/// -------------
+/// On a node with a durable log (Options::data_dir; unless SagaOptions::in_memory)
+/// a saga keeps every instance in the log, and a Saga of the same name started again
+/// in a new process takes up where its flows stood: later events of a flow reach
+/// its restored instance, its time-out is re-armed from the stored wall-clock
+/// deadline (one that passed while the process was down fires at once, before the
+/// mesh has formed again: what its compensations publish reaches the subscribers
+/// that start from StartFrom::earliest(), or that the node was connected to in
+/// time), its compensations run when it fails or times out, and requests it was
+/// waiting for are sent again. What this takes:
+///
+/// * State is MessagePack-able: MSGPACK_DEFINE_MAP (or MSGPACK_DEFINE). Otherwise
+///   the Saga's constructor throws error(invalid_argument). A field added to State
+///   later is left default in records written before it.
+/// * Closures cannot be stored, so what runs later has a name, declared before
+///   start() (in every process that runs the saga):
+///
+///       saga.compensation("release stock", [](Flow& flow) {
+///         (void)flow.publish(ReleaseStock{flow.state().id});
+///       });
+///       saga.on_result<StockReserved>("reserved", [](Flow& flow, meshbus::RequestResult<StockReserved> r) {
+///         if (!r) return flow.fail("no stock: " + r.message());
+///         flow.compensate("release stock");                     // by name: stored
+///       });
+///       ... flow.request<ReserveStock, StockReserved>(ReserveStock{id}, "reserved");
+///
+///   `flow.compensate(name, action)` with a closure is accepted on a durable saga
+///   only when a compensation of that name is declared: the closure runs while
+///   this process lives, the declared one after a restart (make them do the same).
+///   A request with a closure as continuation throws error(invalid_argument) there.
+///   Memory-only sagas take both forms.
+/// * After each step (event, request result, time-out) one Node::transact writes
+///   the instance's record under "$saga/<name>/<correlation id>" (state, status,
+///   notes, registered compensations by name, requests awaiting their result,
+///   deadline), and what the step published (SagaContext::publish) goes out of that
+///   transaction's outbox: only once it committed, and still after a crash in
+///   between (then possibly twice, with the same event id, which acknowledged
+///   subscribers drop). Only then are the step's requests sent and its event acknowledged, so
+///   an event is never acknowledged before its effect is stored. A step whose
+///   record cannot be written (a full disk) is rolled back like one that throws
+///   (counted in SagaStats::store_failures). Not covered: what a step does besides
+///   the context (its own side effects), and publishing through the Node directly.
+/// * Requests are at least once: one still awaiting its result when the process
+///   died is sent again (same payload, the flow's correlation id) when the saga
+///   starts, as soon as a live instance of its service is known (at most its
+///   timeout later; then it fails as no_service). The service may see it twice and
+///   should be idempotent per flow.
+/// * The saga's subscriptions are durable (SagaOptions::subscribe): events
+///   published on a stream it had seen while the process was down are delivered
+///   after the restart, while the publisher's history holds them (a stream it never
+///   saw starts where SagaOptions::subscribe.start says). An event handled just
+///   before a crash, whose position had not been stored, is delivered again and
+///   recognised by its id among the instance's last 64 (SagaStats::redelivered),
+///   not handled twice.
+/// * Finished instances keep their final record (find()), at most
+///   finished_capacity of them, in the log too. A stored record that is damaged or
+///   does not decode makes start() throw error(storage) naming its key (erase it
+///   with Node::transact to start without it) rather than drop a flow silently.
 ///
 /// This header is built only on Node's public API and <meshbus/typed.hpp>; the part
 /// that does not depend on State is compiled into the library
@@ -55,6 +114,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -113,6 +173,27 @@ class Saga;
 
 namespace detail {
 
+/// A State a durable saga can store: MSGPACK_DEFINE_MAP (or MSGPACK_DEFINE) gives it these.
+template <class S>
+concept saga_storable_state = requires(const S& s, S& t, msgpack::packer<msgpack::sbuffer>& pk,
+                                       const msgpack::object& o) {
+  s.msgpack_pack(pk);
+  t.msgpack_unpack(o);
+};
+
+/// The outcome of a request as a RequestResult<Rep>.
+template <TypedEvent Rep>
+RequestResult<Rep> request_outcome(std::optional<Rep> reply, const std::exception_ptr& failed) {
+  if (reply) return RequestResult<Rep>(std::move(*reply));
+  try {
+    std::rethrow_exception(failed);
+  } catch (const error& e) {
+    return RequestResult<Rep>(e);
+  } catch (const std::exception& e) {
+    return RequestResult<Rep>(error(errc::remote_failure, e.what()));
+  }
+}
+
 /// An instance of a Saga<State>: the State-independent part and the state.
 template <class State>
 class saga_instance_of final : public saga_instance {
@@ -125,6 +206,25 @@ class saga_instance_of final : public saga_instance {
     saved_.reset();
   }
   void drop_saved_state() noexcept override { saved_.reset(); }
+  std::string encode_state() const override {
+    if constexpr (saga_storable_state<State>) {
+      msgpack::sbuffer buffer;
+      msgpack::pack(buffer, state);
+      return std::string(buffer.data(), buffer.size());
+    } else {
+      throw error(errc::invalid_argument, "the saga's State is not MessagePack-able (MSGPACK_DEFINE_MAP)");
+    }
+  }
+  void decode_state(std::string_view bytes) override {
+    if constexpr (saga_storable_state<State>) {
+      const auto handle = msgpack::unpack(bytes.data(), bytes.size());
+      State value{};
+      handle.get().convert(value);
+      state = std::move(value);
+    } else {
+      throw error(errc::invalid_argument, "the saga's State is not MessagePack-able (MSGPACK_DEFINE_MAP)");
+    }
+  }
 
  private:
   std::optional<State> saved_;
@@ -149,6 +249,9 @@ class SagaContext {
 
   /// Publishes a typed event (a fire-and-forget command, or a fact) in this flow:
   /// correlation id = the instance's, causation id = the handled event's, unless set.
+  /// On a durable saga the event goes out once the step's record is written (from
+  /// that transaction's outbox; `options.timestamp` is not kept): the result is
+  /// then ok, and a refusal is met later as the outbox meets it.
   template <TypedEvent T>
   PublishResult publish(const T& event, PublishOptions options = {}) {
     return publish(event_topic<T>(), event, options);
@@ -160,24 +263,45 @@ class SagaContext {
   /// `service`, and continues this instance with the outcome:
   /// `on_result(context, RequestResult<Rep>)` runs later as a step of its own, unless
   /// the instance has finished meanwhile (then it is counted late). The request
-  /// carries the instance's correlation id unless `options` sets one.
+  /// carries the instance's correlation id unless `options` sets one. Memory-only
+  /// sagas; a durable saga throws error(invalid_argument): name a declared
+  /// continuation instead (below).
   template <TypedEvent Req, TypedEvent Rep, class F>
+    requires(!std::is_convertible_v<F, std::string_view>)
   void request(const Req& request, F&& on_result, const RequestOptions& options = RequestOptions{}) {
     this->template request<Req, Rep>(Req::event_name, request, std::forward<F>(on_result), options);
   }
   template <TypedEvent Req, TypedEvent Rep, class F>
+    requires(!std::is_convertible_v<F, std::string_view>)
   void request(std::string_view service, const Req& request, F&& on_result,
+               const RequestOptions& options = RequestOptions{});
+  /// The same with the continuation declared as `continuation` (Saga::on_result<Rep>):
+  /// the request is remembered with the instance until its result has run, and sent
+  /// once this step is done (on a durable saga: once its record is written; again
+  /// after a restart if its result had not run). Throws error(invalid_argument) when
+  /// no continuation of that name is declared for Rep.
+  template <TypedEvent Req, TypedEvent Rep>
+  void request(const Req& request, std::string_view continuation, const RequestOptions& options = RequestOptions{}) {
+    this->template request<Req, Rep>(Req::event_name, request, continuation, options);
+  }
+  template <TypedEvent Req, TypedEvent Rep>
+  void request(std::string_view service, const Req& request, std::string_view continuation,
                const RequestOptions& options = RequestOptions{});
 
   /// Registers how to undo what was just done. If the instance fails or times out,
   /// its compensations run newest first, each as a step; one that throws is noted
-  /// in the record and the others still run.
+  /// in the record and the others still run. On a durable saga `name` must be
+  /// declared (Saga::compensation), or this throws error(invalid_argument): `action`
+  /// runs while this process lives, the declared one after a restart.
   void compensate(std::string name, Step action) {
     step_.compensate(std::move(name), [action = std::move(action)](detail::saga_step& s) {
       SagaContext context(s);
       action(context);
     });
   }
+  /// Registers the compensation declared as `name` (Saga::compensation); throws
+  /// error(invalid_argument) when there is none. Stored with a durable instance.
+  void compensate(std::string name) { step_.compensate(std::move(name)); }
   /// Ends the instance successfully once this step returns. Compensations are dropped.
   void complete() noexcept { step_.complete(); }
   /// Ends the instance as failed once this step returns: its compensations run.
@@ -207,12 +331,19 @@ class Saga {
   using Context = SagaContext<State>;
 
   /// Throws meshbus::error(invalid_argument) for an empty name, a group in
-  /// options.subscribe, max_instances = 0, or a clock of its own with timer_thread.
+  /// options.subscribe, max_instances = 0, a clock of its own with timer_thread, or
+  /// a durable saga whose State is not MessagePack-able.
   Saga(Node& node, std::string name, SagaOptions options = {})
       : core_(std::make_shared<detail::saga_core>(
             node, std::move(name), check(std::move(options)),
             [] { return std::make_shared<detail::saga_instance_of<State>>(); })) {
     if (core_->name().empty()) throw error(errc::invalid_argument, "a saga needs a name");
+    if (core_->durable() && !detail::saga_storable_state<State>) {
+      throw error(errc::invalid_argument,
+                  "saga '" + core_->name() +
+                      "' runs on a node with a durable log, which keeps its instances across restarts: its State "
+                      "needs MSGPACK_DEFINE_MAP (or set SagaOptions::in_memory to keep them in memory only)");
+    }
   }
   ~Saga() { stop(); }
   Saga(const Saga&) = delete;
@@ -252,15 +383,71 @@ class Saga {
     return *this;
   }
 
-  /// Subscribes to every declared event type and starts the timer thread.
+  /// Declares the compensation `name`: `step(context)`, registered by
+  /// SagaContext::compensate(name). Durable sagas store it by name, so it must be
+  /// declared in every process that runs the saga. Before start().
+  template <class F>
+  Saga& compensation(std::string name, F&& step) {
+    static_assert(std::is_invocable_v<F&, Context&>, "a compensation takes (Context&)");
+    check_not_started();
+    core_->declare_compensation(std::move(name), [step = std::forward<F>(step)](detail::saga_step& s) mutable {
+      Context context(s);
+      step(context);
+    });
+    return *this;
+  }
+  /// Declares the request continuation `name` for replies of type Rep:
+  /// `step(context, RequestResult<Rep>)`, named in SagaContext::request. Before start().
+  template <TypedEvent Rep, class F>
+  Saga& on_result(std::string name, F&& step) {
+    static_assert(std::is_invocable_v<F&, Context&, RequestResult<Rep>>,
+                  "a request continuation takes (Context&, meshbus::RequestResult<Rep>)");
+    check_not_started();
+    auto shared = std::make_shared<std::decay_t<F>>(std::forward<F>(step));
+    core_->declare_continuation(
+        std::move(name), std::string(Rep::event_name),
+        [shared](detail::saga_core& core, const std::string& key, const detail::saga_request& r) {
+          RequestOptions o;
+          o.timeout = r.timeout;
+          o.type_name = r.type_name;
+          o.type_version = r.type_version;
+          o.correlation_id = r.correlation_id;
+          core.node().request_async(
+              r.service, std::as_bytes(std::span(r.payload.data(), r.payload.size())),
+              [core = core.shared_from_this(), key, id = r.id, shared](std::optional<Reply> reply,
+                                                                       std::exception_ptr failed) {
+                std::optional<Rep> value;
+                if (!failed) {
+                  try {
+                    value.emplace(detail::decode_reply<Rep>(*reply));
+                  } catch (...) {
+                    failed = std::current_exception();
+                  }
+                }
+                auto outcome = detail::request_outcome<Rep>(std::move(value), failed);
+                core->on_result(key, id, [&](detail::saga_step& s) {
+                  Context context(s);
+                  (*shared)(context, std::move(outcome));
+                });
+              },
+              o);
+        });
+    return *this;
+  }
+
+  /// Takes up the instances a durable saga stored (throws error(storage) for a record
+  /// that is damaged or does not decode), subscribes to every declared event type,
+  /// sends again the requests restored instances wait for, and starts the timer thread.
   /// Throws meshbus::error(invalid_argument) when already started or nothing is declared.
   void start() {
     if (started_) throw error(errc::invalid_argument, "saga '" + core_->name() + "' is already started");
     if (declared_.empty()) {
       throw error(errc::invalid_argument, "saga '" + core_->name() + "' has no steps: declare start_on<T>() first");
     }
+    core_->restore();
     for (auto& subscribe : declared_) subscriptions_.push_back(subscribe());
     declared_.clear();
+    if (core_->durable()) resend_ = std::thread([core = core_] { core->resend_requests(); });
     if (core_->options().timer_thread) timer_ = std::thread([core = core_] { core->run_timer(); });
     started_ = true;
   }
@@ -273,6 +460,7 @@ class Saga {
       for (const auto s : subscriptions_) core_->node().unsubscribe(s);
     }
     if (timer_.joinable()) timer_.join();
+    if (resend_.joinable()) resend_.join();
   }
 
   /// Times out what is due now on the saga's clock (what the timer thread does).
@@ -314,17 +502,26 @@ class Saga {
     return o;
   }
 
-  template <TypedEvent T, class F>
-  Saga& add(std::string_view pattern, F&& step, bool starts) {
-    static_assert(std::is_invocable_v<F&, Context&, const T&>, "a saga step takes (Context&, const T&)");
+  void check_not_started() const {
     if (started_) {
       throw error(errc::invalid_argument, "saga '" + core_->name() + "': declare its steps before start()");
     }
+  }
+
+  template <TypedEvent T, class F>
+  Saga& add(std::string_view pattern, F&& step, bool starts) {
+    static_assert(std::is_invocable_v<F&, Context&, const T&>, "a saga step takes (Context&, const T&)");
+    check_not_started();
     if (!types_.insert(std::string(T::event_name)).second) {
       throw error(errc::invalid_argument, "saga '" + core_->name() + "' already has a step for " +
                                               std::string(T::event_name) + ": one per event type");
     }
     declared_.push_back([core = core_, topic = std::string(pattern), step = std::forward<F>(step), starts]() mutable {
+      auto options = core->options().subscribe;
+      if (core->durable()) {
+        options.durable_name = (options.durable_name.empty() ? "$saga/" + core->name() : options.durable_name) + "/" +
+                               std::string(T::event_name);
+      }
       return core->node().template subscribe<T>(
           topic,
           [core, step = std::move(step), starts](const T& value, const Event& e) mutable {
@@ -333,7 +530,7 @@ class Saga {
               step(context, value);
             });
           },
-          core->options().subscribe);
+          options);
     });
     return *this;
   }
@@ -343,6 +540,7 @@ class Saga {
   std::set<std::string> types_;
   std::vector<Subscription> subscriptions_;
   std::thread timer_;
+  std::thread resend_;  ///< durable sagas: sends again what restored instances wait for
   bool started_ = false;
   bool stopped_ = false;
 };
@@ -354,15 +552,34 @@ template <TypedEvent T>
 PublishResult SagaContext<State>::publish(std::string_view topic, const T& event, PublishOptions options) {
   if (options.correlation_id.empty()) options.correlation_id = correlation_id();
   if (options.causation_id.empty() && step_.event() != nullptr) options.causation_id = step_.event()->id();
-  return step_.core().node().publish(topic, event, options);
+  if (!step_.durable()) return step_.core().node().publish(topic, event, options);
+  detail::saga_publication p;
+  p.topic = topic;
+  p.payload = encode_event(event);
+  p.event_id = options.event_id;
+  p.type_name = T::event_name;
+  p.type_version = T::event_version;
+  p.correlation_id = options.correlation_id;
+  p.causation_id = options.causation_id;
+  p.content_type = options.content_type;
+  for (const auto& h : options.headers) p.headers.emplace_back(h.name, h.value);
+  step_.publish_later(std::move(p));
+  return PublishResult::ok;
 }
 
 template <class State>
 template <TypedEvent Req, TypedEvent Rep, class F>
+  requires(!std::is_convertible_v<F, std::string_view>)
 void SagaContext<State>::request(std::string_view service, const Req& request, F&& on_result,
                                  const RequestOptions& options) {
   static_assert(std::is_invocable_v<F&, SagaContext&, RequestResult<Rep>>,
                 "a request continuation takes (Context&, meshbus::RequestResult<Rep>)");
+  if (step_.durable()) {
+    throw error(errc::invalid_argument,
+                "saga '" + saga() +
+                    "' keeps its instances in the node's durable log, where a closure cannot be stored: declare the "
+                    "continuation with Saga::on_result<Rep>(name, step) and pass its name to request()");
+  }
   RequestOptions in_flow = options;
   if (in_flow.correlation_id.empty()) in_flow.correlation_id = correlation_id();
   // The continuation runs later; the core, not this context, is what it may hold on to.
@@ -370,22 +587,34 @@ void SagaContext<State>::request(std::string_view service, const Req& request, F
       service, request,
       [core = step_.core().shared_from_this(), key = correlation_id(), then = std::forward<F>(on_result)](
           std::optional<Rep> reply, std::exception_ptr failed) mutable {
-        auto outcome = [&]() -> RequestResult<Rep> {
-          if (reply) return RequestResult<Rep>(std::move(*reply));
-          try {
-            std::rethrow_exception(failed);
-          } catch (const error& e) {
-            return RequestResult<Rep>(e);
-          } catch (const std::exception& e) {
-            return RequestResult<Rep>(error(errc::remote_failure, e.what()));
-          }
-        }();
+        auto outcome = detail::request_outcome<Rep>(std::move(reply), failed);
         core->on_result(key, [&](detail::saga_step& s) {
           SagaContext context(s);
           then(context, std::move(outcome));
         });
       },
       in_flow);
+}
+
+template <class State>
+template <TypedEvent Req, TypedEvent Rep>
+void SagaContext<State>::request(std::string_view service, const Req& request, std::string_view continuation,
+                                 const RequestOptions& options) {
+  const auto reply_type = step_.core().continuation_reply_type(std::string(continuation));
+  if (reply_type && *reply_type != Rep::event_name) {
+    throw error(errc::invalid_argument, "saga '" + saga() + "': continuation '" + std::string(continuation) +
+                                            "' takes replies of type " + *reply_type + ", not " +
+                                            std::string(Rep::event_name));
+  }
+  detail::saga_request r;
+  r.continuation = continuation;
+  r.service = service;
+  r.payload = encode_event(request);
+  r.type_name = Req::event_name;
+  r.type_version = Req::event_version;
+  r.timeout = options.timeout;
+  r.correlation_id = options.correlation_id.empty() ? correlation_id() : std::string(options.correlation_id);
+  step_.request(std::move(r));  // checks that it is declared
 }
 
 }  // namespace meshbus

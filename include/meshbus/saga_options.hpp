@@ -46,6 +46,10 @@ struct SagaOptions {
   /// How the saga subscribes to its events. Default: acknowledged, so an event whose
   /// step throws is retried and then dead-lettered. `group` must stay empty: an
   /// instance's state lives in one process, so all events of a flow must reach it.
+  /// On a durable saga (see `in_memory`) each event type's subscription is durable,
+  /// named "$saga/<saga name>/<event type name>" (`durable_name`, if set, replaces
+  /// "$saga/<saga name>"), so it resumes where it stood after a restart; `delivery`
+  /// must then not be best_effort.
   SubscribeOptions subscribe = [] {
     SubscribeOptions o;
     o.delivery = Delivery::acknowledged;
@@ -57,6 +61,12 @@ struct SagaOptions {
   /// The clock deadlines are measured on; default std::chrono::steady_clock. A clock
   /// of your own (tests drive one by hand) needs timer_thread = false.
   std::function<std::chrono::steady_clock::time_point()> clock;
+  /// On a node with a durable log (Options::data_dir) a saga keeps its instances there
+  /// and takes them up again after a restart (<meshbus/saga.hpp>, "Durable sagas"):
+  /// its State must then be MessagePack-able (MSGPACK_DEFINE_MAP). true: instances
+  /// live in this process's memory only, even on a durable node. Without a data
+  /// directory they always do.
+  bool in_memory = false;
   /// Called, outside the instance's lock, with the final record of every instance
   /// that finishes. Runs on the thread of the step that finished it.
   std::function<void(const std::string& correlation_id, SagaStatus status, const std::string& reason)> on_finished;
@@ -75,6 +85,11 @@ struct SagaStats {
   std::uint64_t late = 0;             ///< events and command results of finished instances (ignored)
   std::uint64_t forgotten = 0;        ///< finished records dropped beyond finished_capacity
   std::uint64_t running = 0;          ///< instances running now
+  // Durable sagas only:
+  std::uint64_t restored = 0;         ///< running instances taken up from the durable log at start()
+  /// events an instance had handled already, delivered again after a crash (ignored)
+  std::uint64_t redelivered = 0;
+  std::uint64_t store_failures = 0;   ///< steps rolled back because their record could not be written
 };
 
 }  // namespace meshbus

@@ -1,6 +1,8 @@
 // Dead letters: stored, announced, replayed; see dead_letter_office.hpp. A replayed
 // letter is rebuilt as a one-event batch with its original stream position and
-// delivered to its subscription alone, on an ordering lane of its own.
+// delivered to its subscription alone, on an ordering lane of its own. A letter
+// loaded from the durable log goes to the subscription that now has its pattern,
+// durable name and group.
 #include "lib/node/dead_letter_office.hpp"
 
 #include <charconv>
@@ -70,12 +72,16 @@ wire::bytes frame_of(const DeadLetter& letter, wire::batch_marks& marks) {
 
 dead_letter_office::dead_letter_office(node_context& ctx, dispatcher& handlers, subscription_registry& subs,
                                        publish_reserved publish)
-    : ctx_(ctx), handlers_(handlers), subs_(subs), publish_(std::move(publish)), store_(ctx.opts.dead_letter_capacity) {}
+    : ctx_(ctx),
+      handlers_(handlers),
+      subs_(subs),
+      publish_(std::move(publish)),
+      store_(ctx, ctx.opts.dead_letter_capacity) {}
 
 void dead_letter_office::dead_letter(const Event& e, const subscription_entry& sub, std::string_view reason,
                                      unsigned attempts) {
   auto d = letter_of(e, sub, reason, attempts);
-  const auto [id, dropped] = store_.add(d, sub.id);
+  const auto [id, dropped] = store_.add(d, {sub.id, sub.options.durable_name, sub.options.group});
   if (dropped) bump(ctx_.counters.dead_letters_dropped);
   ctx_.faults.report(fault::dead_letter, fmt::format("dead-lettered event {} of '{}' after {} attempt(s): {}", e.id(),
                                                      d.topic, attempts, d.reason));
@@ -138,11 +144,24 @@ void dead_letter_office::answer_replay_request(const Event& request) {
   (void)publish_(wire::dead_letter_replayed_topic, {}, po);
 }
 
+// A letter of an earlier run of the process: the subscription of this run with the
+// same pattern, durable name and group stands for the one that failed it.
+std::shared_ptr<subscription_entry> dead_letter_office::subscription_like(const DeadLetter& letter,
+                                                                          const dead_letter_store::origin& from) const {
+  for (auto& sub : subs_.entries()) {
+    if (sub->pattern.text() == letter.pattern && sub->options.durable_name == from.durable_name &&
+        sub->options.group == from.group) {
+      return sub;
+    }
+  }
+  return nullptr;
+}
+
 bool dead_letter_office::replay(std::uint64_t id) {
   const auto found = store_.find(id);
   if (!found) return false;
-  const auto& [letter, subscription_id] = *found;
-  auto sub = subs_.find(subscription_id);
+  const auto& [letter, from] = *found;
+  auto sub = from.subscription_id != 0 ? subs_.find(from.subscription_id) : subscription_like(letter, from);
   if (!sub) return false;
   wire::batch_marks marks;
   const auto frame = frame_of(letter, marks);

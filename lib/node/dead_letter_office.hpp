@@ -1,6 +1,7 @@
 // dead_letter_office: what a node does with dead letters (docs/protocol.md §9). An
 // acknowledged subscription that gives up on an event (handler threads) leaves it
-// here: stored (dead_letter_store, bounded, oldest dropped and counted), reported,
+// here: stored (dead_letter_store, bounded, oldest dropped and counted; in the durable
+// log too when the node has one, so they outlive the process), reported,
 // and announced on "$dlq.<topic>" so tools and other nodes see it. A dead letter is
 // replayed to the subscription that failed it, on this node's request or on a replay
 // request from anywhere ("$meshbus.dlq.replay", answered on "$meshbus.dlq.replayed").
@@ -27,8 +28,10 @@ class dead_letter_office {
   /// An acknowledged subscription gave up on `event` (handler thread).
   void dead_letter(const Event& event, const subscription_entry& sub, std::string_view reason, unsigned attempts);
   std::vector<DeadLetter> list() const { return store_.list(); }
-  /// Delivers dead letter `id` again to the subscription that failed it; false if
-  /// there is no such letter or the subscription is gone.
+  /// Delivers dead letter `id` again to the subscription that failed it (for a letter
+  /// of an earlier run of the process, loaded from the durable log: the subscription
+  /// with the same pattern, durable name and group); false if there is no such letter
+  /// or no such subscription (the letter stays).
   bool replay(std::uint64_t id);
   /// Asks `node` to replay its dead letter `id`.
   PublishResult request_replay(const NodeId& node, std::uint64_t id);
@@ -37,6 +40,8 @@ class dead_letter_office {
 
  private:
   void announce(const DeadLetter& d, std::uint64_t id, const Event& e);
+  std::shared_ptr<subscription_entry> subscription_like(const DeadLetter& letter,
+                                                        const dead_letter_store::origin& from) const;
 
   node_context& ctx_;
   dispatcher& handlers_;

@@ -35,6 +35,13 @@ bool get_text(store::byte_span& in, std::string& s) {
   return true;
 }
 
+/// Keys starting with "$saga/" are the sagas' (<meshbus/saga.hpp>): table `sagas`,
+/// so that they stay apart from the application's own key/values.
+constexpr std::string_view saga_prefix = "$saga/";
+store::table table_of(std::string_view key) {
+  return key.starts_with(saga_prefix) ? store::table::sagas : store::table::kv;
+}
+
 bytes outbox_key(std::uint64_t n) {
   bytes k;
   for (int i = 7; i >= 0; --i) k.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
@@ -91,7 +98,7 @@ class durable_state::tx final : public Transaction {
 
   std::optional<std::string> get(std::string_view key) override {
     try {
-      auto v = t_.get(store::table::kv, store::as_span(key));
+      auto v = t_.get(table_of(key), store::as_span(key));
       if (!v) return std::nullopt;
       return std::string(v->begin(), v->end());
     } catch (const store::store_error& e) {
@@ -100,11 +107,11 @@ class durable_state::tx final : public Transaction {
   }
   void put(std::string_view key, std::string_view value) override {
     check_key(key);
-    t_.put(store::table::kv, store::as_span(key), store::as_span(value));
+    t_.put(table_of(key), store::as_span(key), store::as_span(value));
   }
   void erase(std::string_view key) override {
     check_key(key);
-    t_.erase(store::table::kv, store::as_span(key));
+    t_.erase(table_of(key), store::as_span(key));
   }
   void publish(std::string_view topic, std::string_view payload, const PublishOptions& o) override {
     outbox_event e;
@@ -157,7 +164,7 @@ durable_state::durable_state(node_context& ctx, store::log_store& store, publish
 
 std::optional<std::string> durable_state::get(std::string_view key) const {
   try {
-    auto v = store_.get(store::table::kv, store::as_span(key));
+    auto v = store_.get(table_of(key), store::as_span(key));
     if (!v) return std::nullopt;
     return std::string(v->begin(), v->end());
   } catch (const store::store_error& e) {
@@ -168,7 +175,7 @@ std::optional<std::string> durable_state::get(std::string_view key) const {
 std::vector<std::pair<std::string, std::string>> durable_state::range(std::string_view prefix) const {
   std::vector<std::pair<std::string, std::string>> out;
   std::string damaged;
-  store_.scan(store::table::kv, store::as_span(prefix), [&](store::byte_span k, store::byte_span v, bool bad) {
+  store_.scan(table_of(prefix), store::as_span(prefix), [&](store::byte_span k, store::byte_span v, bool bad) {
     std::string key(reinterpret_cast<const char*>(k.data()), k.size());
     if (bad) {
       damaged = key;

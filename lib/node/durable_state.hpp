@@ -2,8 +2,9 @@
 // (Node::stored, Node::transact) and the outbox (events published inside a
 // transaction go out only once it committed; ones a crash left behind go out when
 // the node starts again). Durable subscriptions commit their positions through it,
-// in the same transaction as a transactional handler's writes. Any thread; one write
-// transaction at a time (LMDB's writer lock).
+// in the same transaction as a transactional handler's writes. Keys under "$saga/"
+// (durable sagas, <meshbus/saga.hpp>) go to table `sagas`, the others to `kv`. Any
+// thread; one write transaction at a time (LMDB's writer lock).
 #pragma once
 
 #include <atomic>
