@@ -36,6 +36,8 @@ enum class errc {
   // format, no access; the message names the file and what to do), reported in the
   // background (a full disk, a damaged record).
   storage,
+  // The event store (<meshbus/event_store.hpp>):
+  wrong_expected_version,  ///< an append found its stream at another version (nothing appended)
 };
 
 const std::error_category& error_category() noexcept;

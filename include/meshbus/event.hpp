@@ -69,6 +69,11 @@ class Event {
   const fields* f_;
 };
 
+/// The event whose handler is running on this thread (a subscription's, a request's
+/// or a saga step's), or null outside handlers. For code that publishes on behalf of
+/// a handler from elsewhere and wants to carry its flow (correlation and causation).
+const Event* handled_event() noexcept;
+
 /// The decoded parts of an event, as the receive path fills them in.
 struct Event::fields {
   std::string_view topic;

@@ -390,9 +390,14 @@ class Node {
   /// or when the record is damaged.
   std::optional<std::string> stored(std::string_view key) const;
   /// Every key starting with `prefix`, in key order, with its value. Keys under
-  /// "$saga/" (durable sagas) are kept apart: only a prefix starting with "$saga/"
-  /// lists them.
+  /// "$saga/" (durable sagas) and "$es/" (the event store) are kept apart: only a
+  /// prefix starting with one of them lists them.
   std::vector<std::pair<std::string, std::string>> stored_range(std::string_view prefix) const;
+  /// At most `limit` of them, from the key `from` on (inclusive; empty: the first),
+  /// or with `backward` from `from` down in reverse key order (empty: the last). A
+  /// `from` outside `prefix` counts as empty. For paging through a large range.
+  std::vector<std::pair<std::string, std::string>> stored_range(std::string_view prefix, std::string_view from,
+                                                                std::size_t limit, bool backward = false) const;
   /// Runs `work` in a write transaction and commits it (synced as Options::durability
   /// says); events it publishes go out after the commit. Throws what `work` throws
   /// (nothing is written then), or error(storage) when the commit fails (a full disk:

@@ -35,11 +35,15 @@ bool get_text(store::byte_span& in, std::string& s) {
   return true;
 }
 
-/// Keys starting with "$saga/" are the sagas' (<meshbus/saga.hpp>): table `sagas`,
-/// so that they stay apart from the application's own key/values.
+/// Keys starting with "$saga/" are the sagas' (<meshbus/saga.hpp>): table `sagas`;
+/// those starting with "$es/" the event store's (<meshbus/event_store.hpp>): table
+/// `events`; so that they stay apart from the application's own key/values.
 constexpr std::string_view saga_prefix = "$saga/";
+constexpr std::string_view event_store_prefix = "$es/";
 store::table table_of(std::string_view key) {
-  return key.starts_with(saga_prefix) ? store::table::sagas : store::table::kv;
+  if (key.starts_with(saga_prefix)) return store::table::sagas;
+  if (key.starts_with(event_store_prefix)) return store::table::events;
+  return store::table::kv;
 }
 
 bytes outbox_key(std::uint64_t n) {
@@ -183,6 +187,28 @@ std::vector<std::pair<std::string, std::string>> durable_state::range(std::strin
     }
     out.emplace_back(std::move(key), std::string(reinterpret_cast<const char*>(v.data()), v.size()));
   });
+  if (!damaged.empty()) {
+    throw error(errc::storage, fmt::format("the stored value of '{}' in {} failed its CRC32C check", damaged,
+                                           store_.path()));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> durable_state::range(std::string_view prefix, std::string_view from,
+                                                                      std::size_t limit, bool backward) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (limit == 0) return out;
+  std::string damaged;
+  store_.scan_from(table_of(prefix), store::as_span(prefix), store::as_span(from), backward,
+                   [&](store::byte_span k, store::byte_span v, bool bad) {
+                     std::string key(reinterpret_cast<const char*>(k.data()), k.size());
+                     if (bad) {
+                       damaged = std::move(key);
+                       return false;
+                     }
+                     out.emplace_back(std::move(key), std::string(reinterpret_cast<const char*>(v.data()), v.size()));
+                     return out.size() < limit;
+                   });
   if (!damaged.empty()) {
     throw error(errc::storage, fmt::format("the stored value of '{}' in {} failed its CRC32C check", damaged,
                                            store_.path()));

@@ -3,7 +3,8 @@
 // transaction go out only once it committed; ones a crash left behind go out when
 // the node starts again). Durable subscriptions commit their positions through it,
 // in the same transaction as a transactional handler's writes. Keys under "$saga/"
-// (durable sagas, <meshbus/saga.hpp>) go to table `sagas`, the others to `kv`. Any
+// (durable sagas, <meshbus/saga.hpp>) go to table `sagas`, keys under "$es/" (the
+// event store, <meshbus/event_store.hpp>) to table `events`, the others to `kv`. Any
 // thread; one write transaction at a time (LMDB's writer lock).
 #pragma once
 
@@ -28,6 +29,9 @@ class durable_state {
 
   std::optional<std::string> get(std::string_view key) const;
   std::vector<std::pair<std::string, std::string>> range(std::string_view prefix) const;
+  /// Node::stored_range(prefix, from, limit, backward).
+  std::vector<std::pair<std::string, std::string>> range(std::string_view prefix, std::string_view from,
+                                                         std::size_t limit, bool backward) const;
 
   /// Runs `work` with a Transaction; `also` (may be null) adds its own records to the
   /// same store transaction (a durable subscription's position). Commits, then

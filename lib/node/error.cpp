@@ -27,6 +27,7 @@ class category final : public std::error_category {
       case errc::data_loss: return "data loss";
       case errc::group_conflict: return "service group conflict";
       case errc::storage: return "durable log error";
+      case errc::wrong_expected_version: return "wrong expected version";
     }
     return "unknown meshbus error";
   }

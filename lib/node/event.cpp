@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "lib/node/dispatcher.hpp"
 #include "lib/wire/envelope.hpp"
 #include "meshbus/error.hpp"
 #include "meshbus/event.hpp"
@@ -12,6 +13,8 @@
 #include "meshbus/types.hpp"
 
 namespace meshbus {
+
+const Event* handled_event() noexcept { return detail::current_event; }
 
 std::string NodeId::to_string() const {
   static constexpr char digits[] = "0123456789abcdef";

@@ -94,6 +94,10 @@ std::optional<std::string> Node::stored(std::string_view key) const { return imp
 std::vector<std::pair<std::string, std::string>> Node::stored_range(std::string_view prefix) const {
   return impl_->state().range(prefix);
 }
+std::vector<std::pair<std::string, std::string>> Node::stored_range(std::string_view prefix, std::string_view from,
+                                                                    std::size_t limit, bool backward) const {
+  return impl_->state().range(prefix, from, limit, backward);
+}
 void Node::transact(const std::function<void(Transaction&)>& work) { impl_->state().transact(work, nullptr, {}); }
 Stats Node::stats() const { return impl_->stats(); }
 std::vector<PeerInfo> Node::peers() const { return impl_->peers(); }

@@ -138,10 +138,12 @@ const char* table_name(table t) {
     case table::outbox: return "outbox";
     case table::dead_letters: return "dead_letters";
     case table::sagas: return "sagas";
+    case table::events: return "events";
   }
   return "?";
 }
-constexpr table all_tables[] = {table::positions, table::kv, table::outbox, table::dead_letters, table::sagas};
+constexpr table all_tables[] = {table::positions, table::kv,    table::outbox,
+                                table::dead_letters, table::sagas, table::events};
 
 std::string boot_id() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -182,6 +184,8 @@ class lmdb_store final : public log_store {
   std::optional<std::vector<std::uint8_t>> get(table t, byte_span key) const override;
   void scan(table t, byte_span prefix,
             const std::function<void(byte_span, byte_span, bool)>& visit) const override;
+  void scan_from(table t, byte_span prefix, byte_span from, bool backward,
+                 const std::function<bool(byte_span, byte_span, bool)>& visit) const override;
 
   std::vector<topic_summary> topics() const override;
   void read_epoch(std::uint64_t epoch, std::string_view topic, std::uint64_t from,
@@ -414,7 +418,19 @@ void lmdb_store::open_tables(MDB_txn* txn, bool create) {
   open_one("topic_ids", topic_ids_);
   open_one("batches", batches_);
   open_one("times", times_);
-  for (const auto t : all_tables) open_one(table_name(t), tables_[static_cast<std::size_t>(t)]);
+  for (const auto t : all_tables) {
+    if (t == table::events) continue;
+    open_one(table_name(t), tables_[static_cast<std::size_t>(t)]);
+  }
+  // Added after format 1 was first written: created in a log that lacks it; a
+  // read-only open of such a log sees it empty (handle 0, never one LMDB hands out).
+  auto& events = tables_[static_cast<std::size_t>(table::events)];
+  const int rc = mdb_dbi_open(txn, table_name(table::events), opts_.read_only ? 0u : unsigned{MDB_CREATE}, &events);
+  if (rc == MDB_NOTFOUND && opts_.read_only) {
+    events = 0;
+  } else if (rc != 0) {
+    fail(store_error::kind::io, fmt::format("cannot open table 'events' of {}: {}", file_, describe(rc)));
+  }
 }
 
 void lmdb_store::load_identity(MDB_txn* txn) {
@@ -924,6 +940,7 @@ std::unique_ptr<log_store::transaction> lmdb_store::begin() {
 }
 
 std::optional<std::vector<std::uint8_t>> lmdb_store::get(table t, byte_span key) const {
+  if (dbi(t) == 0) return std::nullopt;
   reader rd(*this);
   MDB_val k = val(key.data(), key.size()), v;
   if (mdb_get(rd.get(), dbi(t), &k, &v) != 0) return std::nullopt;
@@ -937,6 +954,7 @@ std::optional<std::vector<std::uint8_t>> lmdb_store::get(table t, byte_span key)
 
 void lmdb_store::scan(table t, byte_span prefix,
                       const std::function<void(byte_span, byte_span, bool)>& visit) const {
+  if (dbi(t) == 0) return;
   reader rd(*this);
   MDB_cursor* cur = nullptr;
   mdb_cursor_open(rd.get(), dbi(t), &cur);
@@ -947,6 +965,44 @@ void lmdb_store::scan(table t, byte_span prefix,
     if (key.size() < prefix.size() || !std::equal(prefix.begin(), prefix.end(), key.begin())) break;
     const auto body = opened(key, span_of(v));
     visit(key, body ? *body : byte_span{}, !body);
+  }
+  mdb_cursor_close(cur);
+}
+
+void lmdb_store::scan_from(table t, byte_span prefix, byte_span from, bool backward,
+                           const std::function<bool(byte_span, byte_span, bool)>& visit) const {
+  if (dbi(t) == 0) return;  // a table this (older) log does not have, opened read-only
+  reader rd(*this);
+  MDB_cursor* cur = nullptr;
+  mdb_cursor_open(rd.get(), dbi(t), &cur);
+  const auto has_prefix = [&](byte_span key) {
+    return key.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), key.begin());
+  };
+  std::vector<std::uint8_t> start(from.begin(), from.end());
+  if (start.empty() || !has_prefix(start)) {
+    start.assign(prefix.begin(), prefix.end());
+    if (backward) {  // just past the last key with the prefix: the prefix's successor
+      while (!start.empty() && start.back() == 0xff) start.pop_back();
+      if (!start.empty()) ++start.back();
+    }
+  }
+  MDB_val k = val(start.data(), start.size()), v;
+  int c = start.empty() ? mdb_cursor_get(cur, &k, &v, backward ? MDB_LAST : MDB_FIRST)
+                        : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  if (backward) {
+    if (c == MDB_NOTFOUND) {
+      c = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    } else if (c == 0) {
+      const auto key = span_of(k);
+      const bool exact = key.size() == start.size() && std::equal(start.begin(), start.end(), key.begin());
+      if (!exact || from.empty()) c = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+  }
+  for (; c == 0; c = mdb_cursor_get(cur, &k, &v, backward ? MDB_PREV : MDB_NEXT)) {
+    const auto key = span_of(k);
+    if (!has_prefix(key)) break;
+    const auto body = opened(key, span_of(v));
+    if (!visit(key, body ? *body : byte_span{}, !body)) break;
   }
   mdb_cursor_close(cur);
 }

@@ -120,6 +120,7 @@ enum class table : std::uint8_t {
   outbox,        ///< events published inside a handler's transaction, until sent
   dead_letters,  ///< the dead-letter store
   sagas,         ///< saga instances
+  events,        ///< the event store: streams, their index by position, snapshots
 };
 
 /// What a history read found for [from, to] of one topic.
@@ -199,6 +200,12 @@ class log_store {
   /// record is passed with `damaged` = true and an empty value.
   virtual void scan(table t, byte_span prefix,
                     const std::function<void(byte_span key, byte_span value, bool damaged)>& visit) const = 0;
+  /// Visits the records whose key starts with `prefix` from the key `from` on
+  /// (inclusive) in key order, or, with `backward`, from `from` down in reverse order
+  /// (an empty `from`: from the first, or backward from the last), while `visit`
+  /// returns true. Damaged records as in scan().
+  virtual void scan_from(table t, byte_span prefix, byte_span from, bool backward,
+                         const std::function<bool(byte_span key, byte_span value, bool damaged)>& visit) const = 0;
 
   // --- offline reading (tools) ---
   virtual std::vector<topic_summary> topics() const = 0;

@@ -23,19 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("meshbus-dlq-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 Options durable_options(const std::string& cluster, const std::string& name, const fs::path& dir) {
   auto o = fast_options(cluster, name);
   o.data_dir = dir.string();

@@ -25,19 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("meshbus-dproc-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 std::vector<std::string> program(const char* path, const std::string& cluster, std::vector<std::string> args) {
   std::vector<std::string> argv{path, "--cluster", cluster, "--defaults", "1"};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -465,20 +465,6 @@ TEST_CASE("the order-flow demo: six processes, a killed payments instance, every
 
 namespace {
 /// A data directory for one test, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("meshbus-toollog-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const { return path.string(); }
-};
-
 /// Runs `meshbus log` to its end.
 struct log_run {
   int code = -1;

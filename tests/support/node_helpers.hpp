@@ -3,7 +3,11 @@
 
 #include <meshbus/meshbus.hpp>
 
+#include <unistd.h>
+
 #include <condition_variable>
+#include <filesystem>
+#include <random>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -44,6 +48,25 @@ inline std::string nonzero_stats(const Node& node) {
   });
   return out;
 }
+
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it when this goes out of scope.
+struct temp_dir {
+  std::filesystem::path path;
+  explicit temp_dir(const std::string& prefix = "meshbus") {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() /
+           (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  std::string str() const { return path.string(); }
+};
 
 struct received_event {
   std::string topic;

@@ -303,6 +303,45 @@ TEST_CASE("the small tables keep values across reopen and detect damage", "[unit
   REQUIRE(s->get(table::kv, as_span("b/1")).has_value());
 }
 
+TEST_CASE("scan_from walks a prefix forward and backward from a key, and the events table is apart",
+          "[unit][store]") {
+  temp_dir d;
+  auto s = log_store::open(options_in(d, durability::none));
+  {
+    auto tx = s->begin();
+    for (const char* k : {"s/a/1", "s/a/2", "s/a/3", "s/a/5", "s/b/1", "s/a", "s/"}) {
+      tx->put(table::events, as_span(k), as_span(std::string("v") + k));
+    }
+    tx->put(table::kv, as_span("s/a/4"), as_span("in kv"));
+    REQUIRE(tx->commit());
+  }
+  const auto walk = [&](std::string_view prefix, std::string_view from, bool backward, std::size_t max = 100) {
+    std::vector<std::string> keys;
+    s->scan_from(table::events, as_span(prefix), as_span(from), backward, [&](byte_span k, byte_span v, bool bad) {
+      REQUIRE_FALSE(bad);
+      keys.emplace_back(reinterpret_cast<const char*>(k.data()), k.size());
+      REQUIRE(std::string(reinterpret_cast<const char*>(v.data()), v.size()) == "v" + keys.back());
+      return keys.size() < max;
+    });
+    return keys;
+  };
+  using v = std::vector<std::string>;
+  CHECK(walk("s/a/", "", false) == v{"s/a/1", "s/a/2", "s/a/3", "s/a/5"});
+  CHECK(walk("s/a/", "s/a/2", false) == v{"s/a/2", "s/a/3", "s/a/5"});
+  CHECK(walk("s/a/", "s/a/4", false) == v{"s/a/5"});
+  CHECK(walk("s/a/", "s/a/2", false, 2) == v{"s/a/2", "s/a/3"});
+  CHECK(walk("s/a/", "", true) == v{"s/a/5", "s/a/3", "s/a/2", "s/a/1"});
+  CHECK(walk("s/a/", "s/a/4", true) == v{"s/a/3", "s/a/2", "s/a/1"});
+  CHECK(walk("s/a/", "s/a/9", true) == v{"s/a/5", "s/a/3", "s/a/2", "s/a/1"});
+  CHECK(walk("s/a/", "s/a/1", true) == v{"s/a/1"});
+  CHECK(walk("s/b/", "", true) == v{"s/b/1"});  // the last prefix in the table
+  CHECK(walk("s/c/", "", true).empty());
+  CHECK(walk("s/c/", "", false).empty());
+  CHECK(walk("s/a/", "s/a/6", false).empty());
+  CHECK_FALSE(s->get(table::events, as_span("s/a/4")).has_value());
+  CHECK(s->get(table::kv, as_span("s/a/4")).has_value());
+}
+
 TEST_CASE("a full map is a value from append, and writing goes on once there is room", "[unit][store]") {
   temp_dir d;
   auto o = options_in(d);
