@@ -240,6 +240,9 @@ class EventStore {
   std::vector<RecordedEvent> read_all(std::uint64_t from = 1, std::size_t max = 1000) const;
   /// The position of the last event appended (0: none).
   std::uint64_t last_position() const;
+  /// Waits until an event past `position` is in the store, at most `timeout`;
+  /// returns last_position() (Projection follows the store with it).
+  std::uint64_t wait_past(std::uint64_t position, std::chrono::milliseconds timeout) const;
 
   /// Snapshots (one per stream, the last saved): written by Aggregate.
   void save_snapshot(std::string_view stream, const Snapshot& snapshot);

@@ -173,6 +173,7 @@ class EventStore::impl {
         throw error(errc::invalid_argument, fmt::format("EventStoreOptions::topic_prefix '{}': {}", opts_.topic_prefix, why));
       }
     }
+    committed_position_ = last_position();
     writer_ = std::thread([this] { run(); });
   }
 
@@ -279,6 +280,14 @@ class EventStore::impl {
     return v ? get_be(*v) : 0;
   }
 
+  std::uint64_t wait_past(std::uint64_t position, std::chrono::milliseconds timeout) const {
+    {
+      std::unique_lock lock(stats_mu_);
+      appended_.wait_for(lock, timeout, [&] { return committed_position_ > position; });
+    }
+    return last_position();
+  }
+
   void save_snapshot(std::string_view stream, const Snapshot& s) {
     (void)category_of(stream);
     msgpack::sbuffer buf;
@@ -370,7 +379,7 @@ class EventStore::impl {
       std::exception_ptr refused;
     };
     std::vector<outcome> out(batch.size());
-    std::uint64_t appended_events = 0, refused = 0;
+    std::uint64_t appended_events = 0, refused = 0, committed_to = 0;
     std::exception_ptr failure;
     try {
       node_.transact([&](Transaction& tx) {
@@ -404,6 +413,7 @@ class EventStore::impl {
           out[i].version = h->second;
         }
         tx.put(last_key, be(position));
+        committed_to = position;
       });
     } catch (...) {
       failure = std::current_exception();
@@ -414,11 +424,13 @@ class EventStore::impl {
       if (failure) {
         stats_.append_failures += batch.size() - refused;
       } else {
+        committed_position_ = std::max(committed_position_, committed_to);
         ++stats_.commits;
         stats_.appends += batch.size() - refused;
         stats_.events_appended += appended_events;
       }
     }
+    appended_.notify_all();
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (out[i].refused) {
         batch[i].done.set_exception(out[i].refused);
@@ -456,8 +468,10 @@ class EventStore::impl {
   bool stopping_ = false;
   mutable std::mutex categories_mu_;
   std::map<std::string, std::set<std::string>, std::less<>> categories_;
-  mutable std::mutex stats_mu_;
+  mutable std::mutex stats_mu_;  // also guards committed_position_
+  mutable std::condition_variable appended_;
   EventStoreStats stats_;
+  std::uint64_t committed_position_ = 0;
   std::thread writer_;
 };
 
@@ -486,6 +500,9 @@ std::vector<RecordedEvent> EventStore::read_all(std::uint64_t from, std::size_t 
   return impl_->read_all(from, max);
 }
 std::uint64_t EventStore::last_position() const { return impl_->last_position(); }
+std::uint64_t EventStore::wait_past(std::uint64_t position, std::chrono::milliseconds timeout) const {
+  return impl_->wait_past(position, timeout);
+}
 void EventStore::save_snapshot(std::string_view stream, const Snapshot& snapshot) {
   impl_->save_snapshot(stream, snapshot);
 }

@@ -278,7 +278,7 @@ TEST_CASE("snapshots of an older state layout are upcast or ignored, and damaged
   }
 }
 
-TEST_CASE("old event versions are upcast on load; an event that does not decode or has no apply is named",
+TEST_CASE("old event versions are upcast on load, and an event that does not decode or has no apply is named",
           "[integration][aggregate]") {
   static registered_upcaster upcaster;
   temp_dir dir("meshbus-agg");
