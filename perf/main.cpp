@@ -248,13 +248,6 @@ std::optional<command_options> options_of(command_kind kind, const command_flags
 // ---------------------------------------------------------------------------
 // the runs
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // --mode durable: per size, rounds of raw ZeroMQ, reliable meshbus and durable meshbus
 // (a publisher with a data directory, Durability::always), one after the other, so
 // that all three see the same machine; medians of events/s and of the per-round
@@ -308,18 +301,6 @@ int durable_main(const command_options& o) {
       }
     }
     if (vs_raw.empty()) continue;
-    auto range = [](const std::vector<double>& v) {
-      const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-      char text[48];
-      std::snprintf(text, sizeof text, "%.2f (%.2f-%.2f)", 0.0, *lo, *hi);
-      return std::string(text);
-    };
-    auto ratio_text = [&](const std::vector<double>& v) {
-      auto text = range(v);
-      char m[16];
-      std::snprintf(m, sizeof m, "%.2f", median(v));
-      return m + text.substr(4);
-    };
     if (o.json) {
       std::printf("{\"size\":%zu,\"mode\":\"durable\",\"rounds\":%zu,\"median_raw_events_per_s\":%.0f,"
                   "\"median_reliable_events_per_s\":%.0f,\"median_durable_events_per_s\":%.0f,"
@@ -330,7 +311,7 @@ int durable_main(const command_options& o) {
       std::printf("%8zu %10s %13s %13s %13s %18s %18s\n", size,
                   with_commas(static_cast<double>(spec.count)).c_str(), with_commas(median(raw)).c_str(),
                   with_commas(median(reliable)).c_str(), with_commas(median(durable)).c_str(),
-                  ratio_text(vs_raw).c_str(), ratio_text(vs_reliable).c_str());
+                  median_and_range(vs_raw).c_str(), median_and_range(vs_reliable).c_str());
     }
   }
   if (!o.json) std::printf("# medians of %u rounds; ratios: median of the per-round ratios (min-max)\n", o.rounds);

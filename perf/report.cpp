@@ -3,6 +3,7 @@
 // only string, a failed run's error, is escaped by json_string()).
 #include "report.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -16,6 +17,23 @@ std::string with_commas(double value) {
     digits.insert(static_cast<std::size_t>(at), 1, ',');
   }
   return digits;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+std::string median_and_range(const std::vector<double>& ratios) {
+  if (ratios.empty()) return "-";
+  const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  int decimals = 2;
+  if (*lo > 0 && *lo < 0.1) decimals = 2 - static_cast<int>(std::floor(std::log10(*lo)));
+  char text[96];
+  std::snprintf(text, sizeof text, "%.*f (%.*f-%.*f)", decimals, median(ratios), decimals, *lo, decimals, *hi);
+  return text;
 }
 
 namespace {

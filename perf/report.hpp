@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "latency.hpp"
 #include "options.hpp"
@@ -14,6 +15,12 @@ namespace meshbus_perf {
 
 /// 1234567.8 -> "1,234,568".
 std::string with_commas(double value);
+
+/// The median of `values` (0 when there are none).
+double median(std::vector<double> values);
+/// Per-round ratios as "median (min-max)", e.g. "0.97 (0.78-1.16)": two decimals, more
+/// when the smallest needs them for three significant digits ("0.0118 (0.0102-0.0131)").
+std::string median_and_range(const std::vector<double>& ratios);
 
 /// --verbose: one run's details, or why it failed, on stderr.
 void print_details(const char* what, std::size_t size, const char* transport, const std::string& error,

@@ -6,10 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <span>
-#include <system_error>
 
 #include "meshbus/typed.hpp"
 
@@ -131,28 +128,6 @@ class raw_publisher final : public publisher {
   zmq::socket_t socket_;
   std::size_t size_;  ///< of the warm-up messages
   std::string endpoint_;
-};
-
-/// --mode durable: the publisher's data directory, on the disk /tmp is on (fresh per
-/// run, removed afterwards).
-class scratch_dir {
- public:
-  explicit scratch_dir(bool wanted) {
-    if (!wanted) return;
-    char path[] = "/tmp/meshbus-perf-XXXXXX";
-    if (::mkdtemp(path) == nullptr) throw run_error("cannot create a data directory under /tmp");
-    path_ = path;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const std::string& path() const noexcept { return path_; }
-
- private:
-  std::string path_;
 };
 
 meshbus::Options publisher_options(const std::string& cluster, const run_spec& spec, const scratch_dir& dir) {
