@@ -180,6 +180,9 @@ class meshbus_publisher final : public publisher {
                         : "flush(): the subscriber did not acknowledge everything within 60 s");
   }
 
+  /// Events the node's durable log has written (--mode durable).
+  std::uint64_t events_written() const { return node_.stats().store_events_written; }
+
   std::string details() const override {
     const auto s = node_.stats();
     const double per_batch =
@@ -343,6 +346,32 @@ throughput_side measure_throughput(transport t, const run_spec& spec) {
   }
   return run_transport<throughput_outcome>(
       [&] { return std::make_unique<meshbus_publisher>(next_cluster(), spec); }, run);
+}
+
+throughput_side measure_log_append(const run_spec& spec) {
+  if (spec.mode != run_mode::durable) throw std::logic_error("measure_log_append() is for --mode durable");
+  return run_transport<throughput_outcome>(
+      [&] { return std::make_unique<meshbus_publisher>(next_cluster(), spec); },
+      [&](meshbus_publisher& pub) {
+        const auto cpu0 = process_cpu_ms();
+        const auto t0 = monotonic_ns();
+        pub.publish_measured(spec);
+        const auto sent = monotonic_ns();
+        pub.finish();  // with nobody subscribed: until the log has written (and synced) everything
+        const auto finished = monotonic_ns();
+        const auto cpu = cpu_field(cpu0);
+        throughput_outcome out;
+        out.received = pub.events_written();
+        if (out.received != spec.count) {
+          throw run_error("the durable log wrote " + std::to_string(out.received) + " of " +
+                          std::to_string(spec.count) + " events");
+        }
+        out.seconds = seconds_between(t0, finished);
+        out.send_seconds = seconds_between(t0, sent);
+        out.flush_seconds = seconds_between(sent, finished);
+        out.details = joined(pub.details(), cpu);
+        return out;
+      });
 }
 
 std::size_t typed_size_near(std::size_t size) {
