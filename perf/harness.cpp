@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <system_error>
 
 namespace meshbus_perf {
@@ -237,6 +239,18 @@ std::string request_counters(const meshbus::Stats& s) {
 std::string next_cluster() {
   static unsigned run_number = 0;
   return "perf-" + std::to_string(::getpid()) + "-" + std::to_string(run_number++);
+}
+
+scratch_dir::scratch_dir(bool wanted) {
+  if (!wanted) return;
+  char path[] = "/tmp/meshbus-perf-XXXXXX";
+  if (::mkdtemp(path) == nullptr) throw run_error("cannot create a data directory under /tmp");
+  path_ = path;
+}
+
+scratch_dir::~scratch_dir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
 /// `size` bytes: `marker`, then zeros.

@@ -170,6 +170,20 @@ std::string next_cluster();
 /// `size` bytes: `marker`, then zeros.
 std::string marked_payload(std::size_t size, char marker);
 
+/// A fresh data directory under /tmp (on the disk /tmp is on), removed when this goes;
+/// none (an empty path) unless `wanted`. Throws run_error when it cannot be created.
+class scratch_dir {
+ public:
+  explicit scratch_dir(bool wanted = true);
+  ~scratch_dir();
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+};
+
 /// One side of a row: an outcome, or why the run could not complete.
 template <typename outcome_type>
 struct side_result {

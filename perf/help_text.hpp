@@ -4,11 +4,13 @@
 
 namespace meshbus_perf::help {
 
-/// What both commands do.
-inline constexpr const char* intro = R"(Both commands run this process and a second one (started from this program) over
-TCP loopback, first with raw ZeroMQ (PUB/SUB; DEALER/ROUTER for latency --mode
-request) and then with meshbus, for each size, and print one row (throughput, and
-latency --mode request) or two rows (latency) per size.
+/// What the commands do.
+inline constexpr const char* intro = R"(throughput and latency run this process and a second one (started from this
+program) over TCP loopback, first with raw ZeroMQ (PUB/SUB; DEALER/ROUTER for
+latency --mode request) and then with meshbus, for each size, and print one row
+(throughput, and latency --mode request) or two rows (latency) per size.
+eventstore runs in this process alone: the event store and aggregates beside the
+durable log's own append rate, in alternating rounds (see below).
 )";
 
 /// throughput: what is timed and how events/s, MB/s and loss are computed.
@@ -77,6 +79,46 @@ instances("perf.echo") lists it, then calls request("perf.echo", payload).get()
 calls request_async() instead, and the completion (on a handler thread, or on the
 I/O thread with --handler-threads 0) takes the time and sends the next request
 while this thread waits for the last one. JSON adds "request_api".
+
+)";
+
+/// eventstore.
+inline constexpr const char* eventstore = R"(eventstore: --rounds rounds of four runs, one after the other, so that all see
+the same machine. Each run has a Node of its own (a private cluster, default
+Options, the defaults of EventStoreOptions and AggregateOptions) with a fresh data
+directory under /tmp, so durability always: a commit returns once fdatasync did.
+Every event's payload is size bytes: in the log, the bytes; in the event store, a
+typed event ("perf.bench.added", one string field) that encodes to size bytes.
+ log: the durable log alone, as throughput --mode durable's publisher but without a
+  subscriber: publish() count events, then flush(), which returns once the log has
+  written and synced them all (checked against its counter). events/s = count /
+  (flush()'s return - t0), t0 = CLOCK_MONOTONIC before the first publish().
+ execute: Aggregate<State>::execute() on --aggregates new aggregates ("bench-<i>"),
+  one command each, aggregate i on thread i mod --threads; each loads its aggregate,
+  emits one event and appends it with ExpectedVersion::exactly(the version loaded),
+  so the threads' appends meet in the store's group commits. The appends go to this
+  node's log only (there are no replicas). events/s = aggregates / (the last
+  command's return - t0), t0 = when the threads are let go.
+ append_async: EventStore::append_async() with ExpectedVersion::any(), one event
+  each, --appends of them from one thread to the streams "bench-<i mod aggregates>"
+  without waiting in between (the store's ceiling); events/s = appends / (the last
+  completion - t0).
+ loads: an aggregate of --load-events events without a snapshot, and one of as many
+  with --snapshot-every (its snapshot saved by the command that carries it to the last
+  multiple, as execute() does; the rest appended after it), built before any timing;
+  then --loads loads of each, alternating, each timed alone: Aggregate::load() =
+  version, snapshot, the events after it, each decoded and applied.
+Every appended event is also published (EventStoreOptions::publish; nobody is
+subscribed) once its append committed, and the log writes that too; a run ends when
+its appends have returned, as append() does at the commit. Every append is checked
+against the store's counters; a run that falls short fails.
+The table: medians over the rounds (a load's figure per round is the median of its
+timed loads; loads/s = 1e6 / us per load); ev/commit = events per group commit of
+the event store; ratio = per round, the run's events/s or loads/s / the log's
+events/s, the median and (min-max) over the rounds; and the snapshot's speed-up of
+a load (us without / us with). --json: one line per round, then one with the
+medians and median_/min_/max_ of each ratio. --verbose: each run's counters on
+stderr.
 
 )";
 

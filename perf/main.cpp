@@ -1,6 +1,7 @@
 // meshbus-perf: meshbus side by side with raw ZeroMQ, in two processes on TCP loopback.
 // This file: the command line (CLI11), the hidden child subcommands, and the loop over
-// the sizes; throughput.cpp, latency.cpp and request.cpp measure, report.cpp prints.
+// the sizes (and rounds); throughput.cpp, latency.cpp, request.cpp and eventstore.cpp
+// measure, report.cpp prints.
 //
 // This process drives the run; the other half is this program re-executed through
 // /proc/self/exe with a hidden subcommand (_subscriber, _echoer or _replier); the two talk
@@ -33,6 +34,12 @@
 // map) whose encoding is the payload size, and the subscriber takes it with
 // subscribe<T>(): encoding and decoding are inside the measured time. Raw ZeroMQ sends
 // plain bytes of the same size, as in the other modes.
+//
+// eventstore: in this process alone, --rounds rounds of the durable log's own append
+// rate (throughput --mode durable's publisher without a subscriber), aggregate commands
+// from several threads, pipelined appends and aggregate loads with and without a
+// snapshot (eventstore.cpp), each run on its own Node with a fresh data directory;
+// medians, and each rate's ratio to the log's in the same round (help::eventstore).
 //
 // latency --mode request: request/reply, one request in flight at a time, timed here
 // only (the child, the replier, takes no times: there is no one-way figure). Raw
@@ -217,6 +224,60 @@ void add_measure_options(CLI::App& app, command_kind kind, command_flags& f) {
   add_output_options(app, latency, f);
 }
 
+/// What CLI11 fills in for eventstore.
+struct eventstore_flags {
+  eventstore_spec spec;
+  unsigned rounds = 5;
+  bool json = false;
+  bool verbose = false;
+  CLI::Option* count_option = nullptr;
+};
+
+void add_eventstore_options(CLI::App& app, eventstore_flags& f) {
+  auto& s = f.spec;
+  app.add_option("--size", s.size, "payload bytes of every event (default 64)")
+      ->type_name("S")
+      ->check(check_that([](const std::string& text) -> std::string {
+        std::uint64_t size = 0;
+        if (!parse_uint(text, size) || size > max_size) return "'" + text + "' is not a size";
+        return eventstore_size_problem(size);
+      }));
+  f.count_option =
+      app.add_option("--count", s.log_count,
+                     "events the durable log's run publishes (default: about 200 MB of payload, at "
+                     "least 20,000 and at most 5,000,000, as throughput)")
+          ->type_name("N")
+          ->check(number_check(false));
+  app.add_option("--aggregates", s.aggregates,
+                 "aggregates of the execute run, one command each (default 10,000)")
+      ->type_name("N")
+      ->check(number_check(false));
+  app.add_option("--threads", s.threads, "threads issuing the commands (default 8)")
+      ->type_name("T")
+      ->check(CLI::Range(1U, 256U));
+  app.add_option("--appends", s.appends, "append_async() calls of the append_async run (default 100,000)")
+      ->type_name("N")
+      ->check(number_check(false));
+  app.add_option("--load-events", s.load_events, "events of each loaded aggregate (default 1,000)")
+      ->type_name("N")
+      ->check(number_check(false));
+  app.add_option(
+         "--snapshot-every", s.snapshot_every,
+         "AggregateOptions::snapshot_every of the aggregate loaded with a snapshot (default 100; at most "
+         "--load-events)")
+      ->type_name("N")
+      ->check(number_check(false));
+  app.add_option("--loads", s.loads, "timed loads of each aggregate per round (default 200)")
+      ->type_name("N")
+      ->check(number_check(false));
+  app.add_option("--rounds", f.rounds, "rounds of the four runs, alternating (default 5)")
+      ->type_name("N")
+      ->check(CLI::Range(1U, 100U));
+  app.add_flag("--json", f.json, "one JSON object per round and one with the medians, instead of the table");
+  app.add_flag("--verbose", f.verbose,
+               "per-run details on stderr: times, event store and log counters, CPU time");
+}
+
 /// The parsed flags as the runs take them; nullopt (and why, on stderr) for a size that
 /// --mode typed cannot encode.
 std::optional<command_options> options_of(command_kind kind, const command_flags& f) {
@@ -247,13 +308,6 @@ std::optional<command_options> options_of(command_kind kind, const command_flags
 
 // ---------------------------------------------------------------------------
 // the runs
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 // --mode durable: per size, rounds of raw ZeroMQ, reliable meshbus and durable meshbus
 // (a publisher with a data directory, Durability::always), one after the other, so
@@ -308,18 +362,6 @@ int durable_main(const command_options& o) {
       }
     }
     if (vs_raw.empty()) continue;
-    auto range = [](const std::vector<double>& v) {
-      const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-      char text[48];
-      std::snprintf(text, sizeof text, "%.2f (%.2f-%.2f)", 0.0, *lo, *hi);
-      return std::string(text);
-    };
-    auto ratio_text = [&](const std::vector<double>& v) {
-      auto text = range(v);
-      char m[16];
-      std::snprintf(m, sizeof m, "%.2f", median(v));
-      return m + text.substr(4);
-    };
     if (o.json) {
       std::printf("{\"size\":%zu,\"mode\":\"durable\",\"rounds\":%zu,\"median_raw_events_per_s\":%.0f,"
                   "\"median_reliable_events_per_s\":%.0f,\"median_durable_events_per_s\":%.0f,"
@@ -330,10 +372,75 @@ int durable_main(const command_options& o) {
       std::printf("%8zu %10s %13s %13s %13s %18s %18s\n", size,
                   with_commas(static_cast<double>(spec.count)).c_str(), with_commas(median(raw)).c_str(),
                   with_commas(median(reliable)).c_str(), with_commas(median(durable)).c_str(),
-                  ratio_text(vs_raw).c_str(), ratio_text(vs_reliable).c_str());
+                  median_and_range(vs_raw).c_str(), median_and_range(vs_reliable).c_str());
     }
   }
   if (!o.json) std::printf("# medians of %u rounds; ratios: median of the per-round ratios (min-max)\n", o.rounds);
+  return all_completed ? 0 : 1;
+}
+
+// eventstore: per round the log, execute, append_async and loads runs, one after the
+// other (see help::eventstore); the summary takes the rounds where all four completed.
+int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, bool verbose) {
+  if (!json) print_eventstore_header(spec, rounds);
+  run_spec log_spec;
+  log_spec.size = log_spec.requested_size = spec.size;
+  log_spec.count = spec.log_count;
+  log_spec.mode = run_mode::durable;
+  bool all_completed = true;
+  std::vector<eventstore_round> completed;
+  std::uint64_t snapshot_version = 0;
+  for (unsigned round = 1; round <= rounds; ++round) {
+    const auto log = measure_log_append(log_spec);
+    const auto commands = measure_aggregate_commands(spec);
+    const auto appends = measure_pipelined_appends(spec);
+    const auto loads = measure_loads(spec);
+    char text[160];
+    if (verbose) {
+      if (log.outcome) {
+        std::snprintf(text, sizeof text, "%.3f s: publish loop %.3f s, flush %.3f s", log.outcome->seconds,
+                      log.outcome->send_seconds, log.outcome->flush_seconds);
+      }
+      print_details("eventstore", spec.size, "log", log.error,
+                    log.outcome ? text + ("; " + log.outcome->details) : "");
+      for (const auto& [name, side] :
+           {std::pair{"execute", &commands}, std::pair{"append_async", &appends}}) {
+        if (side->outcome) std::snprintf(text, sizeof text, "%.3f s", side->outcome->seconds);
+        print_details("eventstore", spec.size, name, side->error,
+                      side->outcome ? text + ("; " + side->outcome->details) : "");
+      }
+      if (loads.outcome) {
+        std::snprintf(text, sizeof text, "median %.1f us without a snapshot, %.1f us with",
+                      median(loads.outcome->full_us), median(loads.outcome->snapshot_us));
+      }
+      print_details("eventstore", spec.size, "loads", loads.error,
+                    loads.outcome ? text + ("; " + loads.outcome->details) : "");
+    }
+    bool complete = true;
+    for (const auto& [name, error] :
+         {std::pair{"log", &log.error}, std::pair{"execute", &commands.error},
+          std::pair{"append_async", &appends.error}, std::pair{"loads", &loads.error}}) {
+      if (error->empty()) continue;
+      complete = false;
+      std::fprintf(stderr, "meshbus-perf: eventstore round %u, %s: %s\n", round, name, error->c_str());
+    }
+    if (!complete) {
+      all_completed = false;
+      continue;
+    }
+    eventstore_round r;
+    r.log_events_per_s = log.outcome->events_per_s();
+    r.command_events_per_s = commands.outcome->events_per_s();
+    r.append_events_per_s = appends.outcome->events_per_s();
+    r.full_load_us = median(loads.outcome->full_us);
+    r.snapshot_load_us = median(loads.outcome->snapshot_us);
+    r.command_events_per_commit = commands.outcome->events_per_commit;
+    r.append_events_per_commit = appends.outcome->events_per_commit;
+    snapshot_version = loads.outcome->snapshot_version;
+    completed.push_back(r);
+    if (json) print_eventstore_round(spec, round, r);
+  }
+  print_eventstore_summary(spec, json, snapshot_version, completed);
   return all_completed ? 0 : 1;
 }
 
@@ -449,7 +556,7 @@ int run(int argc, char** argv) {
   CLI::App app{"meshbus-perf: meshbus side by side with raw ZeroMQ, over TCP loopback", "meshbus-perf"};
   app.require_subcommand(1);
   app.footer(footer({help::intro, "\n", help::throughput, help::typed, help::latency, help::request,
-                     help::meshbus_in_both, help::exit_status}));
+                     help::meshbus_in_both, help::eventstore, help::exit_status}));
   command_flags throughput_flags;
   auto* throughput = app.add_subcommand("throughput", "a publisher (this process) sends count events to a "
                                                       "subscriber (a second process), raw ZeroMQ then meshbus");
@@ -461,6 +568,13 @@ int run(int argc, char** argv) {
       "latency", "one event (or request) at a time to an echoer (a second process), raw ZeroMQ then meshbus");
   add_measure_options(*latency, command_kind::latency, latency_flags);
   latency->footer(footer({help::latency, help::request, help::meshbus_in_both, help::exit_status}));
+  eventstore_flags eventstore_flags;
+  auto* eventstore = app.add_subcommand(
+      "eventstore",
+      "the event store and aggregates on a durable log beside the log's own append rate, in this "
+      "process, in alternating rounds");
+  add_eventstore_options(*eventstore, eventstore_flags);
+  eventstore->footer(footer({help::eventstore, help::exit_status}));
   child_config child;
   std::string child_mode = "reliable";
   std::vector<CLI::App*> children;
@@ -485,6 +599,22 @@ int run(int argc, char** argv) {
     if (!c->parsed()) continue;
     child.spec.mode = parse_mode(child_mode).value_or(run_mode::reliable);
     return child_main(c->get_name(), child);
+  }
+  if (eventstore->parsed()) {
+    auto spec = eventstore_flags.spec;
+    if (spec.snapshot_every > spec.load_events) {
+      std::fprintf(stderr,
+                   "meshbus-perf: --snapshot-every %llu: an aggregate of --load-events %llu has no such "
+                   "snapshot\nmeshbus-perf: see meshbus-perf eventstore --help\n",
+                   static_cast<unsigned long long>(spec.snapshot_every),
+                   static_cast<unsigned long long>(spec.load_events));
+      return 2;
+    }
+    if (eventstore_flags.count_option->count() == 0) {
+      spec.log_count =
+          std::clamp<std::uint64_t>(bytes_per_run / spec.size, min_default_count, max_default_count);
+    }
+    return eventstore_main(spec, eventstore_flags.rounds, eventstore_flags.json, eventstore_flags.verbose);
   }
   const auto kind = latency->parsed() ? command_kind::latency : command_kind::throughput;
   const auto options = options_of(kind, kind == command_kind::latency ? latency_flags : throughput_flags);

@@ -3,6 +3,7 @@
 // only string, a failed run's error, is escaped by json_string()).
 #include "report.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -16,6 +17,23 @@ std::string with_commas(double value) {
     digits.insert(static_cast<std::size_t>(at), 1, ',');
   }
   return digits;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+std::string median_and_range(const std::vector<double>& ratios) {
+  if (ratios.empty()) return "-";
+  const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  int decimals = 2;
+  if (*lo > 0 && *lo < 0.1) decimals = 2 - static_cast<int>(std::floor(std::log10(*lo)));
+  char text[96];
+  std::snprintf(text, sizeof text, "%.*f (%.*f-%.*f)", decimals, median(ratios), decimals, *lo, decimals, *hi);
+  return text;
 }
 
 namespace {
@@ -269,6 +287,128 @@ void print_latency_row(const command_options& o, const run_spec& spec, const lat
       if (!r->outcome) std::printf("#   %s run failed: %s\n", r == &raw ? "raw" : "meshbus", r->error.c_str());
     }
   }
+  std::fflush(stdout);
+}
+
+}  // namespace meshbus_perf
+
+namespace meshbus_perf {
+
+// --- eventstore output
+
+void print_eventstore_header(const eventstore_spec& spec, unsigned rounds) {
+  std::printf(
+      "# eventstore: %u rounds of the runs below, alternating; each run a Node of its own with a fresh data "
+      "directory under /tmp, durability always; every event's payload %zu B\n",
+      rounds, spec.size);
+  std::printf(
+      "# log = the durable log alone: publish() %s events, then flush() (throughput --mode durable's "
+      "publisher, no subscriber)\n",
+      with_commas(static_cast<double>(spec.log_count)).c_str());
+  std::fflush(stdout);
+}
+
+void print_eventstore_round(const eventstore_spec& spec, unsigned round, const eventstore_round& r) {
+  std::printf(
+      "{\"mode\":\"eventstore\",\"size\":%zu,\"round\":%u,\"log_events_per_s\":%.0f,"
+      "\"command_events_per_s\":%.0f,\"append_async_events_per_s\":%.0f,\"load_us\":%.1f,"
+      "\"snapshot_load_us\":%.1f,\"command_events_per_commit\":%.1f,"
+      "\"append_async_events_per_commit\":%.1f}\n",
+      spec.size, round, r.log_events_per_s, r.command_events_per_s, r.append_events_per_s, r.full_load_us,
+      r.snapshot_load_us, r.command_events_per_commit, r.append_events_per_commit);
+  std::fflush(stdout);
+}
+
+void print_eventstore_summary(const eventstore_spec& spec, bool json, std::uint64_t snapshot_version,
+                              const std::vector<eventstore_round>& rounds) {
+  if (rounds.empty()) return;
+  // Per round: each rate, and its ratio to the log's events/s of the same round.
+  std::vector<double> log, commands, appends, full_us, snapshot_us, full_per_s, snapshot_per_s;
+  std::vector<double> vs_commands, vs_appends, vs_full, vs_snapshot, speedup;
+  for (const auto& r : rounds) {
+    log.push_back(r.log_events_per_s);
+    commands.push_back(r.command_events_per_s);
+    appends.push_back(r.append_events_per_s);
+    full_us.push_back(r.full_load_us);
+    snapshot_us.push_back(r.snapshot_load_us);
+    full_per_s.push_back(1e6 / r.full_load_us);
+    snapshot_per_s.push_back(1e6 / r.snapshot_load_us);
+    vs_commands.push_back(r.command_events_per_s / r.log_events_per_s);
+    vs_appends.push_back(r.append_events_per_s / r.log_events_per_s);
+    vs_full.push_back(full_per_s.back() / r.log_events_per_s);
+    vs_snapshot.push_back(snapshot_per_s.back() / r.log_events_per_s);
+    speedup.push_back(r.full_load_us / r.snapshot_load_us);
+  }
+  const auto events_after = spec.load_events - snapshot_version;
+  if (json) {
+    auto ratio_fields = [](const char* name, const std::vector<double>& v) {
+      const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+      char text[160];
+      std::snprintf(text, sizeof text, "\"median_%s\":%.6g,\"min_%s\":%.6g,\"max_%s\":%.6g", name, median(v),
+                    name, *lo, name, *hi);
+      return std::string(text);
+    };
+    std::printf(
+        "{\"mode\":\"eventstore\",\"size\":%zu,\"rounds\":%zu,\"log_count\":%llu,\"aggregates\":%llu,"
+        "\"threads\":%u,\"appends\":%llu,\"load_events\":%llu,\"snapshot_every\":%llu,"
+        "\"snapshot_version\":%llu,\"loads\":%llu,\"median_log_events_per_s\":%.0f,"
+        "\"median_command_events_per_s\":%.0f,\"median_append_async_events_per_s\":%.0f,"
+        "\"median_load_us\":%.1f,\"median_snapshot_load_us\":%.1f,%s,%s,%s,%s,%s}\n",
+        spec.size, rounds.size(), static_cast<unsigned long long>(spec.log_count),
+        static_cast<unsigned long long>(spec.aggregates), spec.threads,
+        static_cast<unsigned long long>(spec.appends), static_cast<unsigned long long>(spec.load_events),
+        static_cast<unsigned long long>(spec.snapshot_every),
+        static_cast<unsigned long long>(snapshot_version), static_cast<unsigned long long>(spec.loads),
+        median(log), median(commands), median(appends), median(full_us), median(snapshot_us),
+        ratio_fields("ratio_command", vs_commands).c_str(),
+        ratio_fields("ratio_append_async", vs_appends).c_str(), ratio_fields("ratio_load", vs_full).c_str(),
+        ratio_fields("ratio_snapshot_load", vs_snapshot).c_str(),
+        ratio_fields("snapshot_speedup", speedup).c_str());
+    std::fflush(stdout);
+    return;
+  }
+  const auto n = [](std::uint64_t v) { return with_commas(static_cast<double>(v)); };
+  const std::string rows[] = {
+      "durable log: publish() + flush()",
+      "Aggregate::execute(), " + n(spec.aggregates) + " aggregates, " + std::to_string(spec.threads) +
+          " threads",
+      "EventStore::append_async(any()), " + n(spec.appends) + " from 1 thread",
+      "Aggregate::load(), " + n(spec.load_events) + " events, no snapshot",
+      "Aggregate::load(), snapshot at " + n(snapshot_version) + " + " + n(events_after) + " events",
+  };
+  std::printf("%-56s %12s %-8s %9s %9s  %s\n", "", "median", "", "ev/commit", "us/load",
+              "ratio to the log's events/s");
+  auto row = [&](const std::string& what, double rate, const char* unit, const std::string& per_commit,
+                 const std::string& us, const std::string& ratio) {
+    std::printf("%-56s %12s %-8s %9s %9s  %s\n", what.c_str(), with_commas(rate).c_str(), unit,
+                per_commit.c_str(), us.c_str(), ratio.c_str());
+  };
+  auto fixed = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f", v);
+    return std::string(text);
+  };
+  std::vector<double> command_batches, append_batches;
+  for (const auto& r : rounds) {
+    command_batches.push_back(r.command_events_per_commit);
+    append_batches.push_back(r.append_events_per_commit);
+  }
+  row(rows[0], median(log), "events/s", "", "", "(baseline)");
+  row(rows[1], median(commands), "events/s", fixed(median(command_batches)), "",
+      median_and_range(vs_commands));
+  row(rows[2], median(appends), "events/s", fixed(median(append_batches)), "", median_and_range(vs_appends));
+  row(rows[3], median(full_per_s), "loads/s", "", fixed(median(full_us)), median_and_range(vs_full));
+  row(rows[4], median(snapshot_per_s), "loads/s", "", fixed(median(snapshot_us)),
+      median_and_range(vs_snapshot));
+  std::printf(
+      "# medians of %zu rounds (a load: the median of %llu timed loads in its round); ev/commit: events "
+      "per group commit of the event store; ratio: per round, the rate / the log's events/s, median "
+      "(min-max)\n",
+      rounds.size(), static_cast<unsigned long long>(spec.loads));
+  std::printf(
+      "# the snapshot makes a load %s times as fast (per round: us without / us with, median "
+      "(min-max))\n",
+      median_and_range(speedup).c_str());
   std::fflush(stdout);
 }
 

@@ -6,10 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <span>
-#include <system_error>
 
 #include "meshbus/typed.hpp"
 
@@ -133,28 +130,6 @@ class raw_publisher final : public publisher {
   std::string endpoint_;
 };
 
-/// --mode durable: the publisher's data directory, on the disk /tmp is on (fresh per
-/// run, removed afterwards).
-class scratch_dir {
- public:
-  explicit scratch_dir(bool wanted) {
-    if (!wanted) return;
-    char path[] = "/tmp/meshbus-perf-XXXXXX";
-    if (::mkdtemp(path) == nullptr) throw run_error("cannot create a data directory under /tmp");
-    path_ = path;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const std::string& path() const noexcept { return path_; }
-
- private:
-  std::string path_;
-};
-
 meshbus::Options publisher_options(const std::string& cluster, const run_spec& spec, const scratch_dir& dir) {
   auto o = node_options(cluster, "publisher", spec.handler_threads);
   o.data_dir = dir.path();  // empty unless --mode durable; Durability::always, the default
@@ -204,6 +179,9 @@ class meshbus_publisher final : public publisher {
                         ? "flush() did not hand everything to ZeroMQ within 60 s"
                         : "flush(): the subscriber did not acknowledge everything within 60 s");
   }
+
+  /// Events the node's durable log has written (--mode durable).
+  std::uint64_t events_written() const { return node_.stats().store_events_written; }
 
   std::string details() const override {
     const auto s = node_.stats();
@@ -368,6 +346,32 @@ throughput_side measure_throughput(transport t, const run_spec& spec) {
   }
   return run_transport<throughput_outcome>(
       [&] { return std::make_unique<meshbus_publisher>(next_cluster(), spec); }, run);
+}
+
+throughput_side measure_log_append(const run_spec& spec) {
+  if (spec.mode != run_mode::durable) throw std::logic_error("measure_log_append() is for --mode durable");
+  return run_transport<throughput_outcome>(
+      [&] { return std::make_unique<meshbus_publisher>(next_cluster(), spec); },
+      [&](meshbus_publisher& pub) {
+        const auto cpu0 = process_cpu_ms();
+        const auto t0 = monotonic_ns();
+        pub.publish_measured(spec);
+        const auto sent = monotonic_ns();
+        pub.finish();  // with nobody subscribed: until the log has written (and synced) everything
+        const auto finished = monotonic_ns();
+        const auto cpu = cpu_field(cpu0);
+        throughput_outcome out;
+        out.received = pub.events_written();
+        if (out.received != spec.count) {
+          throw run_error("the durable log wrote " + std::to_string(out.received) + " of " +
+                          std::to_string(spec.count) + " events");
+        }
+        out.seconds = seconds_between(t0, finished);
+        out.send_seconds = seconds_between(t0, sent);
+        out.flush_seconds = seconds_between(sent, finished);
+        out.details = joined(pub.details(), cpu);
+        return out;
+      });
 }
 
 std::size_t typed_size_near(std::size_t size) {

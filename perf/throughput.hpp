@@ -26,6 +26,14 @@ using throughput_side = side_result<throughput_outcome>;
 /// result. A run that cannot complete gives its error instead of an outcome.
 throughput_side measure_throughput(transport t, const run_spec& spec);
 
+/// The durable log's append rate, for `meshbus-perf eventstore`: --mode durable's
+/// publisher (a Node with a fresh data directory, Durability::always) publishes
+/// spec.count events of spec.size bytes and calls flush(), in this process and with no
+/// subscriber, so flush() returns once the log has written and synced them all.
+/// `received` is the events the log wrote (checked to be all of them); seconds runs
+/// from the first publish() to flush()'s return. `spec.mode` must be durable.
+throughput_side measure_log_append(const run_spec& spec);
+
 /// --mode typed: the size of the typed event nearest to `size` bytes that can be encoded
 /// (at least min_typed_size()).
 std::size_t typed_size_near(std::size_t size);
