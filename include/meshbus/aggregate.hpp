@@ -242,6 +242,44 @@ class Aggregate {
     }
   }
 
+  // --- commands, routed to the aggregate's owner (EventStoreOptions::service) ---
+
+  /// Serves command Cmd: `id_of(cmd)` names the aggregate, and on its owner
+  /// `decide(cmd, state, changes)` returns the reply Rep (execute() semantics:
+  /// decided on the version loaded, retried on a concurrent append). A Cmd sent to the
+  /// store's command_service() reaches any instance, which forwards it to the owner
+  /// (EventStore::owner_of) at the owner's own address; there it is executed even if
+  /// the owner's view differs (terms keep that safe). What decide throws, and append
+  /// failures (not_enough_replicas, not_owner), reach a remote sender as
+  /// remote_failure with the message.
+  template <TypedEvent Cmd, TypedEvent Rep, typename IdOf, typename Decide>
+  Aggregate& handle(IdOf id_of, Decide decide) {
+    static_assert(std::is_invocable_r_v<Rep, Decide&, const Cmd&, const State&, Changes&>,
+                  "handle<Cmd, Rep>(id_of, decide): Rep decide(const Cmd&, const State&, meshbus::Changes&)");
+    auto run = [this, id_of, decide](const Cmd& c) mutable {
+      Rep rep{};
+      execute(std::string(id_of(c)), [&](const State& s, Changes& out) { rep = decide(c, s, out); });
+      return rep;
+    };
+    store_.on_request(std::string(Cmd::event_name), [this, run, id_of](const Event& e) mutable -> Reply {
+      const Cmd c = decode_event<Cmd>(e.payload(), e.type_name(), e.type_version());
+      if (e.topic() == store_.command_service()) {
+        const auto owner = store_.owner_of(stream_of(std::string(id_of(c))));
+        if (owner != store_.node().id()) {  // forward, once, to the owner's own address
+          RequestOptions o;
+          o.timeout = std::chrono::milliseconds(10000);
+          o.type_name = Cmd::event_name;
+          o.type_version = Cmd::event_version;
+          const auto bytes = encode_event(c);
+          return store_.request_to(owner, std::as_bytes(std::span(bytes.data(), bytes.size())), o);
+        }
+      }
+      const Rep rep = run(c);
+      return Reply(encode_event(rep), std::string(Rep::event_name), Rep::event_version);
+    });
+    return *this;
+  }
+
   const std::string& category() const noexcept { return category_; }
   EventStore& store() const noexcept { return store_; }
   AggregateStats stats() const {

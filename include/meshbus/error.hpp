@@ -38,6 +38,8 @@ enum class errc {
   storage,
   // The event store (<meshbus/event_store.hpp>):
   wrong_expected_version,  ///< an append found its stream at another version (nothing appended)
+  not_enough_replicas,     ///< fewer than EventStoreOptions::replicas instances acknowledged an append
+  not_owner,               ///< another instance took the stream over (a higher term): fenced
 };
 
 const std::error_category& error_category() noexcept;

@@ -175,7 +175,7 @@ struct Snapshot {
 struct EventStoreOptions {
   /// Events are published on "<topic_prefix>.<category>", or on "<category>" when
   /// this is empty.
-  std::string topic_prefix;
+  std::string topic_prefix{};
   /// False: appended events are stored only, not published.
   bool publish = true;
   /// Appends committed together: at most this many events in one write transaction.
@@ -183,6 +183,18 @@ struct EventStoreOptions {
   /// Appends waiting for their commit, at most (append() blocks for room; the
   /// overflow policy is to wait, never to drop).
   std::size_t max_pending_appends = 65536;
+
+  // --- replication among the instances of a service (docs/event_sourcing.md) ---
+  /// The service whose instances share the streams ("orders"): each instance's store
+  /// replicates the streams it owns to the others, and commands for an aggregate go to
+  /// its owner (Aggregate::handle / send). Empty: this store is on its own.
+  std::string service{};
+  /// With a service: an append returns once this many other instances hold its events
+  /// durably (as Kafka's min.insync.replicas), or fails with
+  /// error(not_enough_replicas) — never a silent downgrade. 0: no replication.
+  unsigned replicas = 0;
+  /// How long an append or a takeover waits for the other instances.
+  std::chrono::milliseconds replication_timeout{5000};
 };
 
 /// Counters of one EventStore.
@@ -192,6 +204,11 @@ struct EventStoreStats {
   std::uint64_t commits = 0;          ///< write transactions (each with one or more appends)
   std::uint64_t wrong_expected_version = 0;  ///< appends refused for their expected version
   std::uint64_t append_failures = 0;  ///< appends that failed for the store (full disk, ...)
+  std::uint64_t not_enough_replicas = 0;  ///< appends refused for want of acknowledging replicas
+  std::uint64_t fenced = 0;           ///< appends refused because another instance took the stream over
+  std::uint64_t takeovers = 0;        ///< streams this instance claimed (a new term)
+  std::uint64_t replicated_in = 0;    ///< events written here as another owner's replica
+  std::uint64_t replication_malformed = 0;  ///< replication requests that did not decode (dropped)
 };
 
 class EventStore {
@@ -247,6 +264,24 @@ class EventStore {
   /// Snapshots (one per stream, the last saved): written by Aggregate.
   void save_snapshot(std::string_view stream, const Snapshot& snapshot);
   std::optional<Snapshot> snapshot(std::string_view stream) const;
+
+  // --- ownership (with EventStoreOptions::service) ---
+  /// The live instances of the service, this one included, in id order.
+  std::vector<NodeId> members() const;
+  /// The instance that owns `stream` among the live members: rendezvous hashing, so a
+  /// change of members moves only the streams of the instance that came or went.
+  /// Without a service: this node.
+  NodeId owner_of(std::string_view stream) const;
+  /// Handles requests of type `type_name` sent to this instance: at its own address
+  /// (request_to) or to the service's command service, which every instance serves
+  /// (Aggregate::handle registers its commands here). The handler can tell them
+  /// apart by Event::topic(): command_service() for the latter.
+  void on_request(std::string type_name, RequestHandler handler);
+  /// "<service>.command": where clients send commands (any instance takes them and
+  /// forwards each to its aggregate's owner). Empty without a service.
+  std::string command_service() const;
+  /// Sends a request to one instance of the service, at its own address.
+  Reply request_to(const NodeId& instance, std::span<const std::byte> payload, const RequestOptions& options) const;
 
   /// "order" for "order-42"; throws error(invalid_argument) for a bad stream name.
   static std::string category_of(std::string_view stream);

@@ -285,6 +285,16 @@ using RequestHandler = std::function<Reply(const Event& request)>;
 /// (failure holds a meshbus::error). Runs on a handler thread.
 using ReplyCallback = std::function<void(std::optional<Reply> reply, std::exception_ptr failure)>;
 
+/// How a service is served (Node::serve).
+struct ServeOptions {
+  /// Run the service's requests on a thread of its own, one at a time in arrival
+  /// order, instead of on the node's handler threads. For a service that handlers
+  /// wait for — directly or through other nodes, as EventStore's replication — which
+  /// busy handler threads must not hold up. At most 65536 requests wait; more are
+  /// answered as failed ("queue full"; counted in Stats::requests_refused).
+  bool own_thread = false;
+};
+
 /// Identifies a served service for unserve().
 struct Service {
   std::uint64_t id = 0;
@@ -436,6 +446,7 @@ class Node {
   /// HELLO and subscription updates. One handler per service per node. Throws
   /// meshbus::error: invalid_topic, invalid_argument (already served), stopped.
   Service serve(std::string_view service, RequestHandler handler);
+  Service serve(std::string_view service, RequestHandler handler, const ServeOptions& options);
   void unserve(Service service);
   /// Live instances of `service` (this node included when it serves it).
   std::vector<NodeId> instances(std::string_view service) const;

@@ -28,6 +28,8 @@ class category final : public std::error_category {
       case errc::group_conflict: return "service group conflict";
       case errc::storage: return "durable log error";
       case errc::wrong_expected_version: return "wrong expected version";
+      case errc::not_enough_replicas: return "not enough replicas";
+      case errc::not_owner: return "not the owner";
     }
     return "unknown meshbus error";
   }

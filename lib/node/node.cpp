@@ -65,7 +65,10 @@ void Node::request_on_io_thread(std::string_view service, std::span<const std::b
       std::move(done), options);
 }
 Service Node::serve(std::string_view service, RequestHandler handler) {
-  return impl_->serve(service, std::move(handler));
+  return impl_->serve(service, std::move(handler), ServeOptions{});
+}
+Service Node::serve(std::string_view service, RequestHandler handler, const ServeOptions& options) {
+  return impl_->serve(service, std::move(handler), options);
 }
 void Node::unserve(Service service) { impl_->unserve(service); }
 std::vector<NodeId> Node::instances(std::string_view service) const { return impl_->instances(service); }

@@ -323,6 +323,7 @@ void node_impl::stop() {
   }
   publisher_->close();
   dispatcher_->stop();
+  requests_->stop_workers();
   stopped_.store(true, std::memory_order_release);
   view_->clear();
 }

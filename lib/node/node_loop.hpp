@@ -101,8 +101,8 @@ class node_impl final : private loop_access,
                             const RequestOptions& options) {
     requests_->request_on_io_thread(service, payload, std::move(done), options);
   }
-  Service serve(std::string_view service, RequestHandler handler) {
-    return requests_->serve(service, std::move(handler));
+  Service serve(std::string_view service, RequestHandler handler, const ServeOptions& options) {
+    return requests_->serve(service, std::move(handler), options);
   }
   void unserve(Service service) { requests_->unserve(service); }
   std::vector<NodeId> instances(std::string_view service) const { return requests_->instances(service); }

@@ -6,6 +6,9 @@
 #include "lib/node/requests.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -161,7 +164,76 @@ void requests::send(const wire::node_id_bytes& peer, wire::request_msg m, const 
   });
 }
 
-Service requests::serve(std::string_view service, RequestHandler handler) {
+// A service's own thread: its requests run here in arrival order, so handlers that
+// wait for the service (on this node or through others) cannot hold it up.
+class requests::service_worker {
+ public:
+  static constexpr std::size_t capacity = 65536;  // then: refused, "queue full"
+
+  service_worker() : thread_([this] { run(); }) {}
+  ~service_worker() { stop(); }
+  service_worker(const service_worker&) = delete;
+  service_worker& operator=(const service_worker&) = delete;
+
+  /// False when full or stopped (the caller answers the request as failed).
+  bool post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_ || jobs_.size() >= capacity) return false;
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (!thread_.joinable()) return;
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // unserved from its own request: it ends after this job
+    } else {
+      thread_.join();
+    }
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopped_ || !jobs_.empty(); });
+        if (stopped_) return;  // what is left is answered by no one: the requesters time out
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+void requests::stop_workers() {
+  std::vector<std::shared_ptr<service_worker>> workers;
+  {
+    std::lock_guard lock(services_mu_);
+    for (auto& [name, s] : services_) {
+      if (s.worker) workers.push_back(s.worker);
+    }
+  }
+  for (auto& w : workers) w->stop();
+}
+
+Service requests::serve(std::string_view service, RequestHandler handler, const ServeOptions& options) {
   if (stopping_.load(std::memory_order_acquire)) throw error(errc::stopped, "serve() after stop()");
   if (!handler) throw error(errc::invalid_argument, "serve() needs a handler");
   check_service_name(service);
@@ -173,20 +245,25 @@ Service requests::serve(std::string_view service, RequestHandler handler) {
                   fmt::format("'{}' is already served by this node; unserve() it first", service));
     }
     s.id = next_service_id_++;
-    services_.emplace(std::string(service), served_service{s.id, std::move(handler)});
+    services_.emplace(std::string(service), served_service{s.id, std::move(handler),
+                                                           options.own_thread ? std::make_shared<service_worker>()
+                                                                              : nullptr});
   }
   services_changed_();
   return s;
 }
 
 void requests::unserve(Service s) {
+  std::shared_ptr<service_worker> worker;
   {
     std::lock_guard lock(services_mu_);
     const auto it =
         std::find_if(services_.begin(), services_.end(), [&](const auto& kv) { return kv.second.id == s.id; });
     if (it == services_.end()) return;
+    worker = std::move(it->second.worker);
     services_.erase(it);
   }
+  if (worker) worker->stop();
   if (!stopping_.load(std::memory_order_acquire)) services_changed_();
 }
 
@@ -263,10 +340,33 @@ wire::reply_msg requests::run_service(const wire::node_id_bytes& requester, cons
 // --- I/O thread ---------------------------------------------------------------
 
 void requests::on_request(const wire::node_id_bytes& from, wire::request_msg&& m) {
-  handlers_.post(requester_hash(from), [this, from, m = std::move(m)] {
+  std::shared_ptr<service_worker> worker;
+  {
+    std::lock_guard lock(services_mu_);
+    if (const auto it = services_.find(m.service); it != services_.end()) worker = it->second.worker;
+  }
+  if (!worker) {
+    handlers_.post(requester_hash(from), [this, from, m = std::move(m)] {
+      auto reply = run_service(from, m);
+      ctx_.loop.run_on_loop([this, from, reply = std::move(reply)] { control_.send(from, reply); });
+    });
+    return;
+  }
+  const auto id = m.id;
+  const auto service = m.service;
+  auto job = [this, from, m = std::move(m)] {
     auto reply = run_service(from, m);
     ctx_.loop.run_on_loop([this, from, reply = std::move(reply)] { control_.send(from, reply); });
-  });
+  };
+  if (!worker->post(std::move(job))) {
+    bump(ctx_.counters.requests_refused);
+    wire::reply_msg reply;
+    reply.id = id;
+    reply.status = wire::reply_status::handler_failed;
+    reply.message = fmt::format("'{}' on node {} has {} requests waiting: queue full", service,
+                                ctx_.self.id.short_string(), service_worker::capacity);
+    control_.send(from, reply);
+  }
 }
 
 void requests::on_reply(const wire::node_id_bytes& from, wire::reply_msg&& m) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,7 +36,9 @@ class requests {
                      const RequestOptions& options);
   void request_on_io_thread(std::string_view service, wire::byte_view payload, ReplyCallback done,
                             const RequestOptions& options);
-  Service serve(std::string_view service, RequestHandler handler);
+  Service serve(std::string_view service, RequestHandler handler, const ServeOptions& options);
+  /// Joins the threads of services served with ServeOptions::own_thread (at stop).
+  void stop_workers();
   void unserve(Service service);
   std::vector<NodeId> instances(std::string_view service) const;
   std::vector<std::string> service_names() const;
@@ -58,9 +61,11 @@ class requests {
     clock::time_point deadline{};
     completion done;
   };
+  class service_worker;  // a service's own thread (ServeOptions::own_thread)
   struct served_service {
     std::uint64_t id = 0;
     RequestHandler handler;
+    std::shared_ptr<service_worker> worker;
   };
   void start(std::string_view service, wire::byte_view payload, const RequestOptions& options, completion done,
              bool on_handler_thread);

@@ -58,6 +58,112 @@ std::string event_key(std::string_view stream, std::uint64_t version) {
 std::string head_key(std::string_view stream) { return std::string("$es/h/").append(stream); }
 std::string position_key(std::uint64_t position) { return "$es/p/" + be(position); }
 std::string snapshot_key(std::string_view stream) { return std::string("$es/n/").append(stream); }
+std::string term_key(std::string_view stream) { return std::string("$es/t/").append(stream); }
+
+// --- ownership terms ------------------------------------------------------------
+// "$es/t/<stream>": the term (u64 BE) and the owner (16 bytes) this instance knows of.
+struct term_record {
+  std::uint64_t term = 0;
+  NodeId owner;
+};
+term_record decode_term(const std::optional<std::string>& v) {
+  term_record r;
+  if (!v || v->size() != 24) return r;
+  r.term = get_be(*v);
+  std::copy(v->begin() + 8, v->end(), r.owner.bytes.begin());
+  return r;
+}
+std::string encode_term(const term_record& r) {
+  auto s = be(r.term);
+  s.append(reinterpret_cast<const char*>(r.owner.bytes.data()), r.owner.bytes.size());
+  return s;
+}
+
+// --- between instances (docs/event_sourcing.md, "Replication") -------------------
+constexpr std::string_view append_type = "meshbus.es.append";
+constexpr std::string_view claim_type = "meshbus.es.claim";
+constexpr std::string_view fetch_type = "meshbus.es.fetch";
+constexpr std::uint8_t reply_ok = 0, reply_fenced = 1, reply_behind = 2;
+
+/// An event as sent to a replica: [event_id, type, type_version, payload (bin),
+/// correlation_id, causation_id, recorded_ns, [[name, value], ...]].
+void pack_wire_event(msgpack::packer<msgpack::sbuffer>& pk, const NewEvent& e, std::int64_t recorded_ns) {
+  pk.pack_array(8);
+  pk.pack(e.event_id);
+  pk.pack(e.type_name);
+  pk.pack(e.type_version);
+  pk.pack_bin(static_cast<std::uint32_t>(e.payload.size()));
+  pk.pack_bin_body(e.payload.data(), static_cast<std::uint32_t>(e.payload.size()));
+  pk.pack(e.correlation_id);
+  pk.pack(e.causation_id);
+  pk.pack(recorded_ns);
+  pk.pack_array(static_cast<std::uint32_t>(e.headers.size()));
+  for (const auto& [k, v] : e.headers) {
+    pk.pack_array(2);
+    pk.pack(k);
+    pk.pack(v);
+  }
+}
+struct wire_event {
+  NewEvent event;
+  std::int64_t recorded_ns = 0;
+};
+wire_event unpack_wire_event(const msgpack::object& o) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 8) throw std::runtime_error("an event is not an array of 8");
+  const auto* f = o.via.array.ptr;
+  wire_event w;
+  w.event.event_id = f[0].as<std::string>();
+  w.event.type_name = f[1].as<std::string>();
+  w.event.type_version = f[2].as<std::uint32_t>();
+  if (f[3].type != msgpack::type::BIN) throw std::runtime_error("a payload is not bytes");
+  w.event.payload.assign(f[3].via.bin.ptr, f[3].via.bin.size);
+  w.event.correlation_id = f[4].as<std::string>();
+  w.event.causation_id = f[5].as<std::string>();
+  w.recorded_ns = f[6].as<std::int64_t>();
+  if (f[7].type != msgpack::type::ARRAY) throw std::runtime_error("headers are not a list");
+  for (std::uint32_t i = 0; i < f[7].via.array.size; ++i) {
+    const auto& h = f[7].via.array.ptr[i];
+    if (h.type != msgpack::type::ARRAY || h.via.array.size != 2) throw std::runtime_error("a header is not a pair");
+    w.event.headers.emplace_back(h.via.array.ptr[0].as<std::string>(), h.via.array.ptr[1].as<std::string>());
+  }
+  if (w.event.type_name.empty() || w.event.event_id.empty()) throw std::runtime_error("an event without type or id");
+  return w;
+}
+wire_event to_wire(const RecordedEvent& r) {
+  wire_event w;
+  w.event.event_id = r.event_id;
+  w.event.type_name = r.type_name;
+  w.event.type_version = r.type_version;
+  w.event.payload = r.payload;
+  w.event.correlation_id = r.correlation_id;
+  w.event.causation_id = r.causation_id;
+  w.event.headers = r.headers;
+  w.recorded_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.recorded_at.time_since_epoch()).count();
+  return w;
+}
+NodeId node_id_of(const msgpack::object& o) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size != 16) throw std::runtime_error("a node id is not 16 bytes");
+  NodeId id;
+  std::copy(o.via.bin.ptr, o.via.bin.ptr + 16, reinterpret_cast<char*>(id.bytes.data()));
+  return id;
+}
+void pack_node_id(msgpack::packer<msgpack::sbuffer>& pk, const NodeId& id) {
+  pk.pack_bin(16);
+  pk.pack_bin_body(reinterpret_cast<const char*>(id.bytes.data()), 16);
+}
+
+/// Rendezvous (highest random weight) score of `member` for `key`.
+std::uint64_t rendezvous(const NodeId& member, std::string_view key) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then splitmix64's finalizer
+  for (const auto b : member.bytes) h = (h ^ b) * 0x100000001b3ULL;
+  for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
 
 // --- records --------------------------------------------------------------------
 // An event: a MessagePack array [format, event_id, type_name, type_version, payload,
@@ -174,10 +280,27 @@ class EventStore::impl {
       }
     }
     committed_position_ = last_position();
+    if (!opts_.service.empty()) {
+      if (auto why = topic_error(opts_.service + ".eventstore.x"); !why.empty()) {
+        throw error(errc::invalid_argument, fmt::format("EventStoreOptions::service '{}': {}", opts_.service, why));
+      }
+      self_ = node_.id();
+      members_service_ = opts_.service + ".eventstore";
+      // Membership: the instances serving it. Replication: each instance's own address,
+      // on a thread of its own so that handlers waiting for an append (commands) never
+      // hold up the replicas they wait for. Commands: each instance's own address, on
+      // the node's handler threads.
+      served_.push_back(node_.serve(members_service_, [](const Event&) { return Reply("member"); }));
+      served_.push_back(node_.serve(replication_address(self_),
+                                    [this](const Event& e) { return on_replication(e); }, ServeOptions{.own_thread = true}));
+      served_.push_back(node_.serve(command_address(self_), [this](const Event& e) { return on_command(e); }));
+      served_.push_back(node_.serve(opts_.service + ".command", [this](const Event& e) { return on_command(e); }));
+    }
     writer_ = std::thread([this] { run(); });
   }
 
   ~impl() {
+    for (const auto s : served_) node_.unserve(s);
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -369,7 +492,11 @@ class EventStore::impl {
         }
       }
       room_.notify_all();
-      commit(batch);
+      if (replicated()) {
+        commit_replicated(batch);
+      } else {
+        commit(batch);
+      }
     }
   }
 
@@ -406,7 +533,7 @@ class EventStore::impl {
             const auto key = event_key(r.stream, version);
             tx.put(key, encode_event_record(e, position, recorded));
             tx.put(position_key(position), std::string_view(key).substr(6));
-            if (opts_.publish) publish(tx, r, e, version, position);
+            if (opts_.publish) publish(tx, r.stream, r.topic, e, version, position);
             ++appended_events;
           }
           tx.put(head_key(r.stream), be(h->second));
@@ -442,12 +569,13 @@ class EventStore::impl {
     }
   }
 
-  void publish(Transaction& tx, const request& r, const NewEvent& e, std::uint64_t version, std::uint64_t position) {
+  void publish(Transaction& tx, const std::string& stream, const std::string& topic, const NewEvent& e,
+               std::uint64_t version, std::uint64_t position) {
     const auto v = std::to_string(version), p = std::to_string(position);
     std::vector<Header> headers;
     headers.reserve(e.headers.size() + 3);
     for (const auto& [k, val] : e.headers) headers.push_back({k, val});
-    headers.push_back({"es-stream", r.stream});
+    headers.push_back({"es-stream", stream});
     headers.push_back({"es-version", v});
     headers.push_back({"es-position", p});
     PublishOptions o;
@@ -457,8 +585,638 @@ class EventStore::impl {
     o.correlation_id = e.correlation_id;
     o.causation_id = e.causation_id;
     o.headers = headers;
-    tx.publish(r.topic, e.payload, o);
+    tx.publish(topic, e.payload, o);
   }
+
+  // --- ownership and replication ----------------------------------------------------
+
+ public:
+  bool replicated() const noexcept { return !opts_.service.empty() && opts_.replicas > 0; }
+
+  std::vector<NodeId> members() const {
+    if (opts_.service.empty()) return {node_.id()};
+    auto m = node_.instances(members_service_);
+    if (std::find(m.begin(), m.end(), self_) == m.end()) m.push_back(self_);
+    std::sort(m.begin(), m.end());
+    return m;
+  }
+
+  NodeId owner_of(std::string_view stream) const {
+    (void)category_of(stream);
+    const auto m = members();
+    NodeId best = m.front();
+    std::uint64_t best_score = 0;
+    for (const auto& id : m) {
+      const auto s = rendezvous(id, stream);
+      if (s > best_score || (s == best_score && id < best)) {
+        best = id;
+        best_score = s;
+      }
+    }
+    return best;
+  }
+
+  void on_request(std::string type_name, RequestHandler handler) {
+    if (opts_.service.empty()) {
+      throw error(errc::invalid_argument, "EventStore::on_request needs EventStoreOptions::service");
+    }
+    std::lock_guard lock(commands_mu_);
+    commands_[std::move(type_name)] = std::move(handler);
+  }
+
+  std::string command_service() const { return opts_.service.empty() ? std::string() : opts_.service + ".command"; }
+
+  Reply request_to(const NodeId& instance, std::span<const std::byte> payload, const RequestOptions& options) const {
+    if (opts_.service.empty()) {
+      throw error(errc::invalid_argument, "EventStore::request_to needs EventStoreOptions::service");
+    }
+    return node_.request(command_address(instance), payload, options).get();
+  }
+
+ private:
+  std::string replication_address(const NodeId& id) const { return members_service_ + ".r" + id.to_string(); }
+  std::string command_address(const NodeId& id) const { return opts_.service + ".command.c" + id.to_string(); }
+
+  std::vector<NodeId> other_members() const {
+    auto m = members();
+    m.erase(std::remove(m.begin(), m.end(), self_), m.end());
+    return m;
+  }
+
+  Reply on_command(const Event& e) {
+    RequestHandler h;
+    {
+      std::lock_guard lock(commands_mu_);
+      if (const auto it = commands_.find(e.type_name()); it != commands_.end()) h = it->second;
+    }
+    if (!h) {
+      throw poison_event(fmt::format("instance {} of '{}' has no handler for requests of type '{}'",
+                                     self_.short_string(), opts_.service, e.type_name()));
+    }
+    return h(e);
+  }
+
+  // --- the replica's side (its own thread) ---
+
+  Reply on_replication(const Event& e) {
+    try {
+      const auto bytes = std::string_view(reinterpret_cast<const char*>(e.payload().data()), e.payload().size());
+      const auto handle = unpack_record(bytes);
+      const auto& o = handle.get();
+      if (e.type_name() == append_type) return replica_append(o);
+      if (e.type_name() == claim_type) return replica_claim(o);
+      if (e.type_name() == fetch_type) return replica_fetch(o);
+      throw std::runtime_error(fmt::format("unknown type '{}'", e.type_name()));
+    } catch (const error&) {
+      throw;  // the store failed (full disk): remote_failure at the owner
+    } catch (const std::exception& ex) {
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.replication_malformed;
+      }
+      throw poison_event(fmt::format("a replication request does not decode: {}", ex.what()));
+    }
+  }
+
+  /// [[stream, term, owner, first_version, [event, ...]], ...] -> [[status, term, head], ...]
+  Reply replica_append(const msgpack::object& o) {
+    if (o.type != msgpack::type::ARRAY) throw std::runtime_error("not a list of streams");
+    struct item {
+      std::string stream;
+      term_record term;
+      std::uint64_t first = 0;
+      std::vector<wire_event> events;
+    };
+    std::vector<item> items;
+    for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+      const auto& s = o.via.array.ptr[i];
+      if (s.type != msgpack::type::ARRAY || s.via.array.size != 5) throw std::runtime_error("a stream entry is not 5 fields");
+      item it;
+      it.stream = s.via.array.ptr[0].as<std::string>();
+      (void)category_of(it.stream);
+      it.term.term = s.via.array.ptr[1].as<std::uint64_t>();
+      it.term.owner = node_id_of(s.via.array.ptr[2]);
+      it.first = s.via.array.ptr[3].as<std::uint64_t>();
+      const auto& evs = s.via.array.ptr[4];
+      if (evs.type != msgpack::type::ARRAY || it.first == 0) throw std::runtime_error("bad events or first version");
+      for (std::uint32_t k = 0; k < evs.via.array.size; ++k) it.events.push_back(unpack_wire_event(evs.via.array.ptr[k]));
+      items.push_back(std::move(it));
+    }
+    std::vector<std::array<std::uint64_t, 3>> replies(items.size());
+    std::uint64_t written = 0, last = 0;
+    node_.transact([&](Transaction& tx) {
+      written = 0;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& it = items[i];
+        const auto known = decode_term(tx.get(term_key(it.stream)));
+        const auto head = get_be_or(tx.get(head_key(it.stream)));
+        if (it.term.term < known.term || (it.term.term == known.term && known.term != 0 && it.term.owner != known.owner)) {
+          replies[i] = {reply_fenced, known.term, head};
+          continue;
+        }
+        if (it.term.term > known.term) tx.put(term_key(it.stream), encode_term(it.term));
+        if (it.first > head + 1) {
+          replies[i] = {reply_behind, it.term.term, head};
+          continue;
+        }
+        const auto new_head = write_events(tx, it.stream, it.first, it.events, head, nullptr, written);
+        replies[i] = {reply_ok, it.term.term, new_head};
+      }
+      last = get_be_or(tx.get(last_key));
+    });
+    replicated_in(written, last);
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack(replies);
+    return Reply(std::string(buf.data(), buf.size()));
+  }
+
+  /// [term, owner, [stream, ...]] -> [[accepted (0) or refused (1), term, head], ...]
+  Reply replica_claim(const msgpack::object& o) {
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) throw std::runtime_error("a claim is not 3 fields");
+    term_record claim;
+    claim.term = o.via.array.ptr[0].as<std::uint64_t>();
+    claim.owner = node_id_of(o.via.array.ptr[1]);
+    const auto streams = o.via.array.ptr[2].as<std::vector<std::string>>();
+    for (const auto& s : streams) (void)category_of(s);
+    std::vector<std::array<std::uint64_t, 3>> replies(streams.size());
+    node_.transact([&](Transaction& tx) {
+      for (std::size_t i = 0; i < streams.size(); ++i) {
+        const auto known = decode_term(tx.get(term_key(streams[i])));
+        const auto head = get_be_or(tx.get(head_key(streams[i])));
+        if (claim.term > known.term) {
+          tx.put(term_key(streams[i]), encode_term(claim));
+          replies[i] = {0, claim.term, head};
+        } else {
+          replies[i] = {1, known.term, head};
+        }
+      }
+    });
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack(replies);
+    return Reply(std::string(buf.data(), buf.size()));
+  }
+
+  /// [stream, from, max] -> [event, ...] (versions from, from + 1, ...)
+  Reply replica_fetch(const msgpack::object& o) {
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) throw std::runtime_error("a fetch is not 3 fields");
+    const auto stream = o.via.array.ptr[0].as<std::string>();
+    const auto from = std::max<std::uint64_t>(o.via.array.ptr[1].as<std::uint64_t>(), 1);
+    const auto max = std::min<std::uint64_t>(o.via.array.ptr[2].as<std::uint64_t>(), 1024);
+    const auto events = read(stream, from, static_cast<std::size_t>(max), false);
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(static_cast<std::uint32_t>(events.size()));
+    for (const auto& r : events) {
+      const auto w = to_wire(r);
+      pack_wire_event(pk, w.event, w.recorded_ns);
+    }
+    return Reply(std::string(buf.data(), buf.size()));
+  }
+
+  static std::uint64_t get_be_or(const std::optional<std::string>& v) { return v ? get_be(*v) : 0; }
+
+  /// Writes `events` as versions first, first + 1, ... of `stream` whose head is
+  /// `head`, in `tx`; returns the new head. An event already there with the same id is
+  /// kept (a resend); one with another id, and everything after it, is replaced (the
+  /// uncommitted tail of a deposed owner). With `publish`, each new event goes out
+  /// through the transaction's outbox.
+  std::uint64_t write_events(Transaction& tx, const std::string& stream, std::uint64_t first,
+                             const std::vector<wire_event>& events, std::uint64_t head, const std::string* publish_topic,
+                             std::uint64_t& written) {
+    std::uint64_t position = get_be_or(tx.get(last_key));
+    std::uint64_t v = first;
+    for (const auto& w : events) {
+      if (v <= head) {
+        const auto key = event_key(stream, v);
+        const auto existing = tx.get(key);
+        if (existing && decode_event_record(key, *existing).event_id == w.event.event_id) {
+          ++v;
+          continue;
+        }
+        for (auto old = v; old <= head; ++old) {  // truncate the diverging tail
+          const auto old_key = event_key(stream, old);
+          if (const auto rec = tx.get(old_key)) tx.erase(position_key(decode_event_record(old_key, *rec).position));
+          tx.erase(old_key);
+        }
+        head = v - 1;
+      }
+      ++position;
+      const auto key = event_key(stream, v);
+      tx.put(key, encode_event_record(w.event, position, w.recorded_ns));
+      tx.put(position_key(position), std::string_view(key).substr(6));
+      if (publish_topic != nullptr) publish(tx, stream, *publish_topic, w.event, v, position);
+      ++written;
+      head = std::max(head, v);
+      ++v;
+    }
+    tx.put(head_key(stream), be(head));
+    tx.put(last_key, be(position));
+    return head;
+  }
+
+  void replicated_in(std::uint64_t written, std::uint64_t last) {
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.replicated_in += written;
+      committed_position_ = std::max(committed_position_, last);
+    }
+    appended_.notify_all();
+  }
+
+  // --- the owner's side (the writer thread) ---
+
+  using enough_fn = std::function<bool(const std::vector<std::optional<Reply>>&)>;
+  /// Sends one request to each of `to` at once and waits for every answer (a reply or
+  /// a failure: each request has the replication timeout) — or, once `enough` says the
+  /// answers so far suffice, for the others a short grace more (so that a replica
+  /// that is behind still says so and is caught up), not for a dead one's timeout.
+  std::vector<std::optional<Reply>> ask_all(const std::vector<NodeId>& to, std::string_view type,
+                                            const std::vector<std::string>& payloads,
+                                            const enough_fn& enough = nullptr) {
+    // Node::request's futures complete on the I/O thread: request_async would complete
+    // on a handler thread, which the command waiting for this append may occupy.
+    RequestOptions ro;
+    ro.timeout = opts_.replication_timeout;
+    ro.type_name = type;
+    ro.type_version = 1;
+    std::vector<std::future<Reply>> pending(to.size());
+    std::vector<std::optional<Reply>> replies(to.size());
+    std::vector<bool> done(to.size(), false);
+    std::size_t left = to.size();
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      const auto& bytes = payloads.size() == 1 ? payloads[0] : payloads[i];
+      try {
+        pending[i] = node_.request(replication_address(to[i]), std::as_bytes(std::span(bytes.data(), bytes.size())), ro);
+      } catch (const std::exception&) {
+        done[i] = true;
+        --left;
+      }
+    }
+    std::optional<std::chrono::steady_clock::time_point> grace_until;
+    while (left > 0) {
+      for (std::size_t i = 0; i < to.size(); ++i) {
+        if (done[i] || pending[i].wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+        done[i] = true;
+        --left;
+        try {
+          replies[i] = pending[i].get();
+        } catch (const std::exception&) {
+          // timed out, gone, failed: no answer
+        }
+      }
+      if (left == 0) break;
+      const auto now = std::chrono::steady_clock::now();
+      if (!grace_until && enough && enough(replies)) grace_until = now + std::chrono::milliseconds(50);
+      if (grace_until && now >= *grace_until) break;
+      for (std::size_t i = 0; i < to.size(); ++i) {
+        if (!done[i]) {
+          pending[i].wait_for(std::chrono::microseconds(200));
+          break;
+        }
+      }
+    }
+    return replies;  // requests still open complete into futures nobody reads
+  }
+
+  static std::vector<std::array<std::uint64_t, 3>> triples(const Reply& r) {
+    const auto handle = unpack_record(r.payload);
+    return handle.get().as<std::vector<std::array<std::uint64_t, 3>>>();
+  }
+
+  error not_enough(const std::string& stream, std::size_t acknowledged, std::size_t others) const {
+    return error(errc::not_enough_replicas,
+                 fmt::format("stream '{}': {} of the {} other live instances of '{}' acknowledged, and "
+                             "EventStoreOptions::replicas is {}: nothing was committed (events a replica did take "
+                             "may still be adopted by the next owner)",
+                             stream, acknowledged, others, opts_.service, opts_.replicas));
+  }
+
+  /// Makes this instance the owner of `stream` in a new term unless it already is:
+  /// claims it at the other live instances (a replica accepts a higher term and from
+  /// then on refuses the old owner: fencing), then catches up to the newest version
+  /// any of them holds. Returns the term.
+  std::uint64_t ensure_owner(const std::string& stream, const std::vector<NodeId>& others) {
+    const auto known = decode_term(node_.stored(term_key(stream)));
+    if (known.term > 0 && known.owner == self_) return known.term;
+    std::uint64_t term = known.term + 1;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      msgpack::sbuffer buf;
+      msgpack::packer<msgpack::sbuffer> pk(buf);
+      pk.pack_array(3);
+      pk.pack(term);
+      pack_node_id(pk, self_);
+      pk.pack(std::vector<std::string>{stream});
+      const auto replies = ask_all(others, claim_type, {std::string(buf.data(), buf.size())});
+      std::size_t accepted = 0;
+      std::uint64_t higher = 0, best_head = 0;
+      std::optional<NodeId> best;
+      for (std::size_t i = 0; i < others.size(); ++i) {
+        if (!replies[i]) continue;
+        const auto t = triples(*replies[i]);
+        if (t.size() != 1) continue;
+        if (t[0][0] == 0) {
+          ++accepted;
+          if (t[0][2] > best_head) {
+            best_head = t[0][2];
+            best = others[i];
+          }
+        } else {
+          higher = std::max(higher, t[0][1]);
+        }
+      }
+      if (higher >= term) {
+        term = higher + 1;
+        continue;
+      }
+      if (accepted < opts_.replicas) throw not_enough(stream, accepted, others.size());
+      // Catch up to the newest version a replica holds, then own it, in one commit.
+      std::vector<wire_event> missing;
+      const auto local_head = version(stream);
+      if (best && best_head > local_head) {
+        for (auto from = local_head + 1; from <= best_head;) {
+          msgpack::sbuffer fb;
+          msgpack::packer<msgpack::sbuffer> fp(fb);
+          fp.pack_array(3);
+          fp.pack(stream);
+          fp.pack(from);
+          fp.pack(std::uint64_t{1024});
+          const auto got = ask_all({*best}, fetch_type, {std::string(fb.data(), fb.size())});
+          if (!got[0]) throw not_enough(stream, 0, others.size());
+          const auto handle = unpack_record(got[0]->payload);
+          const auto& arr = handle.get();
+          if (arr.type != msgpack::type::ARRAY || arr.via.array.size == 0) break;
+          for (std::uint32_t k = 0; k < arr.via.array.size; ++k) missing.push_back(unpack_wire_event(arr.via.array.ptr[k]));
+          from += arr.via.array.size;
+        }
+      }
+      std::uint64_t written = 0, last = 0;
+      const auto topic = topic_of(category_of(stream));
+      node_.transact([&](Transaction& tx) {
+        const auto now_known = decode_term(tx.get(term_key(stream)));
+        if (now_known.term > term) {
+          throw error(errc::not_owner, fmt::format("stream '{}' was claimed by instance {} in term {} meanwhile",
+                                                   stream, now_known.owner.short_string(), now_known.term));
+        }
+        const auto head = get_be_or(tx.get(head_key(stream)));
+        // Adopted events are published again (same ids): the old owner may have died
+        // between its replicas' acknowledgement and its own commit.
+        if (!missing.empty()) {
+          write_events(tx, stream, local_head + 1, missing, head, opts_.publish ? &topic : nullptr, written);
+        }
+        tx.put(term_key(stream), encode_term({term, self_}));
+        last = get_be_or(tx.get(last_key));
+      });
+      replicated_in(0, last);
+      std::lock_guard lock(stats_mu_);
+      ++stats_.takeovers;
+      return term;
+    }
+    throw error(errc::not_owner,
+                fmt::format("stream '{}': other instances kept claiming higher terms; try again", stream));
+  }
+
+  struct stream_plan {
+    std::string stream;
+    std::uint64_t term = 0;
+    std::uint64_t first = 0;  // the first new version
+    std::uint64_t head = 0;   // the version after the planned events
+    std::vector<wire_event> events;
+    std::exception_ptr failure;
+    std::size_t acks = 0;
+  };
+
+  void commit_replicated(std::vector<request>& batch) {
+    std::vector<std::uint64_t> versions(batch.size(), 0);
+    std::vector<std::exception_ptr> failures(batch.size());
+    std::vector<std::size_t> plan_of(batch.size(), 0);
+    std::vector<stream_plan> plans;
+    std::map<std::string, std::size_t, std::less<>> index;
+    std::uint64_t refused = 0;
+    const auto others = other_members();
+    const auto recorded = now_ns();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& r = batch[i];
+      auto found = index.find(r.stream);
+      if (found == index.end()) {
+        stream_plan p;
+        p.stream = r.stream;
+        try {
+          if (others.size() < opts_.replicas) throw not_enough(r.stream, 0, others.size());
+          p.term = ensure_owner(r.stream, others);
+          p.head = version(r.stream);
+          p.first = p.head + 1;
+        } catch (...) {
+          p.failure = std::current_exception();
+        }
+        found = index.emplace(r.stream, plans.size()).first;
+        plans.push_back(std::move(p));
+      }
+      auto& p = plans[found->second];
+      plan_of[i] = found->second;
+      if (p.failure) {
+        failures[i] = p.failure;
+        continue;
+      }
+      if (!r.expected.admits(p.head)) {
+        failures[i] = std::make_exception_ptr(wrong_expected_version(r.stream, r.expected, p.head));
+        ++refused;
+        continue;
+      }
+      for (auto& e : r.events) {
+        ++p.head;
+        if (e.event_id.empty()) e.event_id = fmt::format("{}@{}", r.stream, p.head);
+        p.events.push_back({e, recorded});
+      }
+      versions[i] = p.head;
+    }
+    replicate(plans, others);
+    // Commit here what enough replicas hold, unless the stream was claimed meanwhile.
+    std::uint64_t written = 0, last = 0;
+    std::exception_ptr store_failure;
+    try {
+      node_.transact([&](Transaction& tx) {
+        written = 0;
+        for (auto& p : plans) {
+          if (p.failure || p.events.empty()) continue;
+          if (p.acks < opts_.replicas) {
+            p.failure = std::make_exception_ptr(not_enough(p.stream, p.acks, others.size()));
+            continue;
+          }
+          const auto known = decode_term(tx.get(term_key(p.stream)));
+          const auto head = get_be_or(tx.get(head_key(p.stream)));
+          if (known.term != p.term || known.owner != self_ || head + 1 != p.first) {
+            p.failure = std::make_exception_ptr(fenced(p.stream, known));
+            continue;
+          }
+          const auto topic = topic_of(category_of(p.stream));
+          write_events(tx, p.stream, p.first, p.events, head, opts_.publish ? &topic : nullptr, written);
+        }
+        last = get_be_or(tx.get(last_key));
+      });
+    } catch (...) {
+      store_failure = std::current_exception();
+    }
+    std::uint64_t appends = 0, failed = 0, short_of = 0, fenced_count = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (failures[i]) continue;
+      const auto& p = plans[plan_of[i]];
+      if (store_failure) {
+        failures[i] = store_failure;
+      } else if (p.failure) {
+        failures[i] = p.failure;
+      }
+      if (!failures[i]) {
+        ++appends;
+        continue;
+      }
+      ++failed;
+      try {
+        std::rethrow_exception(failures[i]);
+      } catch (const error& e) {
+        if (e.code_value() == errc::not_enough_replicas) ++short_of;
+        if (e.code_value() == errc::not_owner) ++fenced_count;
+      } catch (...) {
+      }
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.wrong_expected_version += refused;
+      stats_.not_enough_replicas += short_of;
+      stats_.fenced += fenced_count;
+      stats_.append_failures += failed - short_of - fenced_count;
+      if (!store_failure && written > 0) ++stats_.commits;
+      stats_.appends += appends;
+      stats_.events_appended += written;
+      committed_position_ = std::max(committed_position_, last);
+    }
+    appended_.notify_all();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (failures[i]) {
+        batch[i].done.set_exception(failures[i]);
+      } else {
+        batch[i].done.set_value(versions[i]);
+      }
+    }
+  }
+
+  error fenced(const std::string& stream, const term_record& known) const {
+    return error(errc::not_owner,
+                 fmt::format("stream '{}' was taken over by instance {} (term {}): this instance no longer owns it, "
+                             "nothing was committed; send the command to its owner",
+                             stream, known.owner.short_string(), known.term));
+  }
+
+  /// Sends the planned events to every other instance; a replica that is behind gets
+  /// the events it misses first (from this store). Counts acknowledgements per plan;
+  /// a fencing reply records the newer term here so this instance stops appending.
+  void replicate(std::vector<stream_plan>& plans, const std::vector<NodeId>& others) {
+    std::vector<std::size_t> active;
+    for (std::size_t i = 0; i < plans.size(); ++i) {
+      if (!plans[i].failure && !plans[i].events.empty()) active.push_back(i);
+    }
+    if (active.empty() || others.empty()) return;
+    // Per instance, per plan: where to start (first, or where the replica stands).
+    std::vector<std::map<std::size_t, std::uint64_t>> from(others.size());
+    for (std::size_t m = 0; m < others.size(); ++m) {
+      for (const auto i : active) from[m][i] = plans[i].first;
+    }
+    std::vector<std::size_t> targets(others.size());
+    for (std::size_t m = 0; m < others.size(); ++m) targets[m] = m;
+    for (int round = 0; round < 3 && !targets.empty(); ++round) {
+      std::vector<NodeId> to;
+      std::vector<std::string> payloads;
+      std::vector<std::vector<std::size_t>> sent;  // plan indices, per target
+      for (const auto m : targets) {
+        msgpack::sbuffer buf;
+        msgpack::packer<msgpack::sbuffer> pk(buf);
+        pk.pack_array(static_cast<std::uint32_t>(from[m].size()));
+        std::vector<std::size_t> ids;
+        for (const auto& [i, start] : from[m]) {
+          const auto& p = plans[i];
+          std::vector<wire_event> events;
+          if (start < p.first) {  // the replica is behind: what it misses, from here
+            for (const auto& r : read(p.stream, start, static_cast<std::size_t>(p.first - start), false)) {
+              events.push_back(to_wire(r));
+            }
+          }
+          pk.pack_array(5);
+          pk.pack(p.stream);
+          pk.pack(p.term);
+          pack_node_id(pk, self_);
+          pk.pack(start);
+          pk.pack_array(static_cast<std::uint32_t>(events.size() + p.events.size()));
+          for (const auto& w : events) pack_wire_event(pk, w.event, w.recorded_ns);
+          for (const auto& w : p.events) pack_wire_event(pk, w.event, w.recorded_ns);
+          ids.push_back(i);
+        }
+        to.push_back(others[m]);
+        payloads.emplace_back(buf.data(), buf.size());
+        sent.push_back(std::move(ids));
+      }
+      // Enough: every plan has its acknowledgements among the answers so far.
+      const auto enough = [&](const std::vector<std::optional<Reply>>& so_far) {
+        std::map<std::size_t, std::size_t> acks;
+        for (std::size_t t = 0; t < so_far.size(); ++t) {
+          if (!so_far[t]) continue;
+          try {
+            const auto answer = triples(*so_far[t]);
+            for (std::size_t k = 0; k < sent[t].size() && k < answer.size(); ++k) {
+              if (answer[k][0] == reply_ok) ++acks[sent[t][k]];
+            }
+          } catch (const std::exception&) {
+          }
+        }
+        for (const auto i : active) {
+          if (plans[i].acks + acks[i] < opts_.replicas) return false;
+        }
+        return true;
+      };
+      const auto replies = ask_all(to, append_type, payloads, enough);
+      std::vector<std::size_t> again;
+      for (std::size_t t = 0; t < to.size(); ++t) {
+        const auto m = targets[t];
+        from[m].clear();
+        if (!replies[t]) continue;  // no answer in time: not counted
+        std::vector<std::array<std::uint64_t, 3>> answer;
+        try {
+          answer = triples(*replies[t]);
+        } catch (const std::exception&) {
+          continue;
+        }
+        for (std::size_t k = 0; k < sent[t].size() && k < answer.size(); ++k) {
+          auto& p = plans[sent[t][k]];
+          const auto [status, term, head] = answer[k];
+          if (status == reply_ok && head >= p.head) {
+            ++p.acks;
+          } else if (status == reply_fenced) {
+            if (!p.failure) {
+              // Remember the newer term, so the next append here claims anew.
+              term_record newer{term, NodeId{}};
+              try {
+                node_.transact([&](Transaction& tx) {
+                  if (decode_term(tx.get(term_key(p.stream))).term < term) tx.put(term_key(p.stream), encode_term(newer));
+                });
+              } catch (const std::exception&) {
+              }
+              p.failure = std::make_exception_ptr(fenced(p.stream, newer));
+            }
+          } else if (status == reply_behind) {
+            from[m][sent[t][k]] = head + 1;
+          }
+        }
+        if (!from[m].empty()) again.push_back(m);
+      }
+      targets = std::move(again);
+    }
+  }
+
+  NodeId self_;
+  std::string members_service_;
+  std::vector<Service> served_;
+  std::mutex commands_mu_;
+  std::map<std::string, RequestHandler, std::less<>> commands_;
 
   Node& node_;
   EventStoreOptions opts_;
@@ -510,6 +1268,16 @@ std::optional<Snapshot> EventStore::snapshot(std::string_view stream) const { re
 std::string EventStore::topic_of(std::string_view category) const { return impl_->topic_of(category); }
 Node& EventStore::node() const noexcept { return impl_->node(); }
 EventStoreStats EventStore::stats() const { return impl_->stats(); }
+std::vector<NodeId> EventStore::members() const { return impl_->members(); }
+NodeId EventStore::owner_of(std::string_view stream) const { return impl_->owner_of(stream); }
+std::string EventStore::command_service() const { return impl_->command_service(); }
+void EventStore::on_request(std::string type_name, RequestHandler handler) {
+  impl_->on_request(std::move(type_name), std::move(handler));
+}
+Reply EventStore::request_to(const NodeId& instance, std::span<const std::byte> payload,
+                             const RequestOptions& options) const {
+  return impl_->request_to(instance, payload, options);
+}
 
 std::string EventStore::category_of(std::string_view stream) {
   const auto dash = stream.find('-');

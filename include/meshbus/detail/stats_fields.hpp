@@ -87,6 +87,7 @@
   X(requests, counter, requests_sent, "requests sent")                                                         \
   X(requests, counter, requests_failed, "of those: no service, timeout, remote failure, ...")                  \
   X(requests, counter, requests_served, "requests this node's services answered")                              \
+  X(requests, counter, requests_refused, "requests refused: the service's own queue was full (ServeOptions)")     \
   X(requests, counter, late_replies, "replies that came after their request timed out")                        \
   /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
   X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
