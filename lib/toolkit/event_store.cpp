@@ -1060,25 +1060,28 @@ class EventStore::impl {
     }
     std::uint64_t appends = 0, failed = 0, short_of = 0, fenced_count = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (failures[i]) continue;
-      const auto& p = plans[plan_of[i]];
-      if (store_failure) {
-        failures[i] = store_failure;
-      } else if (p.failure) {
-        failures[i] = p.failure;
+      if (!failures[i]) {
+        const auto& p = plans[plan_of[i]];
+        if (store_failure) {
+          failures[i] = store_failure;
+        } else if (p.failure) {
+          failures[i] = p.failure;
+        }
       }
       if (!failures[i]) {
         ++appends;
         continue;
       }
-      ++failed;
       try {
         std::rethrow_exception(failures[i]);
+      } catch (const wrong_expected_version&) {
+        continue;  // counted as refused
       } catch (const error& e) {
         if (e.code_value() == errc::not_enough_replicas) ++short_of;
         if (e.code_value() == errc::not_owner) ++fenced_count;
       } catch (...) {
       }
+      ++failed;
     }
     {
       std::lock_guard lock(stats_mu_);
