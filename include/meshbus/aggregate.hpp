@@ -149,6 +149,14 @@ class Aggregate {
     }
   }
 
+  /// Stops serving the commands handle() registered (requests arriving after that
+  /// are rejected; destroy an Aggregate after its traffic stopped).
+  ~Aggregate() {
+    for (const auto& name : commands_) store_.on_request(name, nullptr);
+  }
+  Aggregate(const Aggregate&) = delete;
+  Aggregate& operator=(const Aggregate&) = delete;
+
   /// How an event of type E changes the state. Declares E as a type of the category in
   /// the store (appends of undeclared types to its streams are refused).
   template <TypedEvent E, typename F>
@@ -261,6 +269,7 @@ class Aggregate {
       execute(std::string(id_of(c)), [&](const State& s, Changes& out) { rep = decide(c, s, out); });
       return rep;
     };
+    commands_.emplace_back(Cmd::event_name);
     store_.on_request(std::string(Cmd::event_name), [this, run, id_of](const Event& e) mutable -> Reply {
       const Cmd c = decode_event<Cmd>(e.payload(), e.type_name(), e.type_version());
       if (e.topic() == store_.command_service()) {
@@ -372,6 +381,7 @@ class Aggregate {
   std::map<std::string, std::function<void(State&, const RecordedEvent&)>, std::less<>> appliers_;
   std::map<std::uint32_t, std::function<State(const msgpack::object&)>> snapshot_upcasters_;
   mutable counters stats_;
+  std::vector<std::string> commands_;  // registered by handle()
 };
 
 }  // namespace meshbus

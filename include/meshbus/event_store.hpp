@@ -275,7 +275,8 @@ class EventStore {
   /// Handles requests of type `type_name` sent to this instance: at its own address
   /// (request_to) or to the service's command service, which every instance serves
   /// (Aggregate::handle registers its commands here). The handler can tell them
-  /// apart by Event::topic(): command_service() for the latter.
+  /// apart by Event::topic(): command_service() for the latter. An empty handler
+  /// removes the type's.
   void on_request(std::string type_name, RequestHandler handler);
   /// "<service>.command": where clients send commands (any instance takes them and
   /// forwards each to its aggregate's owner). Empty without a service.

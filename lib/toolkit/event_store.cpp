@@ -621,6 +621,10 @@ class EventStore::impl {
       throw error(errc::invalid_argument, "EventStore::on_request needs EventStoreOptions::service");
     }
     std::lock_guard lock(commands_mu_);
+    if (!handler) {
+      commands_.erase(type_name);
+      return;
+    }
     commands_[std::move(type_name)] = std::move(handler);
   }
 
