@@ -782,9 +782,9 @@ class EventStore::impl {
   static std::uint64_t get_be_or(const std::optional<std::string>& v) { return v ? get_be(*v) : 0; }
 
   /// Writes `events` as versions first, first + 1, ... of `stream` whose head is
-  /// `head`, in `tx`; returns the new head. An event already there with the same id is
-  /// kept (a resend); one with another id, and everything after it, is replaced (the
-  /// uncommitted tail of a deposed owner). With `publish`, each new event goes out
+  /// `head`, in `tx`; returns the new head. An event already there that is the same
+  /// (id, recording time, type and payload) is kept (a resend); another one, and
+  /// everything after it, is replaced (the uncommitted tail of a deposed owner). With `publish`, each new event goes out
   /// through the transaction's outbox.
   std::uint64_t write_events(Transaction& tx, const std::string& stream, std::uint64_t first,
                              const std::vector<wire_event>& events, std::uint64_t head, const std::string* publish_topic,
@@ -795,9 +795,16 @@ class EventStore::impl {
       if (v <= head) {
         const auto key = event_key(stream, v);
         const auto existing = tx.get(key);
-        if (existing && decode_event_record(key, *existing).event_id == w.event.event_id) {
-          ++v;
-          continue;
+        if (existing) {
+          // The same event sent again? Ids alone cannot tell: "<stream>@<version>" is
+          // what a deposed owner's uncommitted event at this version had too.
+          const auto old = decode_event_record(key, *existing);
+          const auto old_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(old.recorded_at.time_since_epoch());
+          if (old.event_id == w.event.event_id && old_ns.count() == w.recorded_ns && old.payload == w.event.payload &&
+              old.type_name == w.event.type_name) {
+            ++v;
+            continue;
+          }
         }
         for (auto old = v; old <= head; ++old) {  // truncate the diverging tail
           const auto old_key = event_key(stream, old);
