@@ -60,6 +60,51 @@ std::string position_key(std::uint64_t position) { return "$es/p/" + be(position
 std::string snapshot_key(std::string_view stream) { return std::string("$es/n/").append(stream); }
 std::string term_key(std::string_view stream) { return std::string("$es/t/").append(stream); }
 
+// --- event fields (records and replication share them) ---------------------------
+using packer = msgpack::packer<msgpack::sbuffer>;
+
+/// What every form of an event holds, in this order: event_id, type_name,
+/// type_version, payload (bin), correlation_id, causation_id, recorded_at (ns).
+void pack_event_fields(packer& pk, const NewEvent& e, std::int64_t recorded_ns) {
+  pk.pack(e.event_id);
+  pk.pack(e.type_name);
+  pk.pack(e.type_version);
+  pk.pack_bin(static_cast<std::uint32_t>(e.payload.size()));
+  pk.pack_bin_body(e.payload.data(), static_cast<std::uint32_t>(e.payload.size()));
+  pk.pack(e.correlation_id);
+  pk.pack(e.causation_id);
+  pk.pack(recorded_ns);
+}
+/// The 7 fields pack_event_fields wrote, from `f`.
+void unpack_event_fields(const msgpack::object* f, NewEvent& e, std::int64_t& recorded_ns) {
+  e.event_id = f[0].as<std::string>();
+  e.type_name = f[1].as<std::string>();
+  e.type_version = f[2].as<std::uint32_t>();
+  if (f[3].type != msgpack::type::BIN) throw std::runtime_error("the payload is not bytes");
+  e.payload.assign(f[3].via.bin.ptr, f[3].via.bin.size);
+  e.correlation_id = f[4].as<std::string>();
+  e.causation_id = f[5].as<std::string>();
+  recorded_ns = f[6].as<std::int64_t>();
+}
+void pack_headers(packer& pk, const std::vector<std::pair<std::string, std::string>>& headers) {
+  pk.pack_array(static_cast<std::uint32_t>(headers.size()));
+  for (const auto& [k, v] : headers) {
+    pk.pack_array(2);
+    pk.pack(k);
+    pk.pack(v);
+  }
+}
+std::vector<std::pair<std::string, std::string>> unpack_headers(const msgpack::object& o) {
+  if (o.type != msgpack::type::ARRAY) throw std::runtime_error("the headers are not a list");
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+    const auto& h = o.via.array.ptr[i];
+    if (h.type != msgpack::type::ARRAY || h.via.array.size != 2) throw std::runtime_error("a header is not a pair");
+    headers.emplace_back(h.via.array.ptr[0].as<std::string>(), h.via.array.ptr[1].as<std::string>());
+  }
+  return headers;
+}
+
 // --- ownership terms ------------------------------------------------------------
 // "$es/t/<stream>": the term (u64 BE) and the owner (16 bytes) this instance knows of.
 struct term_record {
@@ -87,22 +132,10 @@ constexpr std::uint8_t reply_ok = 0, reply_fenced = 1, reply_behind = 2;
 
 /// An event as sent to a replica: [event_id, type, type_version, payload (bin),
 /// correlation_id, causation_id, recorded_ns, [[name, value], ...]].
-void pack_wire_event(msgpack::packer<msgpack::sbuffer>& pk, const NewEvent& e, std::int64_t recorded_ns) {
+void pack_wire_event(packer& pk, const NewEvent& e, std::int64_t recorded_ns) {
   pk.pack_array(8);
-  pk.pack(e.event_id);
-  pk.pack(e.type_name);
-  pk.pack(e.type_version);
-  pk.pack_bin(static_cast<std::uint32_t>(e.payload.size()));
-  pk.pack_bin_body(e.payload.data(), static_cast<std::uint32_t>(e.payload.size()));
-  pk.pack(e.correlation_id);
-  pk.pack(e.causation_id);
-  pk.pack(recorded_ns);
-  pk.pack_array(static_cast<std::uint32_t>(e.headers.size()));
-  for (const auto& [k, v] : e.headers) {
-    pk.pack_array(2);
-    pk.pack(k);
-    pk.pack(v);
-  }
+  pack_event_fields(pk, e, recorded_ns);
+  pack_headers(pk, e.headers);
 }
 struct wire_event {
   NewEvent event;
@@ -110,22 +143,9 @@ struct wire_event {
 };
 wire_event unpack_wire_event(const msgpack::object& o) {
   if (o.type != msgpack::type::ARRAY || o.via.array.size != 8) throw std::runtime_error("an event is not an array of 8");
-  const auto* f = o.via.array.ptr;
   wire_event w;
-  w.event.event_id = f[0].as<std::string>();
-  w.event.type_name = f[1].as<std::string>();
-  w.event.type_version = f[2].as<std::uint32_t>();
-  if (f[3].type != msgpack::type::BIN) throw std::runtime_error("a payload is not bytes");
-  w.event.payload.assign(f[3].via.bin.ptr, f[3].via.bin.size);
-  w.event.correlation_id = f[4].as<std::string>();
-  w.event.causation_id = f[5].as<std::string>();
-  w.recorded_ns = f[6].as<std::int64_t>();
-  if (f[7].type != msgpack::type::ARRAY) throw std::runtime_error("headers are not a list");
-  for (std::uint32_t i = 0; i < f[7].via.array.size; ++i) {
-    const auto& h = f[7].via.array.ptr[i];
-    if (h.type != msgpack::type::ARRAY || h.via.array.size != 2) throw std::runtime_error("a header is not a pair");
-    w.event.headers.emplace_back(h.via.array.ptr[0].as<std::string>(), h.via.array.ptr[1].as<std::string>());
-  }
+  unpack_event_fields(o.via.array.ptr, w.event, w.recorded_ns);
+  w.event.headers = unpack_headers(o.via.array.ptr[7]);
   if (w.event.type_name.empty() || w.event.event_id.empty()) throw std::runtime_error("an event without type or id");
   return w;
 }
@@ -147,7 +167,7 @@ NodeId node_id_of(const msgpack::object& o) {
   std::copy(o.via.bin.ptr, o.via.bin.ptr + 16, reinterpret_cast<char*>(id.bytes.data()));
   return id;
 }
-void pack_node_id(msgpack::packer<msgpack::sbuffer>& pk, const NodeId& id) {
+void pack_node_id(packer& pk, const NodeId& id) {
   pk.pack_bin(16);
   pk.pack_bin_body(reinterpret_cast<const char*>(id.bytes.data()), 16);
 }
@@ -173,24 +193,12 @@ constexpr std::uint32_t record_format = 1;
 
 std::string encode_event_record(const NewEvent& e, std::uint64_t position, std::int64_t recorded_ns) {
   msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk(buf);
+  packer pk(buf);
   pk.pack_array(10);
   pk.pack(record_format);
-  pk.pack(e.event_id);
-  pk.pack(e.type_name);
-  pk.pack(e.type_version);
-  pk.pack_bin(static_cast<std::uint32_t>(e.payload.size()));
-  pk.pack_bin_body(e.payload.data(), static_cast<std::uint32_t>(e.payload.size()));
-  pk.pack(e.correlation_id);
-  pk.pack(e.causation_id);
-  pk.pack(recorded_ns);
+  pack_event_fields(pk, e, recorded_ns);
   pk.pack(position);
-  pk.pack_array(static_cast<std::uint32_t>(e.headers.size()));
-  for (const auto& [k, v] : e.headers) {
-    pk.pack_array(2);
-    pk.pack(k);
-    pk.pack(v);
-  }
+  pack_headers(pk, e.headers);
   return std::string(buf.data(), buf.size());
 }
 
@@ -213,22 +221,19 @@ RecordedEvent decode_event_record(std::string_view key, std::string_view bytes) 
     if (o.type != msgpack::type::ARRAY || o.via.array.size < 10) throw std::runtime_error("not an event record");
     const auto* f = o.via.array.ptr;
     if (f[0].as<std::uint32_t>() > record_format) throw std::runtime_error("written by a newer meshbus");
-    r.event_id = f[1].as<std::string>();
-    r.type_name = f[2].as<std::string>();
-    r.type_version = f[3].as<std::uint32_t>();
-    if (f[4].type != msgpack::type::BIN) throw std::runtime_error("the payload is not bytes");
-    r.payload.assign(f[4].via.bin.ptr, f[4].via.bin.size);
-    r.correlation_id = f[5].as<std::string>();
-    r.causation_id = f[6].as<std::string>();
+    NewEvent e;
+    std::int64_t ns = 0;
+    unpack_event_fields(f + 1, e, ns);
+    r.event_id = std::move(e.event_id);
+    r.type_name = std::move(e.type_name);
+    r.type_version = e.type_version;
+    r.payload = std::move(e.payload);
+    r.correlation_id = std::move(e.correlation_id);
+    r.causation_id = std::move(e.causation_id);
     r.recorded_at = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(f[7].as<std::int64_t>())));
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
     r.position = f[8].as<std::uint64_t>();
-    if (f[9].type != msgpack::type::ARRAY) throw std::runtime_error("the headers are not a list");
-    for (std::uint32_t i = 0; i < f[9].via.array.size; ++i) {
-      const auto& h = f[9].via.array.ptr[i];
-      if (h.type != msgpack::type::ARRAY || h.via.array.size != 2) throw std::runtime_error("a header is not a pair");
-      r.headers.emplace_back(h.via.array.ptr[0].as<std::string>(), h.via.array.ptr[1].as<std::string>());
-    }
+    r.headers = unpack_headers(f[9]);
   } catch (const std::exception& ex) {
     throw error(errc::storage, fmt::format("event {} of stream '{}' in the event store does not decode ({}): the "
                                            "record is damaged",
