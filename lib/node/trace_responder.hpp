@@ -35,7 +35,7 @@ namespace meshbus::detail {
 
 inline constexpr std::size_t max_trace_events = 10000;
 inline constexpr std::size_t trace_chunk_records = 256;
-inline constexpr std::size_t trace_chunk_bytes = 48 * 1024;
+inline constexpr std::size_t trace_chunk_bytes = std::size_t{48} << 10;
 inline constexpr double trace_request_rate = 4.0;
 inline constexpr double trace_request_burst = 8.0;
 /// How long answer() waits for the I/O thread's copy of the history in memory.

@@ -187,10 +187,12 @@ decode_status decode_trace_reply(byte_view payload, trace_reply& out) {
 }
 
 std::size_t trace_record_size_bound(const trace_record& rec) noexcept {
-  // Array header, five strings with their headers (at most 3 bytes each for 255-byte
-  // strings), the bin of the publisher and four integers of at most 9 bytes.
-  return 1 + rec.event_id.size() + rec.causation_id.size() + rec.correlation_id.size() + rec.topic.size() +
-         rec.type_name.size() + 5 * 3 + 2 + rec.publisher.size() + 4 * 9 + 5;
+  // The array header (1 byte), five strings and their headers (at most 3 bytes each
+  // for 255-byte strings), the publisher's bin (2 + 16) and four integers of at most 9
+  // bytes, with a margin.
+  constexpr std::size_t fixed = 1 + 5 * 3 + 2 + 4 * 9 + 5;
+  return fixed + rec.event_id.size() + rec.causation_id.size() + rec.correlation_id.size() + rec.topic.size() +
+         rec.type_name.size() + rec.publisher.size();
 }
 
 }  // namespace meshbus::wire
