@@ -315,6 +315,7 @@ void node_impl::stop() {
     stop_requested_.store(true, std::memory_order_release);
     publisher_->set_stopping();
     requests_->set_stopping();
+    traces_->set_stopping();
     return;
   }
   std::lock_guard lock(stop_mu_);
@@ -322,6 +323,7 @@ void node_impl::stop() {
   stop_requested_.store(true, std::memory_order_release);
   publisher_->set_stopping();
   requests_->set_stopping();
+  traces_->stop();  // while the loop still runs: the scanner may be waiting for it
   publisher_->wake_waiters();
   sessions_->seeds().stop();
   if (io_thread_.joinable()) {

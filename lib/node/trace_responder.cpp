@@ -2,7 +2,9 @@
 // (it holds everything sent, write-ahead, within retention), then the history in
 // memory, which adds what retention already took from the log (or everything, for a
 // node without a log); an event found in both is sent once. Records are chunked by
-// count and size; "done" goes last on the same topic, so it arrives after them.
+// count and size; "done" goes last on the same topic, so it arrives after them. The
+// looking and answering happen on a thread of their own, started with the first
+// request, so a long log holds up no handler.
 #include "lib/node/trace_responder.hpp"
 
 #include <charconv>
@@ -74,14 +76,18 @@ std::string default_id(const wire::node_id_bytes& publisher, std::uint64_t epoch
   return fmt::format("{}-{}-{}", id.to_string(), epoch, seq);
 }
 
-/// What one request finds, bounded by max_trace_events.
+/// What one request finds, bounded by max_trace_events; it stops looking when the
+/// node stops.
 struct findings {
+  explicit findings(const std::atomic<bool>& stopping) : stopping_(stopping) {}
+
+  const std::atomic<bool>& stopping_;
   std::vector<wire::trace_record> records;
   std::set<std::tuple<std::uint64_t, std::string, std::uint64_t>> seen;  ///< (epoch, topic, sequence)
   bool truncated = false;
   std::uint64_t damaged = 0;  ///< records of the log (or frames) that could not be read
 
-  bool full() const { return truncated; }
+  bool full() const { return truncated || stopping_.load(std::memory_order_acquire); }
 
   /// Looks through one data frame. `keep_seen`: remember what was taken, so the same
   /// event from the other source is not sent twice.
@@ -157,6 +163,10 @@ struct findings {
 trace_responder::trace_responder(node_context& ctx, publish_reserved publish, history_snapshot snapshot)
     : ctx_(ctx), publish_(std::move(publish)), snapshot_(std::move(snapshot)), refilled_(clock::now()) {}
 
+trace_responder::~trace_responder() {
+  stop();
+}
+
 PublishResult trace_responder::request(std::string_view correlation_id, std::string_view reply_topic,
                                        std::uint64_t request_id) {
   if (correlation_id.empty() || correlation_id.size() > wire::max_short_field) {
@@ -183,21 +193,59 @@ bool trace_responder::admit(std::chrono::steady_clock::time_point now) {
 }
 
 // The history in memory belongs to the I/O thread: its frames are shared there and
-// read here. Waits at most trace_history_wait (a node that is stopping may not turn
-// its loop again).
+// read here. Waits at most trace_history_wait, less when the node stops (it may not
+// turn its loop again).
 std::vector<transport::frame> trace_responder::history_frames(bool& taken) {
   auto promise = std::make_shared<std::promise<std::vector<transport::frame>>>();
   auto future = promise->get_future();
   ctx_.loop.run_on_loop([promise, snapshot = snapshot_] { promise->set_value(snapshot()); });
-  taken = future.wait_for(trace_history_wait) == std::future_status::ready;
-  return taken ? future.get() : std::vector<transport::frame>{};
+  const auto deadline = clock::now() + trace_history_wait;
+  taken = false;
+  while (!stopping() && clock::now() < deadline) {
+    if (future.wait_for(std::chrono::milliseconds(50)) == std::future_status::ready) {
+      taken = true;
+      return future.get();
+    }
+  }
+  return {};
+}
+
+bool trace_responder::send(const trace_job& job, const wire::trace_reply& reply) {
+  // Answers are not part of the flow they describe: their own correlation and cause
+  // is the request, so a later trace of the same flow never finds them.
+  PublishOptions po;
+  po.correlation_id = job.request_event_id;
+  po.causation_id = job.request_event_id;
+  try {
+    return publish_(job.request.reply_topic, bytes_of(wire::encode_trace_reply(reply)), po) ==
+           PublishResult::ok;
+  } catch (const error&) {
+    return false;  // the node is stopping
+  }
+}
+
+void trace_responder::refuse(const trace_job& job, std::string note) {
+  bump(ctx_.counters.trace_requests_refused);
+  auto done = head_of(job);
+  done.what = wire::trace_reply::kind::done;
+  done.status = wire::trace_status::refused;
+  done.note = std::move(note);
+  (void)send(job, done);
+}
+
+wire::trace_reply trace_responder::head_of(const trace_job& job) const {
+  wire::trace_reply head;
+  head.request_id = job.request.request_id;
+  head.node = ctx_.self.bytes;
+  head.node_name = ctx_.opts.name.substr(0, wire::max_short_field);
+  return head;
 }
 
 void trace_responder::answer(const Event& request) {
-  wire::trace_request req;
+  trace_job job;
   const auto payload = request.payload();
   if (wire::decode_trace_request({reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()},
-                                 req) != wire::decode_status::ok) {
+                                 job.request) != wire::decode_status::ok) {
     bump(ctx_.counters.malformed_trace_requests);
     ctx_.faults.report(
         fault::malformed_trace_request,
@@ -206,35 +254,56 @@ void trace_responder::answer(const Event& request) {
                     request.publisher().short_string(), wire::trace_reply_root));
     return;
   }
-  wire::trace_reply head;
-  head.request_id = req.request_id;
-  head.node = ctx_.self.bytes;
-  head.node_name = ctx_.opts.name.substr(0, wire::max_short_field);
-  // Answers are not part of the flow they describe: their own correlation and cause
-  // is the request, so a later trace of the same flow never finds them.
-  PublishOptions po;
-  po.correlation_id = request.id();
-  po.causation_id = request.id();
-  auto send = [&](const wire::trace_reply& reply) {
-    try {
-      return publish_(req.reply_topic, bytes_of(wire::encode_trace_reply(reply)), po) == PublishResult::ok;
-    } catch (const error&) {
-      return false;  // the node is stopping
-    }
-  };
-
-  wire::trace_reply done = head;
-  done.what = wire::trace_reply::kind::done;
+  job.request_event_id = request.id();
   if (!admit(clock::now())) {
-    bump(ctx_.counters.trace_requests_refused);
-    done.status = wire::trace_status::refused;
-    done.note = fmt::format("more than {} trace requests a second: try again later", trace_request_rate);
-    (void)send(done);
-    return;
+    return refuse(job,
+                  fmt::format("more than {} trace requests a second: try again later", trace_request_rate));
   }
+  {
+    std::lock_guard lock(jobs_mu_);
+    if (stopping_) return;
+    if (jobs_.size() < max_waiting_traces) {
+      jobs_.push_back(std::move(job));
+      if (!scanner_.joinable()) scanner_ = std::thread([this] { run(); });
+      jobs_cv_.notify_one();
+      return;
+    }
+  }
+  refuse(job, fmt::format("{} trace requests are already waiting: try again later", max_waiting_traces));
+}
 
-  const flow_matcher flow(req.correlation_id);
-  findings found;
+void trace_responder::stop() {
+  {
+    std::lock_guard lock(jobs_mu_);
+    stopping_ = true;
+    jobs_.clear();
+  }
+  stopping_flag_.store(true, std::memory_order_release);
+  jobs_cv_.notify_all();
+  if (scanner_.joinable() && scanner_.get_id() != std::this_thread::get_id()) scanner_.join();
+}
+
+void trace_responder::set_stopping() noexcept {
+  stopping_flag_.store(true, std::memory_order_release);
+}
+
+void trace_responder::run() {
+  for (;;) {
+    trace_job job;
+    {
+      std::unique_lock lock(jobs_mu_);
+      jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    serve(job);
+  }
+}
+
+void trace_responder::serve(const trace_job& job) {
+  const flow_matcher flow(job.request.correlation_id);
+  findings found(stopping_flag_);
   if (ctx_.store != nullptr) found.scan_log(*ctx_.store, flow);
   bool history_taken = true;
   if (!found.full()) {
@@ -243,15 +312,19 @@ void trace_responder::answer(const Event& request) {
       if (found.full()) break;
     }
   }
+  if (stopping()) return;  // nobody would get the answer
 
   // Records in chunks, bounded by count and by bytes (and by the message size limit).
+  const auto head = head_of(job);
+  auto done = head;
+  done.what = wire::trace_reply::kind::done;
   const std::size_t chunk_bytes = std::min(trace_chunk_bytes, ctx_.opts.max_message_bytes - 1536);
-  wire::trace_reply chunk = head;
+  auto chunk = head;
   std::size_t chunk_size = 0;
   bool sent_all = true;
   auto flush_chunk = [&] {
     if (chunk.records.empty()) return;
-    if (send(chunk)) {
+    if (send(job, chunk)) {
       done.count += chunk.records.size();
     } else {
       sent_all = false;
@@ -280,14 +353,15 @@ void trace_responder::answer(const Event& request) {
   if (found.damaged > 0) {
     notes.push_back(fmt::format("{} damaged record(s) of the durable log could not be read", found.damaged));
   }
-  if (!history_taken) notes.push_back("the history in memory could not be read (the node is stopping)");
+  if (!history_taken) notes.push_back("the history in memory could not be read in time");
   if (!sent_all) notes.push_back("the send queue stayed full: not every record was sent");
-  if (done.status == wire::trace_status::complete && !notes.empty())
+  if (done.status == wire::trace_status::complete && !notes.empty()) {
     done.status = wire::trace_status::incomplete;
+  }
   for (const auto& n : notes) done.note += (done.note.empty() ? "" : "; ") + n;
   if (done.note.size() > wire::max_trace_note) done.note.resize(wire::max_trace_note);
   bump(ctx_.counters.trace_requests_answered);
-  (void)send(done);
+  (void)send(job, done);
 }
 
 }  // namespace meshbus::detail

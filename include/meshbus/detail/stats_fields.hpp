@@ -91,7 +91,7 @@
   X(requests, counter, trace_requests_answered,                                                                \
     "trace requests (meshbus trace) this node looked up and answered")                                         \
   X(requests, counter, trace_requests_refused,                                                                 \
-    "trace requests answered \"refused\" unread: more than 4 a second (burst 8)")                               \
+    "trace requests answered \"refused\" unread: more than 4 a second (burst 8), or 8 already waiting")         \
   /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
   X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
   X(bad_input, counter, unsupported_beacons, "beacons of another protocol version")                            \
