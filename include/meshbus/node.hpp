@@ -511,6 +511,17 @@ class Node {
   /// requests; this is how `meshbus dlq replay` works.
   PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id);
 
+  /// Asks every node for the events it holds of flow `correlation_id`: those whose
+  /// correlation id it is, and the event whose id it is (the flow's first event). Each
+  /// node answers with events on `reply_topic`, which must be "$meshbus.trace.reply" or
+  /// a topic below it (subscribe to it first): records in chunks, then one "done" with
+  /// `request_id`, the count and whether that was all (docs/protocol.md §10). Every
+  /// node answers these requests; this is how `meshbus trace` works. Throws
+  /// error(invalid_argument) for an empty correlation id, one over 255 bytes, or
+  /// another reply topic.
+  PublishResult request_trace(std::string_view correlation_id, std::string_view reply_topic,
+                              std::uint64_t request_id);
+
   /// Waits until at least `count` peers are ready subscribers of `topic` (their
   /// subscriptions are in effect at this node's PUB socket, so nothing published
   /// from now on misses them). False on timeout.

@@ -32,6 +32,7 @@ namespace meshbus::detail {
   X(malformed_control, malformed_input, malformed_messages, "a broken or foreign peer")                       \
   X(unsupported_control, malformed_input, unsupported_messages, "a node of another meshbus protocol version") \
   X(unknown_sender, malformed_input, unknown_senders, "something other than a meshbus node reached the ROUTER port") \
+  X(malformed_trace_request, malformed_input, malformed_trace_requests, "a broken or foreign trace client")    \
   X(handler_exception, handler_failed, handler_errors, "the node goes on; acknowledged subscriptions retry")   \
   X(sent_past_gone, peer_overloaded, sent_past_gone, "")                                                      \
   X(control_send_failure, peer_overloaded, control_send_failures, "its timer sends it again")                 \

@@ -78,6 +78,10 @@ bool Node::replay_dead_letter(std::uint64_t id) { return impl_->replay_dead_lett
 PublishResult Node::request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
   return impl_->request_dead_letter_replay(node, id);
 }
+PublishResult Node::request_trace(std::string_view correlation_id, std::string_view reply_topic,
+                                  std::uint64_t request_id) {
+  return impl_->request_trace(correlation_id, reply_topic, request_id);
+}
 bool Node::wait_for_subscribers(std::string_view topic, std::size_t count, std::chrono::milliseconds timeout) {
   return impl_->wait_for_subscribers(topic, count, timeout);
 }

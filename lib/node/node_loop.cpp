@@ -16,6 +16,7 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/dead_letter.hpp"
 #include "lib/wire/topic.hpp"
+#include "lib/wire/trace.hpp"
 
 namespace meshbus::detail {
 namespace {
@@ -132,6 +133,12 @@ node_impl::node_impl(const Options& given)
       ctx_, *dispatcher_, subs_, [this](std::string_view topic, wire::byte_view payload, const PublishOptions& po) {
         return publisher_->publish(topic, payload, &po, true);
       });
+  traces_ = std::make_unique<trace_responder>(
+      ctx_,
+      [this](std::string_view topic, wire::byte_view payload, const PublishOptions& po) {
+        return publisher_->publish(topic, payload, &po, true);
+      },
+      [this] { return publisher_->share_history(); });
   if (store_) {
     state_ = std::make_unique<durable_state>(
         ctx_, *store_, [this](std::string_view topic, std::string_view payload, const PublishOptions& po) {
@@ -149,6 +156,8 @@ node_impl::node_impl(const Options& given)
   // Every node answers dead-letter replay requests addressed to it (meshbus dlq replay).
   subscribe(wire::dead_letter_replay_topic, [this](const Event& e) { dead_letters_->answer_replay_request(e); },
             SubscribeOptions{});
+  // And every node answers trace requests (meshbus trace) with what it holds of the flow.
+  subscribe(wire::trace_request_topic, [this](const Event& e) { traces_->answer(e); }, SubscribeOptions{});
   const auto now = clock::now();
   next_beacon_ = now;
   next_reliability_tick_ = now;
@@ -306,6 +315,7 @@ void node_impl::stop() {
     stop_requested_.store(true, std::memory_order_release);
     publisher_->set_stopping();
     requests_->set_stopping();
+    traces_->set_stopping();
     return;
   }
   std::lock_guard lock(stop_mu_);
@@ -313,6 +323,7 @@ void node_impl::stop() {
   stop_requested_.store(true, std::memory_order_release);
   publisher_->set_stopping();
   requests_->set_stopping();
+  traces_->stop();  // while the loop still runs: the scanner may be waiting for it
   publisher_->wake_waiters();
   sessions_->seeds().stop();
   if (io_thread_.joinable()) {

@@ -11,7 +11,7 @@
 // sleeps until the earliest deadline any part reports. The parts (each one file pair,
 // see docs/architecture.md): peer_sessions (discovery, HELLO/READY/GOODBYE,
 // liveness), seed_list, mesh_view (what API threads read), publisher_side,
-// subscriber_side, requests, dead_letter_office. Where one part's output is another
+// subscriber_side, requests, dead_letter_office, trace_responder. Where one part's output is another
 // part's input (a session closing, this node's own group work), node_impl passes it
 // on: it implements the small interfaces session_events, own_subscriber and
 // own_publisher.
@@ -39,6 +39,7 @@
 #include "lib/node/requests.hpp"
 #include "lib/node/subscriber_side.hpp"
 #include "lib/node/subscriptions.hpp"
+#include "lib/node/trace_responder.hpp"
 #include "lib/store/log_store.hpp"
 #include "lib/transport/transport.hpp"
 #include "meshbus/node.hpp"
@@ -89,6 +90,10 @@ class node_impl final : private loop_access,
   bool replay_dead_letter(std::uint64_t id) { return dead_letters_->replay(id); }
   PublishResult request_dead_letter_replay(const NodeId& node, std::uint64_t id) {
     return dead_letters_->request_replay(node, id);
+  }
+  PublishResult request_trace(std::string_view correlation_id, std::string_view reply_topic,
+                              std::uint64_t request_id) {
+    return traces_->request(correlation_id, reply_topic, request_id);
   }
   std::future<Reply> request(std::string_view service, wire::byte_view payload, const RequestOptions& options) {
     return requests_->request(service, payload, options);
@@ -197,6 +202,7 @@ class node_impl final : private loop_access,
   std::unique_ptr<publisher_side> publisher_;
   std::unique_ptr<subscriber_side> subscriber_;
   std::unique_ptr<dead_letter_office> dead_letters_;
+  std::unique_ptr<trace_responder> traces_;
   std::unique_ptr<durable_state> state_;  ///< with a durable log only
   std::unique_ptr<durable_positions> durable_;  ///< with a durable log only
   std::unique_ptr<peer_sessions> sessions_;

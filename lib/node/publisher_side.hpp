@@ -105,6 +105,8 @@ class publisher_side final : private outbound_sink {
   std::vector<std::pair<std::string, std::uint64_t>> positions() const {
     return outbound_.positions(wire::max_positions);
   }
+  /// Every batch the bounded history holds, shared (trace requests read it elsewhere).
+  std::vector<transport::frame> share_history() const { return outbound_.share_history(); }
 
  private:
   struct pending_send {

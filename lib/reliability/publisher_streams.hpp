@@ -122,6 +122,13 @@ class publisher_streams {
   std::size_t group_backlog() const { return groups_.backlog(); }
   std::size_t history_events() const noexcept { return history_.events(); }
   std::size_t history_bytes() const noexcept { return history_.bytes(); }
+  /// Another frame of every batch the bounded history holds (shared, not copied), so
+  /// another thread can read them without holding this one up.
+  std::vector<transport::frame> share_history() const {
+    std::vector<transport::frame> out;
+    history_.for_each([&out](std::string_view, const auto& b) { out.push_back(b.payload.share()); });
+    return out;
+  }
   /// The last sequence of every topic sent, for READY.
   std::vector<std::pair<std::string, std::uint64_t>> positions(std::size_t max) const;
 

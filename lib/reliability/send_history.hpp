@@ -101,6 +101,15 @@ class send_history {
     return it->second.batches.empty() ? it->second.last_sent + 1 : it->second.batches.front().first_seq;
   }
 
+  /// Visits every batch held, topic by topic (in no particular order of topics), each
+  /// topic's batches in sequence order.
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    for (const auto& [topic, log] : topics_) {
+      for (const auto& b : log.batches) visit(std::string_view(topic), b);
+    }
+  }
+
   std::size_t events() const noexcept { return events_; }
   std::size_t bytes() const noexcept { return bytes_; }
   std::uint64_t evicted_events() const noexcept { return evicted_; }

@@ -1,5 +1,6 @@
-// Garbage on every input a node has — beacons, the ROUTER, the SUB socket — is
-// dropped and counted, and the node keeps serving. Raw sockets play the attacker.
+// Garbage on every input a node has — beacons, the ROUTER, the SUB socket, the
+// requests it answers — is dropped and counted, and the node keeps serving. Raw
+// sockets play the attacker.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -14,6 +15,7 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/control.hpp"
 #include "lib/wire/envelope.hpp"
+#include "lib/wire/trace.hpp"
 #include "tests/support/node_helpers.hpp"
 
 using namespace meshbus;
@@ -208,4 +210,58 @@ TEST_CASE("bad data frames from a peer are dropped and counted while good ones s
   const auto s = a.stats();
   CHECK(s.malformed_messages >= 20);
   CHECK(s.unsupported_messages >= 5);
+}
+
+TEST_CASE("bad trace requests from a peer are dropped and counted, and a good one is still answered",
+          "[integration][bad-input][trace]") {
+  const auto cluster = unique_cluster("badtrace");
+  auto o = fast_options(cluster, "a");
+  o.beacon_port = random_beacon_port();
+  o.peer_expiry = 30s;  // the fake peer sends one beacon and never pings
+  Node a(o);
+
+  // A fake peer: a raw XPUB announced by a hand-made beacon.
+  zmq::context_t ctx;
+  zmq::socket_t pub(ctx, zmq::socket_type::xpub);
+  pub.set(zmq::sockopt::linger, 0);
+  pub.bind("tcp://127.0.0.1:*");
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  auto port_of = [](zmq::socket_t& s) {
+    const auto ep = s.get(zmq::sockopt::last_endpoint);
+    return static_cast<std::uint16_t>(std::stoul(ep.substr(ep.rfind(':') + 1)));
+  };
+  wire::beacon b;
+  b.node_id[0] = 0x78;
+  b.epoch = 5;
+  b.cluster_hash = wire::fnv1a64(cluster);
+  b.router_port = port_of(router);
+  b.pub_port = port_of(pub);
+  udp_sender(o.beacon_port).send(wire::encode_beacon(b));
+  // Wait until the node's subscription to trace requests reached the fake XPUB.
+  pub.set(zmq::sockopt::rcvtimeo, 10000);
+  const std::string wanted = "\x01" + std::string(wire::trace_request_topic);
+  for (zmq::message_t sub; pub.recv(sub);) {
+    if (sub.to_string().rfind(wanted, 0) == 0) break;
+  }
+
+  std::uint64_t seq = 0;
+  auto send_request = [&](const wire::bytes& payload) {
+    wire::bytes frame;
+    wire::batch_marks marks;
+    wire::begin_batch(frame, wire::trace_request_topic, b.node_id, b.epoch, ++seq, marks);
+    wire::append_event(frame, payload, nullptr);
+    wire::finish_batch(frame, marks, 1, 1);
+    (void)pub.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none);
+  };
+  send_request(text("garbage"));
+  send_request({});
+  send_request(wire::encode_trace_request({"flow", "orders.placed", 1}));  // not a reply topic
+  send_request(wire::encode_trace_request({"", "$meshbus.trace.reply.x", 2}));  // no flow
+  send_request(wire::encode_trace_request({"flow", "$meshbus.trace.reply.x", 3}));
+  REQUIRE(eventually([&] { return a.stats().trace_requests_answered == 1; }, 10s));
+  const auto s = a.stats();
+  CHECK(s.malformed_trace_requests == 4);
+  CHECK(s.trace_requests_refused == 0);
 }

@@ -13,6 +13,7 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/control.hpp"
 #include "lib/wire/envelope.hpp"
+#include "lib/wire/trace.hpp"
 
 using namespace meshbus::wire;
 
@@ -36,7 +37,7 @@ struct outcomes {
 };
 
 struct fuzz_report {
-  outcomes beacon, control, data_prefix, batch, heartbeat;
+  outcomes beacon, control, data_prefix, batch, heartbeat, trace_request, trace_reply;
   std::size_t inputs = 0;
   std::size_t accepted = 0;          ///< inputs some decoder took as a whole message
   std::size_t threw = 0;             ///< a decoder threw: never
@@ -44,7 +45,8 @@ struct fuzz_report {
   std::size_t round_trip_fails = 0;  ///< decode(encode(decoded)) != decoded: never
 
   std::size_t invalid() const {
-    return beacon.invalid + control.invalid + data_prefix.invalid + batch.invalid + heartbeat.invalid;
+    return beacon.invalid + control.invalid + data_prefix.invalid + batch.invalid + heartbeat.invalid +
+           trace_request.invalid + trace_reply.invalid;
   }
 };
 
@@ -197,6 +199,30 @@ void check_data(byte_view in, fuzz_report& rep) {
   }
 }
 
+// Trace requests and answers are event payloads (docs/protocol.md §10).
+void check_trace(byte_view in, fuzz_report& rep) {
+  trace_request req;
+  auto s = decode_trace_request(in, req);
+  rep.trace_request.add(s);
+  if (s == decode_status::ok) {
+    ++rep.accepted;
+    trace_request again;
+    if (decode_trace_request(encode_trace_request(req), again) != decode_status::ok || !(again == req)) {
+      ++rep.round_trip_fails;
+    }
+  }
+  trace_reply reply;
+  s = decode_trace_reply(in, reply);
+  rep.trace_reply.add(s);
+  if (s == decode_status::ok) {
+    ++rep.accepted;
+    trace_reply again;
+    if (decode_trace_reply(encode_trace_reply(reply), again) != decode_status::ok || !(again == reply)) {
+      ++rep.round_trip_fails;
+    }
+  }
+}
+
 // Runs every decoder on `in`, from a heap buffer of exactly its size.
 void decode_everything(byte_view in, fuzz_report& rep) {
   ++rep.inputs;
@@ -207,6 +233,7 @@ void decode_everything(byte_view in, fuzz_report& rep) {
     check_beacon(view, rep);
     check_control(view, rep);
     check_data(view, rep);
+    check_trace(view, rep);
     mp_reader r(view);
     while (!r.at_end() && r.skip()) {
     }
@@ -225,6 +252,8 @@ void require_sound(const fuzz_report& rep) {
   CHECK(rep.control.total() == rep.inputs);
   CHECK(rep.data_prefix.total() == rep.inputs);
   CHECK(rep.batch.total() + rep.heartbeat.total() == rep.data_prefix.ok);
+  CHECK(rep.trace_request.total() == rep.inputs);
+  CHECK(rep.trace_reply.total() == rep.inputs);
 }
 
 std::vector<bytes> valid_messages() {
@@ -268,6 +297,18 @@ std::vector<bytes> valid_messages() {
   finish_batch(frame, marks, 2, 9);
   out.push_back(frame);
   out.push_back(encode_heartbeat("orders.eu", heartbeat{}));
+  out.push_back(encode_trace_request({"checkout-42", "$meshbus.trace.reply.ab", 7}));
+  trace_reply chunk;
+  chunk.request_id = 7;
+  chunk.node_name = "n";
+  chunk.records.push_back({"id", "cause", "checkout-42", "orders.eu", "T", 2, node_id_bytes{}, 3, 4, -5});
+  out.push_back(encode_trace_reply(chunk));
+  trace_reply done;
+  done.what = trace_reply::kind::done;
+  done.count = 1;
+  done.status = trace_status::truncated;
+  done.note = "more";
+  out.push_back(encode_trace_reply(done));
   return out;
 }
 
@@ -330,6 +371,10 @@ TEST_CASE("decoders survive mutations of valid messages", "[unit][wire][fuzz]") 
   CHECK(rep.data_prefix.unsupported > 0);
   CHECK(rep.batch.malformed > 0);
   CHECK(rep.heartbeat.malformed > 0);
+  CHECK(rep.trace_request.ok > 0);
+  CHECK(rep.trace_request.malformed > 0);
+  CHECK(rep.trace_reply.ok > 0);
+  CHECK(rep.trace_reply.malformed > 0);
 }
 
 TEST_CASE("the stored corpus replays through every decoder", "[unit][wire][fuzz]") {

@@ -36,6 +36,9 @@ command add_dlq_replay_command(CLI::App& dlq, node_flags& node);  // dlq_replay.
 /// `meshbus log`: the events kept in a node's durable log, read offline (log.cpp).
 command add_log_command(CLI::App& parent);
 
+/// `meshbus trace`: one flow's events, asked of every node, as a causation tree (trace.cpp).
+command add_trace_command(CLI::App& parent, node_flags& node);
+
 /// A help footer: the examples, then the exit codes.
 std::string footer(std::string_view examples);
 

@@ -1,7 +1,8 @@
 // meshbus: the command-line tool. `peers` lists the nodes of a cluster, `sub` prints events (and
 // loss notices) as they arrive, `pub` publishes an argument or stdin lines, `dlq list` shows the
 // dead letters the nodes still announce in their history and `dlq replay` asks one node to deliver
-// one again, `log` prints the events kept in a node's data directory without starting a node.
+// one again, `log` prints the events kept in a node's data directory without starting a node,
+// `trace` asks every node for the events of one flow and prints them as a causation tree.
 // This file builds the command line, parses it and runs the chosen subcommand (one
 // file each); only main() turns outcomes into exit codes.
 #include <csignal>
@@ -26,7 +27,7 @@ constexpr const char* exit_codes_text =
     "Exit codes:\n"
     "  0  success (also after Ctrl-C / SIGTERM)\n"
     "  1  runtime failure (address in use, network, I/O; dlq replay: no such dead letter;\n"
-    "     log: not a meshbus log, or a damaged record found)\n"
+    "     log: not a meshbus log, or a damaged record found; trace: no event of the flow found)\n"
     "  2  usage error (bad flags, invalid topic or pattern, unknown or ambiguous node)\n"
     "  3  timeout (--count, --expect or --subscribers not reached, pub's events not all\n"
     "     acknowledged, or no answer to dlq replay in time)\n"
@@ -72,7 +73,7 @@ int refuse(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
   const auto used = app.get_subcommands();
   if (used.empty() && argc > 1 && argv[1][0] != '-') {
     print_error(std::string("unknown command '") + argv[1] +
-                "' (commands: peers, sub, pub, dlq, log; see 'meshbus --help')");
+                "' (commands: peers, sub, pub, dlq, log, trace; see 'meshbus --help')");
     return exit_code::usage;
   }
   std::string command = "meshbus";  // with the (nested) subcommands given, for the hint
@@ -97,13 +98,15 @@ int run(int argc, char** argv) {
              "  meshbus pub --interface eth0 sensors.s1.temp 21.5\n"
              "  meshbus peers --json\n"
              "  meshbus dlq list\n"
-             "  meshbus log /var/lib/orders --topic 'orders.**' --since -2h\n"));
+             "  meshbus log /var/lib/orders --topic 'orders.**' --since -2h\n"
+             "  meshbus trace checkout-42\n"));
   node_flags node;
   add_node_flags(app, node);
   std::vector<command> commands{add_peers_command(app, node), add_sub_command(app, node),
                                 add_pub_command(app, node)};
   for (auto& c : add_dlq_commands(app, node)) commands.push_back(std::move(c));
   commands.push_back(add_log_command(app));
+  commands.push_back(add_trace_command(app, node));
 
   try {
     app.parse(argc, argv);

@@ -89,6 +89,10 @@
   X(requests, counter, requests_served, "requests this node's services answered")                              \
   X(requests, counter, requests_refused, "requests refused: the service's own queue was full (ServeOptions)")     \
   X(requests, counter, late_replies, "replies that came after their request timed out")                        \
+  X(requests, counter, trace_requests_answered,                                                                \
+    "trace requests (meshbus trace) this node looked up and answered")                                         \
+  X(requests, counter, trace_requests_refused,                                                                 \
+    "trace requests answered \"refused\" unread: more than 4 a second (burst 8), or 8 already waiting")         \
   /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
   X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
   X(bad_input, counter, unsupported_beacons, "beacons of another protocol version")                            \
@@ -97,6 +101,8 @@
   X(bad_input, counter, malformed_messages, "malformed data or control frames")                                \
   X(bad_input, counter, unsupported_messages, "data or control frames of another protocol version")            \
   X(bad_input, counter, unknown_senders, "directed messages without a valid sender id")                        \
+  X(bad_input, counter, malformed_trace_requests,                                                              \
+    "trace requests that did not decode or named a reply topic outside $meshbus.trace.reply: dropped")         \
   /* peers */                                                                                                  \
   X(peers, counter, peers_joined, "peers that joined")                                                         \
   X(peers, counter, peers_left, "peers that left or expired")                                                  \
