@@ -1,9 +1,10 @@
 // eventstore's measurements: aggregate commands from several threads, appends pipelined
-// from one, loads with and without a snapshot. Each runs on a Node of its own with a
+// from one, loads with and without a snapshot, and the first two again on a replicated
+// store (k=1) with its replica in a child process. Each runs on a Node of its own with a
 // fresh data directory under /tmp and the library's defaults (Durability::always,
 // EventStoreOptions{}: every appended event is also published, here to nobody).
-// Whatever a run is set up with (streams, snapshots) is built before its clock starts,
-// and checked afterwards against the store's and the aggregate's counters.
+// Whatever a run is set up with (streams, snapshots, claims) is built before its clock
+// starts, and checked afterwards against the store's and the aggregate's counters.
 #include "eventstore.hpp"
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <exception>
 #include <future>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "meshbus/aggregate.hpp"
@@ -145,6 +147,196 @@ void append_pipelined(meshbus::EventStore& store, const std::string& stream, con
   for (auto& f : done) (void)f.get();
 }
 
+/// The streams of the pipelined appends: "bench-<i>", one per aggregate.
+std::vector<std::string> bench_streams(const eventstore_spec& spec) {
+  const auto count = std::max<std::uint64_t>(1, spec.aggregates);
+  std::vector<std::string> streams;
+  streams.reserve(count);
+  for (std::uint64_t i = 0; i < count; ++i) {
+    streams.push_back(std::string(category) + "-" + std::to_string(i));
+  }
+  return streams;
+}
+
+/// One command on each of spec.aggregates aggregates from spec.threads threads
+/// (aggregate i on thread i mod threads), each emitting `event`; every command must
+/// leave its aggregate at `version`. Returns the seconds from letting the threads go
+/// to the return of the last command.
+double execute_all(bench_aggregate& benches, const bench_added& event, const eventstore_spec& spec,
+                   std::uint64_t version) {
+  const auto threads = std::max(1U, spec.threads);
+  // The workers wait for `start`; t0 is taken just before it is given.
+  std::promise<void> start;
+  const auto started = start.get_future().share();
+  std::atomic<bool> abandon{false};
+  std::vector<std::exception_ptr> errors(threads);
+  std::vector<std::thread> workers;
+  auto join_all = [&] {
+    for (auto& w : workers) w.join();
+  };
+  try {
+    for (unsigned t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        started.wait();
+        if (abandon.load()) return;
+        try {
+          for (std::uint64_t i = t; i < spec.aggregates && !abandon.load(); i += threads) {
+            const auto result = benches->execute(
+                std::to_string(i), [&](const bench_state&, meshbus::Changes& out) { out.emit(event); });
+            if (result.version != version || result.appended != 1) {
+              throw run_error("aggregate bench-" + std::to_string(i) + " is at version " +
+                              std::to_string(result.version) + " after a command, not " +
+                              std::to_string(version));
+            }
+          }
+        } catch (...) {
+          errors[t] = std::current_exception();
+          abandon.store(true);  // the others stop too: the run has failed
+        }
+      });
+    }
+  } catch (...) {
+    abandon.store(true);
+    start.set_value();
+    join_all();
+    throw;
+  }
+  const auto t0 = monotonic_ns();
+  start.set_value();
+  join_all();
+  const auto t_end = monotonic_ns();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return seconds_between(t0, t_end);
+}
+
+/// `count` append_async(any()) of `event`, round robin over `streams`, without waiting
+/// in between; returns the seconds from the first call to the last completion.
+double append_all(meshbus::EventStore& store, const std::vector<std::string>& streams,
+                  const meshbus::NewEvent& event, std::uint64_t count) {
+  std::vector<std::future<std::uint64_t>> done;
+  done.reserve(count);
+  const auto t0 = monotonic_ns();
+  for (std::uint64_t i = 0; i < count; ++i) {
+    done.push_back(store.append_async(streams[i % streams.size()], {event}, meshbus::ExpectedVersion::any()));
+  }
+  for (auto& f : done) (void)f.get();
+  return seconds_between(t0, monotonic_ns());
+}
+
+/// Events per group commit between two readings of the store's counters.
+double events_per_commit(const meshbus::EventStoreStats& from, const meshbus::EventStoreStats& to) {
+  const auto commits = to.commits - from.commits;
+  return commits != 0
+             ? static_cast<double>(to.events_appended - from.events_appended) / static_cast<double>(commits)
+             : 0.0;
+}
+
+/// k=1: this process's store (a private service, replicas = 1) and its one replica, this
+/// program re-executed as _replica with a data directory of its own, in the same
+/// private cluster. Set up once both are members of the service. Destroyed in reverse:
+/// the store (waits for its appends), the node, its directory, then the replica (killed
+/// by pid unless finish() saw it exit) and the replica's directory.
+class replicated_store {
+ public:
+  replicated_store()
+      : cluster_(next_cluster()),
+        service_(cluster_ + "-bench"),
+        replica_(std::make_unique<perf_child>(
+            replica_command, std::vector<std::string>{"--cluster", cluster_, "--service", service_,
+                                                      "--data-dir", replica_dir_.path()})),
+        node_(options(cluster_, dir_)),
+        store_(node_, store_options(service_)),
+        cpu0_(process_cpu_ms()) {
+    (void)replica_->expect("ready", setup_timeout);
+    const auto deadline = std::chrono::steady_clock::now() + setup_timeout;
+    while (store_.members().size() != 2) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw run_error("the replica did not join the service '" + service_ + "' within " +
+                        std::to_string(setup_timeout.count()) + " s (" +
+                        std::to_string(store_.members().size()) + " members)");
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  meshbus::EventStore& store() noexcept { return store_; }
+
+  /// The store's replication counters, its node's request counters and this process's
+  /// CPU time since set-up.
+  std::string counters() const {
+    const auto es = store_.stats();
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "appends=%llu commits=%llu takeovers=%llu not_enough_replicas=%llu fenced=%llu "
+                  "append_failures=%llu",
+                  static_cast<unsigned long long>(es.appends), static_cast<unsigned long long>(es.commits),
+                  static_cast<unsigned long long>(es.takeovers),
+                  static_cast<unsigned long long>(es.not_enough_replicas),
+                  static_cast<unsigned long long>(es.fenced),
+                  static_cast<unsigned long long>(es.append_failures));
+    return joined(joined(text, request_counters(node_.stats())), cpu_field(cpu0_));
+  }
+
+  /// Ends the replica: it reports what it holds, which must be every event appended
+  /// here. Returns its counters, for --verbose.
+  std::string finish() {
+    replica_->send("done");
+    const auto result = replica_->expect("result", report_timeout);
+    const auto fields = split(result, ' ');
+    const auto held = static_cast<std::uint64_t>(parse_field(fields, 0));
+    const int status = replica_->wait_exit(exit_timeout);
+    const auto appended = store_.stats().events_appended;
+    if (held != appended) {
+      throw run_error("the replica holds " + std::to_string(held) + " of the " + std::to_string(appended) +
+                      " events appended");
+    }
+    std::string details;
+    append_child_details(details, fields, 1, "replica", status);
+    return details;
+  }
+
+ private:
+  static meshbus::Options options(const std::string& cluster, const scratch_dir& dir) {
+    auto o = node_options(cluster, "replicated", 1);
+    o.data_dir = dir.path();  // Durability::always, the default
+    return o;
+  }
+  static meshbus::EventStoreOptions store_options(const std::string& service) {
+    meshbus::EventStoreOptions o;
+    o.service = service;
+    o.replicas = 1;
+    return o;
+  }
+
+  std::string cluster_;
+  std::string service_;
+  scratch_dir replica_dir_;
+  std::unique_ptr<perf_child> replica_;
+  scratch_dir dir_;
+  meshbus::Node node_;
+  meshbus::EventStore store_;
+  double cpu0_;
+};
+
+/// Throws run_error unless, between the two readings, `events` events were appended
+/// with nothing refused or failed and no stream claimed.
+void check_timed(const meshbus::EventStoreStats& from, const meshbus::EventStoreStats& to,
+                 std::uint64_t events) {
+  const auto appended = to.events_appended - from.events_appended;
+  const auto refused = to.wrong_expected_version - from.wrong_expected_version;
+  const auto failed = (to.append_failures - from.append_failures) +
+                      (to.not_enough_replicas - from.not_enough_replicas) + (to.fenced - from.fenced);
+  const auto claims = to.takeovers - from.takeovers;
+  if (appended != events || refused != 0 || failed != 0 || claims != 0) {
+    throw run_error("the replicated store appended " + std::to_string(appended) + " of " +
+                    std::to_string(events) + " events (" + std::to_string(refused) +
+                    " refused for their expected version, " + std::to_string(failed) + " failed, " +
+                    std::to_string(claims) + " streams claimed)");
+  }
+}
+
 }  // namespace
 
 std::string eventstore_size_problem(std::size_t size) {
@@ -162,56 +354,14 @@ append_side measure_aggregate_commands(const eventstore_spec& spec) {
     store_under_test s("commands");
     bench_aggregate benches(s.store());
     const auto event = event_of_size(spec.size);
-    const auto threads = std::max(1U, spec.threads);
-
-    // The workers wait for `start`; t0 is taken just before it is given.
-    std::promise<void> start;
-    const auto started = start.get_future().share();
-    std::atomic<bool> abandon{false};
-    std::vector<std::exception_ptr> errors(threads);
-    std::vector<std::thread> workers;
-    auto join_all = [&] {
-      for (auto& w : workers) w.join();
-    };
-    try {
-      for (unsigned t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] {
-          started.wait();
-          if (abandon.load()) return;
-          try {
-            for (std::uint64_t i = t; i < spec.aggregates; i += threads) {
-              const auto result = benches->execute(
-                  std::to_string(i), [&](const bench_state&, meshbus::Changes& out) { out.emit(event); });
-              if (result.version != 1 || result.appended != 1) {
-                throw run_error("aggregate bench-" + std::to_string(i) + " is at version " +
-                                std::to_string(result.version) + " after its first command");
-              }
-            }
-          } catch (...) {
-            errors[t] = std::current_exception();
-          }
-        });
-      }
-    } catch (...) {
-      abandon.store(true);
-      start.set_value();
-      join_all();
-      throw;
-    }
-    const auto t0 = monotonic_ns();
-    start.set_value();
-    join_all();
-    const auto t_end = monotonic_ns();
-    for (const auto& e : errors) {
-      if (e) std::rethrow_exception(e);
-    }
+    const auto seconds = execute_all(benches, event, spec, 1);
     s.check_appended(spec.aggregates);
     append_outcome out;
     out.events = spec.aggregates;
-    out.seconds = seconds_between(t0, t_end);
+    out.seconds = seconds;
     out.events_per_commit = s.events_per_commit();
     char text[96];
-    std::snprintf(text, sizeof text, "threads=%u conflicts=%llu", threads,
+    std::snprintf(text, sizeof text, "threads=%u conflicts=%llu", std::max(1U, spec.threads),
                   static_cast<unsigned long long>(benches->stats().conflicts));
     out.details = joined(text, s.counters());
     r.outcome = std::move(out);
@@ -226,26 +376,13 @@ append_side measure_pipelined_appends(const eventstore_spec& spec) {
   try {
     store_under_test s("appends");
     const auto event = meshbus::NewEvent::of(event_of_size(spec.size));
-    const auto streams_count = std::max<std::uint64_t>(1, spec.aggregates);
-    std::vector<std::string> streams;
-    streams.reserve(streams_count);
-    for (std::uint64_t i = 0; i < streams_count; ++i)
-      streams.push_back(std::string(category) + "-" + std::to_string(i));
-    std::vector<std::future<std::uint64_t>> done;
-    done.reserve(spec.appends);
-
-    const auto t0 = monotonic_ns();
-    for (std::uint64_t i = 0; i < spec.appends; ++i) {
-      done.push_back(
-          s.store().append_async(streams[i % streams_count], {event}, meshbus::ExpectedVersion::any()));
-    }
-    for (auto& f : done) (void)f.get();
-    const auto t_end = monotonic_ns();
+    const auto streams = bench_streams(spec);
+    const auto seconds = append_all(s.store(), streams, event, spec.appends);
 
     s.check_appended(spec.appends);
     append_outcome out;
     out.events = spec.appends;
-    out.seconds = seconds_between(t0, t_end);
+    out.seconds = seconds;
     out.events_per_commit = s.events_per_commit();
     out.details = s.counters();
     r.outcome = std::move(out);
@@ -253,6 +390,76 @@ append_side measure_pipelined_appends(const eventstore_spec& spec) {
     r.error = e.what();
   }
   return r;
+}
+
+replicated_sides measure_replicated(const eventstore_spec& spec) {
+  replicated_sides r;
+  try {
+    replicated_store s;
+    bench_aggregate benches(s.store());
+    const auto event = event_of_size(spec.size);
+    const auto streams = bench_streams(spec);
+
+    // Untimed: the first command on each aggregate claims its stream for this instance.
+    const auto warm_up = execute_all(benches, event, spec, 1);
+    auto before = s.store().stats();
+    if (before.takeovers != spec.aggregates || before.events_appended != spec.aggregates) {
+      throw run_error("the warm-up claimed " + std::to_string(before.takeovers) + " and appended to " +
+                      std::to_string(before.events_appended) + " of " + std::to_string(spec.aggregates) +
+                      " streams");
+    }
+    char text[128];
+    std::snprintf(text, sizeof text, "warm-up (claims) %.3f s", warm_up);
+    std::string set_up = text;
+
+    append_outcome commands;
+    commands.events = spec.aggregates;
+    commands.seconds = execute_all(benches, event, spec, 2);
+    auto after = s.store().stats();
+    check_timed(before, after, spec.aggregates);
+    commands.events_per_commit = events_per_commit(before, after);
+    std::snprintf(text, sizeof text, "threads=%u conflicts=%llu", std::max(1U, spec.threads),
+                  static_cast<unsigned long long>(benches->stats().conflicts));
+    commands.details = joined(joined(text, set_up), s.counters());
+
+    before = after;
+    append_outcome appends;
+    appends.events = spec.appends;
+    appends.seconds = append_all(s.store(), streams, meshbus::NewEvent::of(event), spec.appends);
+    after = s.store().stats();
+    check_timed(before, after, spec.appends);
+    appends.events_per_commit = events_per_commit(before, after);
+
+    appends.details = s.counters();
+    appends.details += "; " + s.finish();  // the replica's counters
+    r.commands.outcome = std::move(commands);
+    r.appends.outcome = std::move(appends);
+  } catch (const std::exception& e) {
+    r.commands.outcome.reset();
+    r.appends.outcome.reset();
+    r.commands.error = r.appends.error = e.what();
+  }
+  return r;
+}
+
+std::string serve_replica(const replica_config& c) {
+  if (c.cluster.empty() || c.service.empty() || c.data_dir.empty()) throw run_error("bad replica arguments");
+  auto o = node_options(c.cluster, "replica", 1);
+  o.data_dir = c.data_dir;
+  meshbus::Node node(o);
+  meshbus::EventStoreOptions eo;
+  eo.service = c.service;
+  eo.replicas = 1;
+  meshbus::EventStore store(node, eo);
+  if (!write_line(1, "ready")) return {};
+  if (!await_driver("done", replica_timeout)) return {};
+  const auto es = store.stats();
+  char text[128];
+  std::snprintf(text, sizeof text, "%llu replicated_in=%llu replication_malformed=%llu",
+                static_cast<unsigned long long>(es.replicated_in),
+                static_cast<unsigned long long>(es.replicated_in),
+                static_cast<unsigned long long>(es.replication_malformed));
+  return joined(text, request_counters(node.stats()));
 }
 
 load_side measure_loads(const eventstore_spec& spec) {

@@ -9,8 +9,9 @@ inline constexpr const char* intro = R"(throughput and latency run this process 
 program) over TCP loopback, first with raw ZeroMQ (PUB/SUB; DEALER/ROUTER for
 latency --mode request) and then with meshbus, for each size, and print one row
 (throughput, and latency --mode request) or two rows (latency) per size.
-eventstore runs in this process alone: the event store and aggregates beside the
-durable log's own append rate, in alternating rounds (see below).
+eventstore runs in this process (and, for its k=1 runs, a replica in a second one):
+the event store and aggregates beside the durable log's own append rate, in
+alternating rounds (see below).
 )";
 
 /// throughput: what is timed and how events/s, MB/s and loss are computed.
@@ -83,26 +84,41 @@ while this thread waits for the last one. JSON adds "request_api".
 )";
 
 /// eventstore.
-inline constexpr const char* eventstore = R"(eventstore: --rounds rounds of four runs, one after the other, so that all see
-the same machine. Each run has a Node of its own (a private cluster, default
-Options, the defaults of EventStoreOptions and AggregateOptions) with a fresh data
-directory under /tmp, so durability always: a commit returns once fdatasync did.
-Every event's payload is size bytes: in the log, the bytes; in the event store, a
-typed event ("perf.bench.added", one string field) that encodes to size bytes.
+inline constexpr const char* eventstore = R"(eventstore: --rounds rounds of six runs, one after the other, so that all see the
+same machine. Each run has a Node of its own (the two k=1 runs share one) in a
+private cluster, with default Options, the defaults of EventStoreOptions (but for
+the k=1 runs' service and replicas) and AggregateOptions, and a fresh data directory
+under /tmp, so durability always: a commit returns once fdatasync did. Every event's payload is size bytes: in the log,
+the bytes; in the event store, a typed event ("perf.bench.added", one string field)
+that encodes to size bytes.
  log: the durable log alone, as throughput --mode durable's publisher but without a
   subscriber: publish() count events, then flush(), which returns once the log has
   written and synced them all (checked against its counter). events/s = count /
   (flush()'s return - t0), t0 = CLOCK_MONOTONIC before the first publish().
- execute: Aggregate<State>::execute() on --aggregates new aggregates ("bench-<i>"),
-  one command each, aggregate i on thread i mod --threads; each loads its aggregate,
-  emits one event and appends it with ExpectedVersion::exactly(the version loaded),
-  so the threads' appends meet in the store's group commits. The appends go to this
-  node's log only (there are no replicas). events/s = aggregates / (the last
-  command's return - t0), t0 = when the threads are let go.
- append_async: EventStore::append_async() with ExpectedVersion::any(), one event
-  each, --appends of them from one thread to the streams "bench-<i mod aggregates>"
-  without waiting in between (the store's ceiling); events/s = appends / (the last
-  completion - t0).
+ execute, k=0: Aggregate<State>::execute() on --aggregates new aggregates
+  ("bench-<i>"), one command each, aggregate i on thread i mod --threads; each loads
+  its aggregate, emits one event and appends it with ExpectedVersion::exactly(the
+  version loaded), so the threads' appends meet in the store's group commits. No
+  replication: the appends go to this node's log only. events/s = aggregates / (the
+  last command's return - t0), t0 = when the threads are let go.
+ append_async, k=0: EventStore::append_async() with ExpectedVersion::any(), one
+  event each, --appends of them from one thread to the streams "bench-<i mod
+  aggregates>" without waiting in between (the store's ceiling); events/s = appends
+  / (the last completion - t0).
+ execute, k=1 and append_async, k=1: the same two on a replicated store, which they
+  share: EventStoreOptions{.service = a private name, .replicas = 1} in this process,
+  and one replica of the service in a second process (this program again, with a
+  data directory of its own under /tmp, removed afterwards) in the same cluster,
+  found by loopback discovery. Each commit's events go to the replica, which commits
+  them (its own fdatasync) and acknowledges; then this process commits and the
+  appends return. Untimed first: the wait until EventStore::members() lists both
+  instances, and a warm-up pass of one command per aggregate, whose first append to
+  each stream claims it for this process (a round trip and a commit at each end, one
+  stream at a time), so that every aggregate is owned here. Then, timed as at k=0:
+  one more command per aggregate (it loads version 1 and appends version 2), then
+  the pipelined appends to the same streams. Each timed run must append every event
+  without a refusal, a failure or a claim, and at the end the replica must hold
+  every event this process appended.
  loads: an aggregate of --load-events events without a snapshot, and one of as many
   with --snapshot-every (its snapshot saved by the command that carries it to the last
   multiple, as execute() does; the rest appended after it), built before any timing;
@@ -111,14 +127,18 @@ typed event ("perf.bench.added", one string field) that encodes to size bytes.
 Every appended event is also published (EventStoreOptions::publish; nobody is
 subscribed) once its append committed, and the log writes that too; a run ends when
 its appends have returned, as append() does at the commit. Every append is checked
-against the store's counters; a run that falls short fails.
+against the store's counters; a run that falls short fails (at k=1, both k=1 runs
+of the round fail together).
 The table: medians over the rounds (a load's figure per round is the median of its
 timed loads; loads/s = 1e6 / us per load); ev/commit = events per group commit of
-the event store; ratio = per round, the run's events/s or loads/s / the log's
-events/s, the median and (min-max) over the rounds; and the snapshot's speed-up of
-a load (us without / us with). --json: one line per round, then one with the
-medians and median_/min_/max_ of each ratio. --verbose: each run's counters on
-stderr.
+the event store (at k=1, in the timed run only); ratio = per round, the run's
+events/s or loads/s / the log's events/s, the median and (min-max) over the rounds;
+k=1 / k=0 = per round, a k=1 run's events/s / the same k=0 run's; and the
+snapshot's speed-up of a load (us without / us with). --json: one line per round,
+then one with the medians and median_/min_/max_ of each ratio (the k=1 fields carry
+"k1", e.g. median_command_k1_events_per_s, median_ratio_append_async_k1,
+median_ratio_command_k1_to_k0). --verbose: each run's counters on stderr (k=1: the
+warm-up's time, claims, replication requests and the replica's counters).
 
 )";
 

@@ -4,9 +4,10 @@
 // measure, report.cpp prints.
 //
 // This process drives the run; the other half is this program re-executed through
-// /proc/self/exe with a hidden subcommand (_subscriber, _echoer or _replier); the two talk
-// through the child's stdin and stdout pipes, its stderr is ours. For every size the
-// raw ZeroMQ run goes first, then meshbus, each with a fresh child process.
+// /proc/self/exe with a hidden subcommand (_subscriber, _echoer, _replier, or
+// eventstore's _replica); the two talk through the child's stdin and stdout pipes, its
+// stderr is ours. For every size the raw ZeroMQ run goes first, then meshbus, each with
+// a fresh child process.
 //
 // throughput: the time to move N events one way, end to end. The publisher reads
 // CLOCK_MONOTONIC (t0) just before its first measured send; the subscriber reads the
@@ -35,11 +36,12 @@
 // subscribe<T>(): encoding and decoding are inside the measured time. Raw ZeroMQ sends
 // plain bytes of the same size, as in the other modes.
 //
-// eventstore: in this process alone, --rounds rounds of the durable log's own append
-// rate (throughput --mode durable's publisher without a subscriber), aggregate commands
-// from several threads, pipelined appends and aggregate loads with and without a
-// snapshot (eventstore.cpp), each run on its own Node with a fresh data directory;
-// medians, and each rate's ratio to the log's in the same round (help::eventstore).
+// eventstore: in this process, --rounds rounds of the durable log's own append rate
+// (throughput --mode durable's publisher without a subscriber), aggregate commands from
+// several threads and pipelined appends, both without replication (k=0) and with one
+// replica in a child process (k=1), and aggregate loads with and without a snapshot
+// (eventstore.cpp), each run on its own Node with a fresh data directory; medians, and
+// each rate's ratio to the log's in the same round (help::eventstore).
 //
 // latency --mode request: request/reply, one request in flight at a time, timed here
 // only (the child, the replier, takes no times: there is no one-way figure). Raw
@@ -249,13 +251,14 @@ void add_eventstore_options(CLI::App& app, eventstore_flags& f) {
           ->type_name("N")
           ->check(number_check(false));
   app.add_option("--aggregates", s.aggregates,
-                 "aggregates of the execute run, one command each (default 10,000)")
+                 "aggregates of the execute runs, one command each (k=1: after a warm-up command), and "
+                 "streams of the append_async runs (default 10,000)")
       ->type_name("N")
       ->check(number_check(false));
   app.add_option("--threads", s.threads, "threads issuing the commands (default 8)")
       ->type_name("T")
       ->check(CLI::Range(1U, 256U));
-  app.add_option("--appends", s.appends, "append_async() calls of the append_async run (default 100,000)")
+  app.add_option("--appends", s.appends, "append_async() calls of each append_async run (default 100,000)")
       ->type_name("N")
       ->check(number_check(false));
   app.add_option("--load-events", s.load_events, "events of each loaded aggregate (default 1,000)")
@@ -270,7 +273,7 @@ void add_eventstore_options(CLI::App& app, eventstore_flags& f) {
   app.add_option("--loads", s.loads, "timed loads of each aggregate per round (default 200)")
       ->type_name("N")
       ->check(number_check(false));
-  app.add_option("--rounds", f.rounds, "rounds of the four runs, alternating (default 5)")
+  app.add_option("--rounds", f.rounds, "rounds of the six runs, alternating (default 5)")
       ->type_name("N")
       ->check(CLI::Range(1U, 100U));
   app.add_flag("--json", f.json, "one JSON object per round and one with the medians, instead of the table");
@@ -379,8 +382,9 @@ int durable_main(const command_options& o) {
   return all_completed ? 0 : 1;
 }
 
-// eventstore: per round the log, execute, append_async and loads runs, one after the
-// other (see help::eventstore); the summary takes the rounds where all four completed.
+// eventstore: per round the log, execute, append_async, the k=1 pair (execute and
+// append_async on a replicated store) and loads runs, one after the other (see
+// help::eventstore); the summary takes the rounds where all of them completed.
 int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, bool verbose) {
   if (!json) print_eventstore_header(spec, rounds);
   run_spec log_spec;
@@ -394,6 +398,7 @@ int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, boo
     const auto log = measure_log_append(log_spec);
     const auto commands = measure_aggregate_commands(spec);
     const auto appends = measure_pipelined_appends(spec);
+    const auto replicated = measure_replicated(spec);
     const auto loads = measure_loads(spec);
     char text[160];
     if (verbose) {
@@ -404,7 +409,9 @@ int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, boo
       print_details("eventstore", spec.size, "log", log.error,
                     log.outcome ? text + ("; " + log.outcome->details) : "");
       for (const auto& [name, side] :
-           {std::pair{"execute", &commands}, std::pair{"append_async", &appends}}) {
+           {std::pair{"execute k=0", &commands}, std::pair{"append_async k=0", &appends},
+            std::pair{"execute k=1", &replicated.commands},
+            std::pair{"append_async k=1", &replicated.appends}}) {
         if (side->outcome) std::snprintf(text, sizeof text, "%.3f s", side->outcome->seconds);
         print_details("eventstore", spec.size, name, side->error,
                       side->outcome ? text + ("; " + side->outcome->details) : "");
@@ -418,8 +425,9 @@ int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, boo
     }
     bool complete = true;
     for (const auto& [name, error] :
-         {std::pair{"log", &log.error}, std::pair{"execute", &commands.error},
-          std::pair{"append_async", &appends.error}, std::pair{"loads", &loads.error}}) {
+         {std::pair{"log", &log.error}, std::pair{"execute k=0", &commands.error},
+          std::pair{"append_async k=0", &appends.error}, std::pair{"execute k=1", &replicated.commands.error},
+          std::pair{"append_async k=1", &replicated.appends.error}, std::pair{"loads", &loads.error}}) {
       if (error->empty()) continue;
       complete = false;
       std::fprintf(stderr, "meshbus-perf: eventstore round %u, %s: %s\n", round, name, error->c_str());
@@ -436,6 +444,10 @@ int eventstore_main(const eventstore_spec& spec, unsigned rounds, bool json, boo
     r.snapshot_load_us = median(loads.outcome->snapshot_us);
     r.command_events_per_commit = commands.outcome->events_per_commit;
     r.append_events_per_commit = appends.outcome->events_per_commit;
+    r.command_k1_events_per_s = replicated.commands.outcome->events_per_s();
+    r.append_k1_events_per_s = replicated.appends.outcome->events_per_s();
+    r.command_k1_events_per_commit = replicated.commands.outcome->events_per_commit;
+    r.append_k1_events_per_commit = replicated.appends.outcome->events_per_commit;
     snapshot_version = loads.outcome->snapshot_version;
     completed.push_back(r);
     if (json) print_eventstore_round(spec, round, r);
@@ -527,6 +539,20 @@ int child_main(std::string_view command, const child_config& c) {
   }
 }
 
+/// eventstore's replica (serve_replica()); reports on stdout as child_main() does.
+int replica_main(const replica_config& c) {
+  try {
+    const auto cpu0 = process_cpu_ms();
+    const auto result = serve_replica(c);
+    if (result.empty()) return 1;  // the driver is gone
+    write_line(1, "result " + joined(result, cpu_field(cpu0)));
+    return 0;
+  } catch (const std::exception& e) {
+    write_line(1, std::string("error ") + e.what());
+    return 1;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // the command line
 
@@ -571,8 +597,8 @@ int run(int argc, char** argv) {
   eventstore_flags eventstore_flags;
   auto* eventstore = app.add_subcommand(
       "eventstore",
-      "the event store and aggregates on a durable log beside the log's own append rate, in this "
-      "process, in alternating rounds");
+      "the event store and aggregates on a durable log, without and with a replica (a second "
+      "process), beside the log's own append rate, in alternating rounds");
   add_eventstore_options(*eventstore, eventstore_flags);
   eventstore->footer(footer({help::eventstore, help::exit_status}));
   child_config child;
@@ -581,6 +607,13 @@ int run(int argc, char** argv) {
   for (const auto name : {subscriber_command, echoer_command, replier_command}) {
     children.push_back(add_child_command(app, name, child, child_mode));
   }
+  // `_replica --cluster C --service S --data-dir D`, as measure_replicated() starts it.
+  replica_config replica;
+  auto* replica_child = app.add_subcommand(std::string(replica_command), "");
+  replica_child->group("");  // hidden from --help
+  replica_child->add_option("--cluster", replica.cluster)->required();
+  replica_child->add_option("--service", replica.service)->required();
+  replica_child->add_option("--data-dir", replica.data_dir)->required();
 
   if (argc < 2) {
     std::fputs(app.help().c_str(), stderr);
@@ -600,6 +633,7 @@ int run(int argc, char** argv) {
     child.spec.mode = parse_mode(child_mode).value_or(run_mode::reliable);
     return child_main(c->get_name(), child);
   }
+  if (replica_child->parsed()) return replica_main(replica);
   if (eventstore->parsed()) {
     auto spec = eventstore_flags.spec;
     if (spec.snapshot_every > spec.load_events) {

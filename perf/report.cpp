@@ -305,6 +305,9 @@ void print_eventstore_header(const eventstore_spec& spec, unsigned rounds) {
       "# log = the durable log alone: publish() %s events, then flush() (throughput --mode durable's "
       "publisher, no subscriber)\n",
       with_commas(static_cast<double>(spec.log_count)).c_str());
+  std::printf(
+      "# k=0: no replication; k=1: EventStoreOptions::replicas = 1, the replica in a second process over "
+      "loopback, every stream claimed by a warm-up command before the timed runs\n");
   std::fflush(stdout);
 }
 
@@ -313,31 +316,48 @@ void print_eventstore_round(const eventstore_spec& spec, unsigned round, const e
       "{\"mode\":\"eventstore\",\"size\":%zu,\"round\":%u,\"log_events_per_s\":%.0f,"
       "\"command_events_per_s\":%.0f,\"append_async_events_per_s\":%.0f,\"load_us\":%.1f,"
       "\"snapshot_load_us\":%.1f,\"command_events_per_commit\":%.1f,"
-      "\"append_async_events_per_commit\":%.1f}\n",
+      "\"append_async_events_per_commit\":%.1f,\"command_k1_events_per_s\":%.0f,"
+      "\"append_async_k1_events_per_s\":%.0f,\"command_k1_events_per_commit\":%.1f,"
+      "\"append_async_k1_events_per_commit\":%.1f}\n",
       spec.size, round, r.log_events_per_s, r.command_events_per_s, r.append_events_per_s, r.full_load_us,
-      r.snapshot_load_us, r.command_events_per_commit, r.append_events_per_commit);
+      r.snapshot_load_us, r.command_events_per_commit, r.append_events_per_commit, r.command_k1_events_per_s,
+      r.append_k1_events_per_s, r.command_k1_events_per_commit, r.append_k1_events_per_commit);
   std::fflush(stdout);
 }
 
 void print_eventstore_summary(const eventstore_spec& spec, bool json, std::uint64_t snapshot_version,
                               const std::vector<eventstore_round>& rounds) {
   if (rounds.empty()) return;
-  // Per round: each rate, and its ratio to the log's events/s of the same round.
-  std::vector<double> log, commands, appends, full_us, snapshot_us, full_per_s, snapshot_per_s;
-  std::vector<double> vs_commands, vs_appends, vs_full, vs_snapshot, speedup;
+  // Per round: each rate, its ratio to the log's events/s of the same round, and k=1's
+  // ratio to k=0 of the same round.
+  std::vector<double> log, commands, appends, commands_k1, appends_k1, full_us, snapshot_us, full_per_s,
+      snapshot_per_s;
+  std::vector<double> vs_commands, vs_appends, vs_commands_k1, vs_appends_k1, vs_full, vs_snapshot, speedup;
+  std::vector<double> commands_kept, appends_kept;
+  std::vector<double> command_batches, append_batches, command_k1_batches, append_k1_batches;
   for (const auto& r : rounds) {
     log.push_back(r.log_events_per_s);
     commands.push_back(r.command_events_per_s);
     appends.push_back(r.append_events_per_s);
+    commands_k1.push_back(r.command_k1_events_per_s);
+    appends_k1.push_back(r.append_k1_events_per_s);
     full_us.push_back(r.full_load_us);
     snapshot_us.push_back(r.snapshot_load_us);
     full_per_s.push_back(1e6 / r.full_load_us);
     snapshot_per_s.push_back(1e6 / r.snapshot_load_us);
     vs_commands.push_back(r.command_events_per_s / r.log_events_per_s);
     vs_appends.push_back(r.append_events_per_s / r.log_events_per_s);
+    vs_commands_k1.push_back(r.command_k1_events_per_s / r.log_events_per_s);
+    vs_appends_k1.push_back(r.append_k1_events_per_s / r.log_events_per_s);
     vs_full.push_back(full_per_s.back() / r.log_events_per_s);
     vs_snapshot.push_back(snapshot_per_s.back() / r.log_events_per_s);
     speedup.push_back(r.full_load_us / r.snapshot_load_us);
+    commands_kept.push_back(r.command_k1_events_per_s / r.command_events_per_s);
+    appends_kept.push_back(r.append_k1_events_per_s / r.append_events_per_s);
+    command_batches.push_back(r.command_events_per_commit);
+    append_batches.push_back(r.append_events_per_commit);
+    command_k1_batches.push_back(r.command_k1_events_per_commit);
+    append_k1_batches.push_back(r.append_k1_events_per_commit);
   }
   const auto events_after = spec.load_events - snapshot_version;
   if (json) {
@@ -353,34 +373,47 @@ void print_eventstore_summary(const eventstore_spec& spec, bool json, std::uint6
         "\"threads\":%u,\"appends\":%llu,\"load_events\":%llu,\"snapshot_every\":%llu,"
         "\"snapshot_version\":%llu,\"loads\":%llu,\"median_log_events_per_s\":%.0f,"
         "\"median_command_events_per_s\":%.0f,\"median_append_async_events_per_s\":%.0f,"
-        "\"median_load_us\":%.1f,\"median_snapshot_load_us\":%.1f,%s,%s,%s,%s,%s}\n",
+        "\"median_command_k1_events_per_s\":%.0f,\"median_append_async_k1_events_per_s\":%.0f,"
+        "\"median_command_events_per_commit\":%.1f,\"median_append_async_events_per_commit\":%.1f,"
+        "\"median_command_k1_events_per_commit\":%.1f,\"median_append_async_k1_events_per_commit\":%.1f,"
+        "\"median_load_us\":%.1f,\"median_snapshot_load_us\":%.1f,%s,%s,%s,%s,%s,%s,%s,%s,%s}\n",
         spec.size, rounds.size(), static_cast<unsigned long long>(spec.log_count),
         static_cast<unsigned long long>(spec.aggregates), spec.threads,
         static_cast<unsigned long long>(spec.appends), static_cast<unsigned long long>(spec.load_events),
         static_cast<unsigned long long>(spec.snapshot_every),
         static_cast<unsigned long long>(snapshot_version), static_cast<unsigned long long>(spec.loads),
-        median(log), median(commands), median(appends), median(full_us), median(snapshot_us),
+        median(log), median(commands), median(appends), median(commands_k1), median(appends_k1),
+        median(command_batches), median(append_batches), median(command_k1_batches),
+        median(append_k1_batches), median(full_us), median(snapshot_us),
         ratio_fields("ratio_command", vs_commands).c_str(),
-        ratio_fields("ratio_append_async", vs_appends).c_str(), ratio_fields("ratio_load", vs_full).c_str(),
-        ratio_fields("ratio_snapshot_load", vs_snapshot).c_str(),
+        ratio_fields("ratio_append_async", vs_appends).c_str(),
+        ratio_fields("ratio_command_k1", vs_commands_k1).c_str(),
+        ratio_fields("ratio_append_async_k1", vs_appends_k1).c_str(),
+        ratio_fields("ratio_command_k1_to_k0", commands_kept).c_str(),
+        ratio_fields("ratio_append_async_k1_to_k0", appends_kept).c_str(),
+        ratio_fields("ratio_load", vs_full).c_str(), ratio_fields("ratio_snapshot_load", vs_snapshot).c_str(),
         ratio_fields("snapshot_speedup", speedup).c_str());
     std::fflush(stdout);
     return;
   }
   const auto n = [](std::uint64_t v) { return with_commas(static_cast<double>(v)); };
+  const auto execute_row = "Aggregate::execute(), " + n(spec.aggregates) + " aggregates, " +
+                           std::to_string(spec.threads) + " threads";
+  const auto append_row = "EventStore::append_async(any()), " + n(spec.appends) + " from 1 thread";
   const std::string rows[] = {
       "durable log: publish() + flush()",
-      "Aggregate::execute(), " + n(spec.aggregates) + " aggregates, " + std::to_string(spec.threads) +
-          " threads",
-      "EventStore::append_async(any()), " + n(spec.appends) + " from 1 thread",
+      execute_row + ", k=0",
+      execute_row + ", k=1",
+      append_row + ", k=0",
+      append_row + ", k=1",
       "Aggregate::load(), " + n(spec.load_events) + " events, no snapshot",
       "Aggregate::load(), snapshot at " + n(snapshot_version) + " + " + n(events_after) + " events",
   };
-  std::printf("%-56s %12s %-8s %9s %9s  %s\n", "", "median", "", "ev/commit", "us/load",
+  std::printf("%-62s %12s %-8s %9s %9s  %s\n", "", "median", "", "ev/commit", "us/load",
               "ratio to the log's events/s");
   auto row = [&](const std::string& what, double rate, const char* unit, const std::string& per_commit,
                  const std::string& us, const std::string& ratio) {
-    std::printf("%-56s %12s %-8s %9s %9s  %s\n", what.c_str(), with_commas(rate).c_str(), unit,
+    std::printf("%-62s %12s %-8s %9s %9s  %s\n", what.c_str(), with_commas(rate).c_str(), unit,
                 per_commit.c_str(), us.c_str(), ratio.c_str());
   };
   auto fixed = [](double v) {
@@ -388,23 +421,24 @@ void print_eventstore_summary(const eventstore_spec& spec, bool json, std::uint6
     std::snprintf(text, sizeof text, "%.1f", v);
     return std::string(text);
   };
-  std::vector<double> command_batches, append_batches;
-  for (const auto& r : rounds) {
-    command_batches.push_back(r.command_events_per_commit);
-    append_batches.push_back(r.append_events_per_commit);
-  }
   row(rows[0], median(log), "events/s", "", "", "(baseline)");
   row(rows[1], median(commands), "events/s", fixed(median(command_batches)), "",
       median_and_range(vs_commands));
-  row(rows[2], median(appends), "events/s", fixed(median(append_batches)), "", median_and_range(vs_appends));
-  row(rows[3], median(full_per_s), "loads/s", "", fixed(median(full_us)), median_and_range(vs_full));
-  row(rows[4], median(snapshot_per_s), "loads/s", "", fixed(median(snapshot_us)),
+  row(rows[2], median(commands_k1), "events/s", fixed(median(command_k1_batches)), "",
+      median_and_range(vs_commands_k1));
+  row(rows[3], median(appends), "events/s", fixed(median(append_batches)), "", median_and_range(vs_appends));
+  row(rows[4], median(appends_k1), "events/s", fixed(median(append_k1_batches)), "",
+      median_and_range(vs_appends_k1));
+  row(rows[5], median(full_per_s), "loads/s", "", fixed(median(full_us)), median_and_range(vs_full));
+  row(rows[6], median(snapshot_per_s), "loads/s", "", fixed(median(snapshot_us)),
       median_and_range(vs_snapshot));
   std::printf(
       "# medians of %zu rounds (a load: the median of %llu timed loads in its round); ev/commit: events "
       "per group commit of the event store; ratio: per round, the rate / the log's events/s, median "
       "(min-max)\n",
       rounds.size(), static_cast<unsigned long long>(spec.loads));
+  std::printf("# k=1 / k=0 (per round, median (min-max)): execute %s, append_async %s\n",
+              median_and_range(commands_kept).c_str(), median_and_range(appends_kept).c_str());
   std::printf(
       "# the snapshot makes a load %s times as fast (per round: us without / us with, median "
       "(min-max))\n",

@@ -36,20 +36,25 @@ void print_throughput_row(const command_options& o, const run_spec& spec, const 
 /// One round of `meshbus-perf eventstore`, as measured.
 struct eventstore_round {
   double log_events_per_s = 0;      ///< the durable log alone: publish + flush
-  double command_events_per_s = 0;  ///< Aggregate::execute() from several threads
-  double append_events_per_s = 0;   ///< EventStore::append_async(any()) from one thread
+  double command_events_per_s = 0;  ///< Aggregate::execute() from several threads, k=0
+  double append_events_per_s = 0;   ///< EventStore::append_async(any()) from one thread, k=0
   double full_load_us = 0;          ///< median load without a snapshot
   double snapshot_load_us = 0;      ///< median load with one
   double command_events_per_commit = 0;
   double append_events_per_commit = 0;
+  double command_k1_events_per_s = 0;  ///< the same commands on a replicated store (replicas = 1)
+  double append_k1_events_per_s = 0;   ///< the same appends on it
+  double command_k1_events_per_commit = 0;
+  double append_k1_events_per_commit = 0;
 };
 
 /// The header (table only).
 void print_eventstore_header(const eventstore_spec& spec, unsigned rounds);
 /// --json: one line per round as it ends.
 void print_eventstore_round(const eventstore_spec& spec, unsigned round, const eventstore_round& r);
-/// The medians, each rate's ratio to the log's events/s of its round (median, min-max)
-/// and what the snapshot does for a load; `snapshot_version` is where its snapshot is.
+/// The medians, each rate's ratio to the log's events/s of its round (median, min-max),
+/// what replication (k=1) keeps of the k=0 rates and what the snapshot does for a load;
+/// `snapshot_version` is where its snapshot is.
 void print_eventstore_summary(const eventstore_spec& spec, bool json, std::uint64_t snapshot_version,
                               const std::vector<eventstore_round>& rounds);
 
