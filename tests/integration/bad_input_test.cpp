@@ -53,6 +53,33 @@ class udp_sender {
 
 wire::bytes text(std::string_view s) { return wire::bytes(s.begin(), s.end()); }
 
+/// A fake peer: a raw XPUB and ROUTER on loopback, announced by a hand-made beacon.
+struct fake_peer {
+  zmq::context_t ctx;
+  zmq::socket_t pub{ctx, zmq::socket_type::xpub};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  wire::beacon beacon;
+
+  fake_peer(const std::string& cluster, std::uint8_t id_byte) {
+    for (auto* s : {&pub, &router}) {
+      s->set(zmq::sockopt::linger, 0);
+      s->bind("tcp://127.0.0.1:*");
+    }
+    beacon.node_id[0] = id_byte;
+    beacon.epoch = 5;
+    beacon.cluster_hash = wire::fnv1a64(cluster);
+    beacon.router_port = port_of(router);
+    beacon.pub_port = port_of(pub);
+  }
+  void announce(std::uint16_t beacon_port) const { udp_sender(beacon_port).send(wire::encode_beacon(beacon)); }
+
+ private:
+  static std::uint16_t port_of(zmq::socket_t& s) {
+    const auto ep = s.get(zmq::sockopt::last_endpoint);
+    return static_cast<std::uint16_t>(std::stoul(ep.substr(ep.rfind(':') + 1)));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("bad beacons are dropped and counted by cause and the node keeps working", "[integration][bad-input]") {
@@ -149,26 +176,10 @@ TEST_CASE("bad data frames from a peer are dropped and counted while good ones s
   event_log log;
   a.subscribe("**", log.handler());
 
-  // A fake peer: raw XPUB and ROUTER announced by a hand-made beacon.
-  zmq::context_t ctx;
-  zmq::socket_t pub(ctx, zmq::socket_type::xpub);
-  pub.set(zmq::sockopt::linger, 0);
-  pub.bind("tcp://127.0.0.1:*");
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
-  auto port_of = [](zmq::socket_t& s) {
-    const auto ep = s.get(zmq::sockopt::last_endpoint);
-    return static_cast<std::uint16_t>(std::stoul(ep.substr(ep.rfind(':') + 1)));
-  };
-  wire::beacon b;
-  b.node_id[0] = 0x77;
-  b.epoch = 5;
-  b.cluster_hash = wire::fnv1a64(cluster);
-  b.router_port = port_of(router);
-  b.pub_port = port_of(pub);
-  udp_sender udp(o.beacon_port);
-  udp.send(wire::encode_beacon(b));
+  fake_peer peer(cluster, 0x77);
+  auto& pub = peer.pub;
+  const auto& b = peer.beacon;
+  peer.announce(o.beacon_port);
   // The node connects its SUB and subscribes: wait for a subscription to arrive.
   zmq::message_t sub;
   pub.set(zmq::sockopt::rcvtimeo, 10000);
@@ -220,25 +231,10 @@ TEST_CASE("bad trace requests from a peer are dropped and counted, and a good on
   o.peer_expiry = 30s;  // the fake peer sends one beacon and never pings
   Node a(o);
 
-  // A fake peer: a raw XPUB announced by a hand-made beacon.
-  zmq::context_t ctx;
-  zmq::socket_t pub(ctx, zmq::socket_type::xpub);
-  pub.set(zmq::sockopt::linger, 0);
-  pub.bind("tcp://127.0.0.1:*");
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
-  auto port_of = [](zmq::socket_t& s) {
-    const auto ep = s.get(zmq::sockopt::last_endpoint);
-    return static_cast<std::uint16_t>(std::stoul(ep.substr(ep.rfind(':') + 1)));
-  };
-  wire::beacon b;
-  b.node_id[0] = 0x78;
-  b.epoch = 5;
-  b.cluster_hash = wire::fnv1a64(cluster);
-  b.router_port = port_of(router);
-  b.pub_port = port_of(pub);
-  udp_sender(o.beacon_port).send(wire::encode_beacon(b));
+  fake_peer peer(cluster, 0x78);
+  auto& pub = peer.pub;
+  const auto& b = peer.beacon;
+  peer.announce(o.beacon_port);
   // Wait until the node's subscription to trace requests reached the fake XPUB.
   pub.set(zmq::sockopt::rcvtimeo, 10000);
   const std::string wanted = "\x01" + std::string(wire::trace_request_topic);
