@@ -21,12 +21,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::string> instance_args(const std::string& cluster, const std::string& name, const temp_dir& dir,
-                                       bool defaults) {
-  std::vector<std::string> a{MESHBUS_TEST_ES_NODE, "--mode", "serve", "--cluster", cluster, "--name", name,
-                             "--data-dir", dir.str(), "--replicas", "1", "--members", "3"};
-  if (defaults) a.insert(a.end(), {"--defaults", "1"});
-  return a;
+/// An instance with the library's default timing (peer expiry and replication
+/// timeout 5 s), as users run it.
+std::vector<std::string> instance_args(const std::string& cluster, const std::string& name, const temp_dir& dir) {
+  return {MESHBUS_TEST_ES_NODE, "--mode", "serve", "--cluster", cluster, "--name", name, "--data-dir", dir.str(),
+          "--replicas", "1", "--members", "3", "--defaults", "1"};
 }
 
 /// stream -> version -> command, from an offline dump of one data directory.
@@ -99,7 +98,7 @@ TEST_CASE("owners killed with SIGKILL at random moments under load, replicas = 1
   std::vector<std::unique_ptr<child_process>> nodes;
   for (int i = 0; i < 3; ++i) {
     nodes.push_back(std::make_unique<child_process>(
-        instance_args(cluster, "bank-" + std::to_string(i), *dirs[static_cast<std::size_t>(i)], true)));
+        instance_args(cluster, "bank-" + std::to_string(i), *dirs[static_cast<std::size_t>(i)])));
   }
   for (auto& n : nodes) REQUIRE(printed(*n, "ready", 60s));
   child_process client({MESHBUS_TEST_ES_NODE, "--mode", "client", "--cluster", cluster, "--defaults", "1",
@@ -115,7 +114,7 @@ TEST_CASE("owners killed with SIGKILL at random moments under load, replicas = 1
     nodes[v]->signal(SIGKILL);
     REQUIRE(nodes[v]->wait(10s).has_value());
     std::this_thread::sleep_for(2s);  // the others take over its accounts meanwhile
-    nodes[v] = std::make_unique<child_process>(instance_args(cluster, "bank-" + std::to_string(victim), *dirs[v], true));
+    nodes[v] = std::make_unique<child_process>(instance_args(cluster, "bank-" + std::to_string(victim), *dirs[v]));
     REQUIRE(printed(*nodes[v], "ready", 60s));
   }
   REQUIRE(client.wait(170s).has_value());
@@ -134,17 +133,17 @@ TEST_CASE("an owner cut off while the others take its stream over: its appends f
           "[integration][multiprocess][replication]") {
   const auto cluster = unique_cluster("es-fence");
   temp_dir da("meshbus-esr"), db("meshbus-esr"), dc("meshbus-esr");
-  auto a_args = instance_args(cluster, "bank-a", da, false);
+  auto a_args = instance_args(cluster, "bank-a", da);
   a_args.insert(a_args.end(), {"--self-append", "0"});
   child_process a(a_args);
-  child_process b(instance_args(cluster, "bank-b", db, false));
-  child_process c(instance_args(cluster, "bank-c", dc, false));
+  child_process b(instance_args(cluster, "bank-b", db));
+  child_process c(instance_args(cluster, "bank-c", dc));
   for (auto* n : {&a, &b, &c}) REQUIRE(printed(*n, "ready", 60s));
   REQUIRE(printed(a, "self ok 3", 20s));  // a owns account-0 and appends to it
 
-  a.signal(SIGSTOP);  // cut off: the others see it go (expiry 2 s) and take over
-  child_process client({MESHBUS_TEST_ES_NODE, "--mode", "client", "--cluster", cluster, "--commands", "20",
-                        "--accounts", "1", "--members", "2"});
+  a.signal(SIGSTOP);  // cut off: the others see it go (the default expiry) and take over
+  child_process client({MESHBUS_TEST_ES_NODE, "--mode", "client", "--cluster", cluster, "--defaults", "1",
+                        "--commands", "20", "--accounts", "1", "--members", "2"});
   REQUIRE(client.wait(120s).has_value());
   const auto acked = acknowledged_of(client);
   INFO(client.out());
