@@ -19,6 +19,8 @@
 
 #include "meshbus/topic.hpp"
 
+#include "lib/toolkit/big_endian.hpp"
+
 namespace meshbus {
 namespace {
 
@@ -31,19 +33,10 @@ namespace {
 constexpr std::string_view last_key = "$es/last";
 constexpr std::size_t max_stream_bytes = 300;
 
-void put_be(std::string& out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint64_t get_be(std::string_view in) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < 8 && i < in.size(); ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
-std::string be(std::uint64_t v) {
-  std::string s;
-  put_be(s, v);
-  return s;
-}
+using detail::get_be64;
+using detail::put_be64;
+std::uint64_t get_be(std::string_view in) { return get_be64(in); }
+std::string be(std::uint64_t v) { return detail::be64(v); }
 std::string stream_prefix(std::string_view stream) {
   std::string k = "$es/s/";
   k += stream;
@@ -52,7 +45,7 @@ std::string stream_prefix(std::string_view stream) {
 }
 std::string event_key(std::string_view stream, std::uint64_t version) {
   auto k = stream_prefix(stream);
-  put_be(k, version);
+  put_be64(k, version);
   return k;
 }
 std::string head_key(std::string_view stream) { return std::string("$es/h/").append(stream); }

@@ -21,19 +21,14 @@
 #include "meshbus/projection.hpp"
 #include "meshbus/topic.hpp"
 
+#include "lib/toolkit/big_endian.hpp"
+
 namespace meshbus::detail {
 namespace {
 
-std::string be(std::uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
-  return s;
-}
+std::string be(std::uint64_t v) { return be64(v); }
 std::uint64_t get_be(const std::optional<std::string>& s, std::uint64_t absent) {
-  if (!s || s->size() != 8) return absent;
-  std::uint64_t v = 0;
-  for (const char c : *s) v = (v << 8) | static_cast<unsigned char>(c);
-  return v;
+  return s && s->size() == 8 ? get_be64(*s) : absent;
 }
 
 }  // namespace
