@@ -208,6 +208,8 @@ struct EventStoreStats {
   std::uint64_t fenced = 0;           ///< appends refused because another instance took the stream over
   std::uint64_t takeovers = 0;        ///< streams this instance claimed (a new term)
   std::uint64_t replicated_in = 0;    ///< events written here as another owner's replica
+  /// events fetched from another instance on its (re)joining: appended while this one was away
+  std::uint64_t synced_in = 0;
   std::uint64_t replication_malformed = 0;  ///< replication requests that did not decode (dropped)
 };
 

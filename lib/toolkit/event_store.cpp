@@ -121,6 +121,7 @@ std::string encode_term(const term_record& r) {
 constexpr std::string_view append_type = "meshbus.es.append";
 constexpr std::string_view claim_type = "meshbus.es.claim";
 constexpr std::string_view fetch_type = "meshbus.es.fetch";
+constexpr std::string_view heads_type = "meshbus.es.heads";
 constexpr std::uint8_t reply_ok = 0, reply_fenced = 1, reply_behind = 2;
 
 /// An event as sent to a replica: [event_id, type, type_version, payload (bin),
@@ -295,6 +296,7 @@ class EventStore::impl {
       served_.push_back(node_.serve(opts_.service + ".command", [this](const Event& e) { return on_command(e); }));
     }
     writer_ = std::thread([this] { run(); });
+    if (replicated()) syncer_ = std::thread([this] { sync_loop(); });
   }
 
   ~impl() {
@@ -304,7 +306,9 @@ class EventStore::impl {
       stopping_ = true;
     }
     wake_.notify_all();
+    sync_cv_.notify_all();
     if (writer_.joinable()) writer_.join();
+    if (syncer_.joinable()) syncer_.join();
   }
 
   std::future<std::uint64_t> submit(std::string_view stream, std::vector<NewEvent> events, ExpectedVersion expected) {
@@ -668,6 +672,7 @@ class EventStore::impl {
       if (e.type_name() == append_type) return replica_append(o);
       if (e.type_name() == claim_type) return replica_claim(o);
       if (e.type_name() == fetch_type) return replica_fetch(o);
+      if (e.type_name() == heads_type) return replica_heads(o);
       throw std::runtime_error(fmt::format("unknown type '{}'", e.type_name()));
     } catch (const error&) {
       throw;  // the store failed (full disk): remote_failure at the owner
@@ -777,6 +782,31 @@ class EventStore::impl {
     return Reply(std::string(buf.data(), buf.size()));
   }
 
+  /// [after, max] -> [[stream, head, term, owner], ...]: the streams this instance holds
+  /// whose names sort after `after`, at most `max` (<= 1024) of them, in name order.
+  Reply replica_heads(const msgpack::object& o) {
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 2) throw std::runtime_error("a heads request is not 2 fields");
+    const auto after = o.via.array.ptr[0].as<std::string>();
+    const auto max = std::min<std::uint64_t>(o.via.array.ptr[1].as<std::uint64_t>(), 1024);
+    const auto from = head_key(after);
+    auto kv = node_.stored_range("$es/h/", from, static_cast<std::size_t>(max) + 1);
+    if (!kv.empty() && !after.empty() && kv.front().first == from) kv.erase(kv.begin());
+    if (kv.size() > max) kv.resize(static_cast<std::size_t>(max));
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(static_cast<std::uint32_t>(kv.size()));
+    for (const auto& [key, head] : kv) {
+      const auto stream = std::string_view(key).substr(6);
+      const auto term = decode_term(node_.stored(term_key(stream)));
+      pk.pack_array(4);
+      pk.pack(stream);
+      pk.pack(get_be(head));
+      pk.pack(term.term);
+      pack_node_id(pk, term.owner);
+    }
+    return Reply(std::string(buf.data(), buf.size()));
+  }
+
   static std::uint64_t get_be_or(const std::optional<std::string>& v) { return v ? get_be(*v) : 0; }
 
   /// Writes `events` as versions first, first + 1, ... of `stream` whose head is
@@ -832,6 +862,136 @@ class EventStore::impl {
       committed_position_ = std::max(committed_position_, last);
     }
     appended_.notify_all();
+  }
+
+  // --- catching up with the others when an instance (re)joins (its own thread) ---
+
+  /// Every half second: each other live instance not synced from since it (re)appeared
+  /// is asked for its streams' heads, and what it holds beyond this instance is fetched.
+  /// A replica that was down thus holds again what was appended meanwhile, also for
+  /// streams nobody appends to any more (their owner's next append would catch it up
+  /// otherwise).
+  void sync_loop() {
+    std::set<NodeId> synced;
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      const auto others = other_members();
+      for (auto it = synced.begin(); it != synced.end();) {
+        it = std::find(others.begin(), others.end(), *it) == others.end() ? synced.erase(it) : std::next(it);
+      }
+      for (const auto& m : others) {
+        if (synced.contains(m)) continue;
+        try {
+          if (sync_from(m)) synced.insert(m);
+        } catch (const std::exception&) {
+          // gone, timed out, or the log failed: tried again next round
+        }
+      }
+      lock.lock();
+      sync_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+    }
+  }
+
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  /// Catches up with `member`: true when every page of its heads was gone through.
+  /// A stream is taken only where `member` knows a newer term than this instance, or
+  /// the same term of an owner other than this instance (its events are then what
+  /// that owner committed or sent), and only when its event at this instance's head
+  /// is the same as here: events are added after a matching one, never replaced (the
+  /// owner's next append settles a tail that differs).
+  bool sync_from(const NodeId& member) {
+    std::string after;
+    for (;;) {
+      if (stopping()) return false;
+      msgpack::sbuffer buf;
+      msgpack::packer<msgpack::sbuffer> pk(buf);
+      pk.pack_array(2);
+      pk.pack(after);
+      pk.pack(std::uint64_t{1024});
+      const auto got = ask_all({member}, heads_type, {std::string(buf.data(), buf.size())});
+      if (!got[0]) return false;
+      const auto handle = unpack_record(got[0]->payload);
+      const auto& arr = handle.get();
+      if (arr.type != msgpack::type::ARRAY) return false;
+      for (std::uint32_t i = 0; i < arr.via.array.size; ++i) {
+        const auto& h = arr.via.array.ptr[i];
+        if (h.type != msgpack::type::ARRAY || h.via.array.size != 4) return false;
+        const auto stream = h.via.array.ptr[0].as<std::string>();
+        const auto their_head = h.via.array.ptr[1].as<std::uint64_t>();
+        term_record theirs;
+        theirs.term = h.via.array.ptr[2].as<std::uint64_t>();
+        theirs.owner = node_id_of(h.via.array.ptr[3]);
+        after = stream;
+        try {
+          (void)category_of(stream);
+          sync_stream(member, stream, their_head, theirs);
+        } catch (const error& e) {
+          if (e.code_value() != errc::invalid_argument) throw;  // a name that is not a stream: passed over
+        }
+      }
+      if (arr.via.array.size < 1024) return true;
+    }
+  }
+
+  void sync_stream(const NodeId& member, const std::string& stream, std::uint64_t their_head, const term_record& theirs) {
+    const auto mine = decode_term(node_.stored(term_key(stream)));
+    const auto head = version(stream);
+    if (their_head <= head) return;
+    if (theirs.term < mine.term || (theirs.term == mine.term && (mine.term == 0 || mine.owner == self_))) return;
+    // From this instance's last event on (to compare it), to theirs.
+    std::vector<wire_event> events;
+    for (auto from = std::max<std::uint64_t>(head, 1); from <= their_head;) {
+      msgpack::sbuffer fb;
+      msgpack::packer<msgpack::sbuffer> fp(fb);
+      fp.pack_array(3);
+      fp.pack(stream);
+      fp.pack(from);
+      fp.pack(std::uint64_t{1024});
+      const auto got = ask_all({member}, fetch_type, {std::string(fb.data(), fb.size())});
+      if (!got[0]) return;
+      const auto handle = unpack_record(got[0]->payload);
+      const auto& arr = handle.get();
+      if (arr.type != msgpack::type::ARRAY || arr.via.array.size == 0) break;
+      for (std::uint32_t k = 0; k < arr.via.array.size; ++k) events.push_back(unpack_wire_event(arr.via.array.ptr[k]));
+      from += arr.via.array.size;
+    }
+    std::uint64_t written = 0, last = 0;
+    node_.transact([&](Transaction& tx) {
+      written = 0;
+      const auto now_head = get_be_or(tx.get(head_key(stream)));
+      const auto now_term = decode_term(tx.get(term_key(stream)));
+      if (now_head != head || now_term.term != mine.term || now_term.owner != mine.owner) return;  // moved meanwhile
+      std::vector<wire_event> after_head;
+      if (head > 0) {
+        if (events.empty()) return;
+        const auto key = event_key(stream, head);
+        const auto existing = tx.get(key);
+        if (!existing) return;
+        const auto old = decode_event_record(key, *existing);
+        const auto& w = events.front();
+        const auto old_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(old.recorded_at.time_since_epoch());
+        if (old.event_id != w.event.event_id || old_ns.count() != w.recorded_ns || old.payload != w.event.payload) {
+          return;  // the tails differ: left to the owner
+        }
+        after_head.assign(events.begin() + 1, events.end());
+      } else {
+        after_head = std::move(events);
+      }
+      if (after_head.empty()) return;
+      write_events(tx, stream, head + 1, after_head, head, nullptr, written);
+      if (theirs.term > now_term.term) tx.put(term_key(stream), encode_term(theirs));
+      last = get_be_or(tx.get(last_key));
+    });
+    if (written > 0) {
+      replicated_in(0, last);
+      std::lock_guard lock(stats_mu_);
+      stats_.synced_in += written;
+    }
   }
 
   // --- the owner's side (the writer thread) ---
@@ -1243,6 +1403,8 @@ class EventStore::impl {
   EventStoreStats stats_;
   std::uint64_t committed_position_ = 0;
   std::thread writer_;
+  std::condition_variable sync_cv_;  // with mu_
+  std::thread syncer_;               // sync_loop, when replicated
 };
 
 EventStore::EventStore(Node& node, EventStoreOptions options) : impl_(std::make_unique<impl>(node, std::move(options))) {}

@@ -115,3 +115,65 @@ TEST_CASE("an append with replicas = 1 returns once the other instance holds it,
   CHECK(events[20].as<Noted>().text == "b");
   CHECK(events[21].as<Noted>().text == "a again");
 }
+
+TEST_CASE("an instance that was away catches up when it comes back, also on streams nobody appends to any more",
+          "[integration][replication]") {
+  const auto cluster = unique_cluster("repl-sync");
+  temp_dir da("meshbus-repl"), db("meshbus-repl"), dc("meshbus-repl");
+  Node a(instance(cluster, "a", da));
+  Node b(instance(cluster, "b", db));
+  auto c = std::make_unique<Node>(instance(cluster, "c", dc));
+  EventStore sa(a, {.service = "ledger", .replicas = 1});
+  EventStore sb(b, {.service = "ledger", .replicas = 1});
+  auto sc = std::make_unique<EventStore>(*c, EventStoreOptions{.service = "ledger", .replicas = 1});
+  REQUIRE(eventually([&] { return sa.members().size() == 3 && sb.members().size() == 3; }, 10s));
+  // Streams of all three owners, each appended by its owner while c is there.
+  std::vector<std::string> streams;
+  for (int i = 0; i < 30; ++i) streams.push_back("note-" + std::to_string(i));
+  const auto owner_store = [&](const std::string& s) -> EventStore& {
+    const auto o = sa.owner_of(s);
+    if (o == a.id()) return sa;
+    if (o == b.id()) return sb;
+    return *sc;
+  };
+  for (const auto& s : streams) CHECK(owner_store(s).append(s, ExpectedVersion::exactly(0), Noted{"1"}) == 1);
+  const auto c_id = c->id();
+  std::vector<std::string> of_c;
+  for (const auto& s : streams) {
+    if (sa.owner_of(s) == c_id) of_c.push_back(s);
+  }
+  REQUIRE(!of_c.empty());
+  REQUIRE(eventually([&] {
+    return std::all_of(streams.begin(), streams.end(), [&](const std::string& s) { return sc->version(s) >= 1; });
+  }, 10s));
+  sc.reset();
+  c.reset();
+  REQUIRE(eventually([&] { return sa.members().size() == 2 && sb.members().size() == 2; }, 10s));
+  // While c is away: two more events on every stream (c's are taken over), then nothing.
+  for (const auto& s : streams) {
+    auto& store = sa.owner_of(s) == a.id() ? sa : sb;
+    CHECK(store.append(s, ExpectedVersion::exactly(1), Noted{"2"}, Noted{"3"}) == 3);
+  }
+  c = std::make_unique<Node>(instance(cluster, "c", dc));
+  REQUIRE(c->id() == c_id);  // the same instance, from its data directory
+  sc = std::make_unique<EventStore>(*c, EventStoreOptions{.service = "ledger", .replicas = 1});
+  REQUIRE(eventually([&] {
+    return std::all_of(streams.begin(), streams.end(), [&](const std::string& s) { return sc->version(s) == 3; });
+  }, 15s));
+  CHECK(sc->stats().synced_in == 2 * streams.size());
+  for (const auto& s : streams) {
+    const auto events = sc->read(s);
+    REQUIRE(events.size() == 3);
+    CHECK(events[2].as<Noted>().text == "3");
+  }
+  // Its own streams again: it learnt the newer term, so it claims anew and appends after 3.
+  REQUIRE(eventually([&] { return sa.members().size() == 3; }, 10s));
+  const auto takeovers = sc->stats().takeovers;
+  for (const auto& s : of_c) {
+    REQUIRE(sc->owner_of(s) == c_id);
+    CHECK(sc->append(s, ExpectedVersion::exactly(3), Noted{"4"}) == 4);
+  }
+  CHECK(sc->stats().takeovers == takeovers + of_c.size());
+  CHECK(sc->stats().fenced == 0);
+  for (const auto& s : of_c) CHECK(eventually([&] { return sa.version(s) == 4 || sb.version(s) == 4; }, 5s));
+}
