@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <system_error>
@@ -61,9 +62,9 @@ bool supervise(std::vector<child_process>& children, const supervision& what,
     }
     if (fds.empty()) return true;
 
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
+    if (what.tick.count() > 0) left = std::min(left, what.tick);
     const int n = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()));
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
     for (std::size_t i = 0; n > 0 && i < fds.size(); ++i) {

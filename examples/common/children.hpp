@@ -52,6 +52,8 @@ struct supervision {
   std::function<void(std::string_view)> on_extra;
   /// Called after every round; true ends supervise() early.
   std::function<bool()> done;
+  /// A round at least this often (0: only when something happens), for done() to act on time.
+  std::chrono::milliseconds tick{0};
 };
 
 /// Polls every open pipe and every running child until all children are reaped and

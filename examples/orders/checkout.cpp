@@ -56,9 +56,15 @@ OrderPlaced make_order(int n) {
 int run_checkout(const demo_config& cfg) {
   const console out(cfg.name, cfg.color, cfg.quiet);
   meshbus::Node node(node_options(cfg));
-  // The orders saga is the one subscriber of OrderPlaced; nothing is placed before it listens.
-  if (!node.wait_for_subscribers(OrderPlaced::event_name, 1, 30s)) {
-    out.error("the orders service did not subscribe within 30 s");
+  // Nothing is placed before every orders instance serves and the group "orders" listens.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (node.instances("orders.command").size() < static_cast<std::size_t>(cfg.instances) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  if (node.instances("orders.command").size() < static_cast<std::size_t>(cfg.instances) ||
+      !node.wait_for_subscribers(OrderPlaced::event_name, 1, 10s)) {
+    out.error(fmt::format("the {} orders instances did not all start within 30 s", cfg.instances));
     return 1;
   }
   out.print(fmt::format("placing {} orders at {} per second", cfg.orders, cfg.rate_hz));
@@ -88,12 +94,12 @@ int run_checkout(const demo_config& cfg) {
                         fmt::format("placed{}: {} for {}, {} to {}", legacy ? " by the legacy storefront (v1)" : " (v2)",
                                     describe(order.items), money(order.total_cents), order.customer, order.country)));
   }
-  if (!node.flush(10s)) {
-    out.error("the orders service did not acknowledge every order within 10 s");
+  if (!node.flush(30s)) {
+    out.error("the orders service did not acknowledge every order within 30 s");
     return 1;
   }
   out.print(fmt::format("all {} orders placed and acknowledged", cfg.orders));
-  return 0;
+  return check_orders(cfg, node, out);
 }
 
 }  // namespace orders_demo

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 
 #include <fmt/format.h>
@@ -32,16 +33,20 @@ const char* to_string(role r) noexcept {
 namespace {
 
 constexpr const char* description =
-    "The meshbus order-flow demo: checkout, orders, inventory, shipping and two payment\n"
-    "instances run as six processes that find each other by UDP beacon on loopback (no\n"
-    "broker). Checkout places orders (every fourth through a legacy storefront that still\n"
-    "sends version 1 events); a saga in the orders service reserves stock by\n"
-    "request/reply, has the payments service group charge the card, ships, and\n"
-    "compensates (refund, release stock) when a payment is declined or a shipment fails.\n"
-    "Shipping asks the orders service for the address by a query. Midway, the launcher\n"
-    "kills payments-2 with SIGKILL; its work goes to payments-1. Every line shows the\n"
-    "flow's correlation id; the summary checks that every order reached a final state\n"
-    "and that stock adds up. Exit code 0 when all checks pass, 1 otherwise.";
+    "The meshbus order-flow demo: checkout, three orders instances, inventory, shipping\n"
+    "and two payment instances run as processes that find each other by UDP beacon on\n"
+    "loopback (no broker). Checkout places orders (every fourth through a legacy\n"
+    "storefront that still sends version 1 events). Orders are event-sourced aggregates\n"
+    "in the orders instances' event stores, replicated to one other instance at least;\n"
+    "each order's owner reserves stock by request/reply, has the payments service group\n"
+    "charge the card, has shipping ship it, and compensates (refund, release stock) when\n"
+    "a payment is declined or a shipment fails. The read model \"orders by status\" is\n"
+    "answered by query. Midway, the launcher kills payments-2 with SIGKILL (its work goes\n"
+    "to payments-1) and, with --kill, an orders instance, restarted a few seconds later\n"
+    "(the others take its orders over). Every line shows the flow's correlation id; the\n"
+    "summary checks that every order reached a final state, that every order's events\n"
+    "are contiguous and the same on every instance, that the read models match the\n"
+    "aggregates and that stock adds up. Exit code 0 when all checks pass, 1 otherwise.";
 
 // The hidden options (--role, --name, --cluster, --color) are how the launcher tells a
 // re-executed copy of itself what to be.
@@ -55,6 +60,7 @@ void add_hidden_options(CLI::App& app, demo_config& cfg) {
   app.add_option("--name", cfg.name)->group("");
   app.add_option("--cluster", cfg.cluster)->group("");
   app.add_flag("--color", cfg.color)->group("");
+  app.add_option("--data-dir", cfg.data_dir)->group("");
 }
 
 }  // namespace
@@ -70,11 +76,28 @@ std::optional<int> parse_command_line(int argc, char** argv, demo_config& cfg) {
   app.add_option("--kill-after", cfg.kill_after, "kill payments-2 after it handled N payments, 0 = never (default 3)")
       ->type_name("N")
       ->check(CLI::Range(0, 100000));
+  app.add_option("--instances", cfg.instances, "orders service instances, 2-5 (default 3; see --kill)")
+      ->type_name("N")
+      ->check(CLI::Range(2, 5));
+  app.add_option("--kill", cfg.kill,
+                 "SIGKILL this orders instance (orders-1 ...) when half the orders are placed, or with 'orders' "
+                 "the instance owning most orders then; it is restarted --restart-after seconds later")
+      ->type_name("INSTANCE");
+  app.add_option("--restart-after", cfg.restart_after, "seconds before the killed orders instance restarts (default 3)")
+      ->type_name("S")
+      ->check(CLI::Range(0.5, 60.0));
   app.add_flag("--quiet", cfg.quiet, "print only the final summary");
   add_hidden_options(app, cfg);
   return meshbus_examples::parse_command_line(app, argc, argv, [&cfg] {
     if (cfg.process_role != role::launcher && cfg.cluster.empty()) {
       throw usage_error("service processes are started by the launcher; run meshbus-orders without --role");
+    }
+    if (!cfg.kill.empty() && cfg.kill != "orders") {
+      const auto n = cfg.kill.starts_with("orders-") ? std::atoi(cfg.kill.c_str() + 7) : 0;
+      if (n < 1 || n > cfg.instances || cfg.kill != fmt::format("orders-{}", n)) {
+        throw usage_error(fmt::format("--kill {}: name an orders instance, orders-1 to orders-{}, or 'orders'",
+                                      cfg.kill, cfg.instances));
+      }
     }
   });
 }
@@ -84,8 +107,10 @@ std::vector<std::string> role_arguments(const demo_config& cfg, role r, const st
                                 "--name",    name,
                                 "--cluster", cfg.cluster,
                                 "--orders",  std::to_string(cfg.orders),
-                                "--rate",    fmt::format("{}", cfg.rate_hz)};
-  if (cfg.quiet) args.emplace_back("--quiet");
+                                "--rate",    fmt::format("{}", cfg.rate_hz),
+                                "--instances", std::to_string(cfg.instances)};
+  // Never --quiet: the launcher reads the services' lines (it kills by them) and
+  // forwards only the summary when it is quiet itself.
   if (cfg.color) args.emplace_back("--color");
   return args;
 }
@@ -104,12 +129,12 @@ std::chrono::milliseconds placing_time(const demo_config& cfg) {
 }
 
 std::chrono::milliseconds settle_deadline(const demo_config& cfg) {
-  // Discovery, placing, and the last order's saga running into its time-out at worst.
-  return 15s + placing_time(cfg) + saga_timeout + 5s;
+  // Discovery, placing, a killed instance's restart, and steps taken again (5 s each).
+  return 15s + placing_time(cfg) + std::chrono::milliseconds(static_cast<long>(cfg.restart_after * 1000)) + 30s;
 }
 
 std::chrono::milliseconds launcher_deadline(const demo_config& cfg) {
-  return settle_deadline(cfg) + 20s;
+  return settle_deadline(cfg) + 40s;  // and the audit
 }
 
 void block_stop_signals() {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include <meshbus/node.hpp>
 #include <meshbus/options.hpp>
 
 #include "common/console.hpp"
@@ -30,6 +31,12 @@ struct demo_config {
   int orders = 30;
   double rate_hz = 10.0;
   int kill_after = 3;  ///< the launcher SIGKILLs payments-2 after it handled this many payments; 0: never
+  int instances = 3;   ///< of the orders service: orders-1 ... orders-N
+  /// An orders instance the launcher SIGKILLs when half the orders are placed ("orders":
+  /// the one owning most orders then), restarting it `restart_after` later. Empty: none.
+  std::string kill;
+  double restart_after = 3.0;
+  std::string data_dir;  ///< an orders instance's durable log (chosen by the launcher)
   bool quiet = false;
   bool color = false;  ///< the launcher's stdout is a terminal
 };
@@ -52,12 +59,10 @@ inline constexpr std::string_view payments_group = "payments";
 inline constexpr std::int64_t card_limit_cents = 50000;
 /// No carrier delivers there: shipping fails, the saga compensates.
 inline constexpr std::string_view unreachable_country = "Atlantis";
-/// How long an order's saga may take before it times out and compensates.
-inline constexpr std::chrono::seconds saga_timeout{20};
 
 /// How long checkout takes to place every order.
 std::chrono::milliseconds placing_time(const demo_config& cfg);
-/// How long the orders service waits for every order to reach a final state.
+/// How long the check waits for every order to reach a final state.
 std::chrono::milliseconds settle_deadline(const demo_config& cfg);
 /// How long the launcher lets the whole run take before it kills its children.
 std::chrono::milliseconds launcher_deadline(const demo_config& cfg);
@@ -70,6 +75,9 @@ void wait_for_stop();
 
 /// One line of a flow: the correlation id (read from the event envelope) first.
 std::string flow_line(std::string_view correlation_id, std::string_view order_id, std::string_view text);
+
+/// The final check (checkout runs it once every order is placed); the exit code.
+int check_orders(const demo_config& cfg, meshbus::Node& node, const console& out);
 
 int run_launcher(demo_config cfg);
 int run_orders(const demo_config& cfg);

@@ -1,21 +1,28 @@
-// orders: the order-fulfilment saga (a process manager) and the order query. For
-// every order placed it reserves stock (request/reply to inventory), has the payments
-// group charge the card, has shipping ship it, and compensates in reverse when a step
-// fails: a declined payment releases the stock; a failed shipment refunds and releases.
-// At the end it checks that every order reached a final state, that each final state
-// is consistent with what was done, and that the inventory's stock adds up.
-#include <unistd.h>
-
+// orders: one instance of the orders service. Orders are event-sourced aggregates
+// (meshbus::Aggregate<Order>, streams "order-<id>") in the instances' event stores,
+// which replicate to each other (replicas = 1): each order has one owner among the
+// live instances, and a command for it — from any instance — is executed there.
+//
+// The write side: the facts other services publish (an order placed, a payment
+// captured or declined, a parcel shipped or not) are taken by one instance of the
+// group "orders" and sent as commands to the order's owner. The process manager: the
+// owner follows its store and drives each order it owns to its next step — reserve
+// stock, have payments charge it, have shipping ship it, send the compensations due —
+// again after a while when no answer came, and for the orders it took over from an
+// instance that died. The read side: the projection "orders by status", answered by
+// query, and an audit of what this instance holds for the final check.
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
-#include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
 
-#include <meshbus/saga.hpp>
+#include <meshbus/aggregate.hpp>
+#include <meshbus/projection.hpp>
 
 #include "demo.hpp"
 #include "events.hpp"
@@ -24,187 +31,427 @@ namespace orders_demo {
 namespace {
 
 using namespace std::chrono_literals;
+using meshbus::Changes;
 
-struct order_state {
-  OrderPlaced order;
-  std::uint32_t placed_version = 0;  ///< as the storefront sent it
-  bool reserved = false;
-  std::string payment_id;
-  std::string tracking;
+constexpr std::string_view stream_prefix = "order-";
+
+// --- how each event changes an order (the aggregate and the read model share them) ---
+
+void remove_one(std::vector<std::string>& list, const std::string& item) {
+  if (const auto it = std::find(list.begin(), list.end(), item); it != list.end()) list.erase(it);
+}
+
+struct transitions {
+  static void placed(Order& o, const OrderPlaced& e) {
+    o.status = "placed";
+    o.placed = e;
+  }
+  static void reserved(Order& o, const StockReserved&) { o.status = "reserved"; }
+  static void rejected(Order& o, const OrderRejected& e) {
+    o.status = "rejected";
+    o.reason = e.reason;
+  }
+  static void paid(Order& o, const PaymentRecorded& e) {
+    if (o.status == "reserved" && o.payment_id.empty()) {
+      o.status = "paid";
+      o.payment_id = e.payment_id;
+    } else {
+      o.due.push_back("refund " + e.payment_id);  // a duplicate charge
+    }
+  }
+  static void payment_refused(Order& o, const PaymentRefused& e) {
+    o.status = "cancelling";
+    o.reason = "payment declined: " + e.reason;
+    o.due.emplace_back("release stock");
+  }
+  static void shipped(Order& o, const ShipmentRecorded& e) {
+    o.status = "completed";
+    o.tracking = e.tracking;
+  }
+  static void shipment_refused(Order& o, const ShipmentRefused& e) {
+    o.status = "cancelling";
+    o.reason = "shipment failed: " + e.reason;
+    o.due.push_back("refund " + o.payment_id);
+    o.due.emplace_back("release stock");
+  }
+  static void compensated(Order& o, const CompensationsSent& e) {
+    for (const auto& s : e.sent) {
+      remove_one(o.due, s);
+      o.sent.push_back(s);
+    }
+    if (o.status == "cancelling" && o.due.empty()) o.status = "cancelled";
+  }
 };
-using order_saga = meshbus::Saga<order_state>;
-using Flow = order_saga::Context;
 
-/// Order id -> correlation id of its flow, for the query by order id.
-class order_index {
+template <typename Target>
+void declare_transitions(Target& t) {
+  t.template on_event<OrderPlaced>(&transitions::placed);
+  t.template on_event<StockReserved>(&transitions::reserved);
+  t.template on_event<OrderRejected>(&transitions::rejected);
+  t.template on_event<PaymentRecorded>(&transitions::paid);
+  t.template on_event<PaymentRefused>(&transitions::payment_refused);
+  t.template on_event<ShipmentRecorded>(&transitions::shipped);
+  t.template on_event<ShipmentRefused>(&transitions::shipment_refused);
+  t.template on_event<CompensationsSent>(&transitions::compensated);
+}
+
+struct aggregate_target {
+  meshbus::Aggregate<Order>& orders;
+  template <typename E>
+  void on_event(void (*fn)(Order&, const E&)) {
+    orders.apply<E>(fn);
+  }
+};
+
+struct read_model_target {
+  meshbus::Projection<OrderRow>& view;
+  template <typename E>
+  void on_event(void (*fn)(Order&, const E&)) {
+    view.on<E>([fn](const E& e, const meshbus::RecordedEvent& r, meshbus::Projection<OrderRow>::Documents& docs) {
+      const auto id = r.stream.substr(stream_prefix.size());
+      auto row = docs.get(id).value_or(OrderRow{});
+      fn(row.order, e);
+      row.version = r.version;
+      docs.put(id, row);
+    });
+  }
+};
+
+// --- the write side -----------------------------------------------------------------
+
+/// Sends a command to the order's owner (through any instance) and waits for its
+/// answer; while the owner is being taken over (a killed instance) or is still
+/// starting, tries again for up to 30 s. Throws when that fails: the fact's handler
+/// then fails and the fact is delivered again.
+void send_command(meshbus::Node& node, const auto& command) {
+  using Cmd = std::decay_t<decltype(command)>;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    try {
+      (void)node.request<Cmd, OrderAck>("orders.command", command, {.timeout = 10s}).get();
+      return;
+    } catch (const meshbus::error& e) {
+      if (std::chrono::steady_clock::now() > deadline) throw;
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+}
+
+void serve_commands(meshbus::Aggregate<Order>& orders) {
+  const auto id_of = [](const auto& c) { return c.order_id; };
+  orders.handle<PlaceOrder, OrderAck>(id_of, [](const PlaceOrder& c, const Order& o, Changes& out) {
+    if (!o.status.empty()) return OrderAck{c.order_id, o.status};  // placed already: the fact came again
+    meshbus::NewEvent e;
+    e.type_name = std::string(OrderPlaced::event_name);
+    e.type_version = c.placed_version;
+    e.payload.assign(c.placed.begin(), c.placed.end());
+    // Kept as sent, so it must decode now (upcast if old): what does not is refused.
+    const auto placed = meshbus::decode_event<OrderPlaced>(
+        std::as_bytes(std::span(e.payload.data(), e.payload.size())), e.type_name, e.type_version);
+    if (placed.order_id != c.order_id) throw meshbus::poison_event("the order's id is not the command's");
+    out.emit(std::move(e));
+    return OrderAck{c.order_id, "placed"};
+  });
+  orders.handle<RecordPayment, OrderAck>(id_of, [](const RecordPayment& c, const Order& o, Changes& out) {
+    const auto known = c.payment_id == o.payment_id ||
+                       std::find(o.due.begin(), o.due.end(), "refund " + c.payment_id) != o.due.end() ||
+                       std::find(o.sent.begin(), o.sent.end(), "refund " + c.payment_id) != o.sent.end();
+    if (c.captured && !known && !o.status.empty() && o.status != "placed" && o.status != "rejected") {
+      out.emit(PaymentRecorded{c.order_id, c.payment_id, c.total_cents});
+    } else if (!c.captured && o.status == "reserved") {
+      out.emit(PaymentRefused{c.order_id, c.reason});
+    }
+    return OrderAck{c.order_id, o.status};
+  });
+  orders.handle<RecordShipment, OrderAck>(id_of, [](const RecordShipment& c, const Order& o, Changes& out) {
+    if (o.status == "paid") {
+      if (c.shipped) {
+        out.emit(ShipmentRecorded{c.order_id, c.tracking});
+      } else {
+        out.emit(ShipmentRefused{c.order_id, c.reason});
+      }
+    }
+    return OrderAck{c.order_id, o.status};
+  });
+  // A query on the owner (no events): where shipping sends the parcel.
+  orders.handle<GetOrder, OrderDetails>([](const GetOrder& q) { return q.order_id; },
+                                        [](const GetOrder& q, const Order& o, Changes&) {
+                                          OrderDetails d;
+                                          d.order_id = q.order_id;
+                                          d.found = !o.status.empty();
+                                          d.customer = o.placed.customer;
+                                          d.country = o.placed.country;
+                                          d.items = o.placed.items;
+                                          return d;
+                                        });
+}
+
+/// The facts of the other services, taken by one instance of the group "orders" each
+/// and turned into commands.
+std::vector<meshbus::Subscription> take_facts(meshbus::Node& node, const console& out) {
+  meshbus::SubscribeOptions group;
+  group.group = "orders";
+  std::vector<meshbus::Subscription> subs;
+  // Raw, to keep the order as the storefront sent it (a version 1 event stays one).
+  subs.push_back(node.subscribe(
+      OrderPlaced::event_name,
+      [&node, &out](const meshbus::Event& e) {
+        const auto placed = meshbus::decode_event<OrderPlaced>(e.payload(), e.type_name(), e.type_version());
+        PlaceOrder c;
+        c.order_id = placed.order_id;
+        c.placed_version = e.type_version();
+        const auto* p = reinterpret_cast<const unsigned char*>(e.payload().data());
+        c.placed.assign(p, p + e.payload().size());
+        send_command(node, c);
+        out.print(flow_line(e.correlation_id(), placed.order_id,
+                            e.type_version() == OrderPlaced::event_version
+                                ? fmt::format("order taken: {} for {}", describe(placed.items), money(placed.total_cents))
+                                : fmt::format("order taken: {} for {} (upcast from v{}; kept as sent)",
+                                              describe(placed.items), money(placed.total_cents), e.type_version())));
+      },
+      group));
+  subs.push_back(node.subscribe<PaymentCaptured>(
+      [&node](const PaymentCaptured& p) {
+        send_command(node, RecordPayment{p.order_id, true, p.payment_id, p.total_cents, ""});
+      },
+      group));
+  subs.push_back(node.subscribe<PaymentDeclined>(
+      [&node](const PaymentDeclined& p) { send_command(node, RecordPayment{p.order_id, false, "", 0, p.reason}); },
+      group));
+  subs.push_back(node.subscribe<OrderShipped>(
+      [&node](const OrderShipped& s) { send_command(node, RecordShipment{s.order_id, true, s.tracking, ""}); },
+      group));
+  subs.push_back(node.subscribe<ShipmentFailed>(
+      [&node](const ShipmentFailed& s) { send_command(node, RecordShipment{s.order_id, false, "", s.reason}); },
+      group));
+  return subs;
+}
+
+// --- the process manager --------------------------------------------------------------
+
+/// Drives the orders this instance owns: a few worker threads take order ids (one
+/// order on one thread at a time); a follower kicks the orders whose streams got an
+/// event here; a sweep kicks every unfinished order it owns that has not moved for a
+/// while (no answer came, or it was taken over from an instance that died).
+class process_manager {
  public:
-  void add(const std::string& order_id, const std::string& correlation_id) {
-    std::lock_guard lock(mu_);
-    flows_.emplace(order_id, correlation_id);
+  process_manager(meshbus::Node& node, meshbus::EventStore& store, meshbus::Aggregate<Order>& orders,
+                  meshbus::Projection<OrderRow>& view, const console& out)
+      : node_(node), store_(store), orders_(orders), view_(view), out_(out) {}
+
+  ~process_manager() { stop(); }
+
+  void start() {
+    for (int i = 0; i < 4; ++i) threads_.emplace_back([this] { work(); });
+    threads_.emplace_back([this] { follow(); });
+    threads_.emplace_back([this] { sweep(); });
   }
-  std::optional<std::string> flow_of(const std::string& order_id) const {
-    std::lock_guard lock(mu_);
-    const auto it = flows_.find(order_id);
-    if (it == flows_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::map<std::string, std::string> all() const {
-    std::lock_guard lock(mu_);
-    return flows_;
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
   }
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, std::string> flows_;
-};
+  static constexpr auto again_after = 5s;  // an answer not come by then: the step is taken again
 
-void declare_steps(order_saga& saga, const console& out, order_index& index) {
-  auto say = [&out](const Flow& flow, std::string_view text) {
-    out.print(flow_line(flow.correlation_id(), flow.state().order.order_id, text));
-  };
+  void kick(const std::string& id) {
+    {
+      std::lock_guard lock(mu_);
+      if (queued_.contains(id)) return;
+      queued_.insert(id);
+      queue_.push_back(id);
+    }
+    cv_.notify_one();
+  }
 
-  saga.start_on<OrderPlaced>([&, say](Flow& flow, const OrderPlaced& placed) {
-    auto& s = flow.state();
-    s.order = placed;
-    s.placed_version = flow.event()->type_version();
-    index.add(placed.order_id, flow.correlation_id());
-    say(flow, s.placed_version == OrderPlaced::event_version
-                  ? fmt::format("saga started: {} for {}", describe(placed.items), money(placed.total_cents))
-                  : fmt::format("saga started: {} for {} (upcast from v{})", describe(placed.items),
-                                money(placed.total_cents, placed.currency), s.placed_version));
-    flow.request<ReserveStock, StockReservation>(
-        ReserveStock{placed.order_id, placed.items}, [say](Flow& f, meshbus::RequestResult<StockReservation> r) {
-          if (!r) return f.fail("inventory did not answer: " + r.message());
-          if (!r->reserved) return f.fail("out of stock: " + r->reason);
-          f.state().reserved = true;
-          f.compensate("release stock", [](Flow& g) {
-            (void)g.publish(ReleaseStock{g.state().order.order_id, g.state().order.items});
-          });
-          const auto& o = f.state().order;
-          (void)f.publish(ChargePayment{o.order_id, o.customer, o.total_cents, o.currency});
-          say(f, "stock reserved; payment requested");
-        });
-  });
+  void work() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] {
+        return stopping_ || std::any_of(queue_.begin(), queue_.end(), [&](const auto& id) { return !busy_.contains(id); });
+      });
+      if (stopping_) return;
+      const auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& id) { return !busy_.contains(id); });
+      const auto id = *it;
+      queue_.erase(it);
+      queued_.erase(id);
+      busy_.insert(id);
+      lock.unlock();
+      try {
+        step(id);
+      } catch (const std::exception& e) {
+        out_.error(fmt::format("order {}: {} (tried again later)", id, e.what()));
+      }
+      lock.lock();
+      busy_.erase(id);
+      cv_.notify_all();
+    }
+  }
 
-  saga.on<PaymentCaptured>([say](Flow& flow, const PaymentCaptured& paid) {
-    auto& s = flow.state();
-    if (!s.payment_id.empty()) {
-      // A charge handed to another group member after its first handler died unacknowledged:
-      // the card was charged twice. The saga keeps the first and refunds this one.
-      (void)flow.publish(RefundPayment{paid.order_id, paid.payment_id, paid.total_cents});
-      say(flow, fmt::format("duplicate charge {} (redelivered after a crash): refund requested", paid.payment_id));
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  void follow() {
+    auto position = store_.last_position();
+    while (!stopping()) {
+      store_.wait_past(position, 200ms);
+      for (const auto& e : store_.read_all(position + 1, 1000)) {
+        position = e.position;
+        if (e.stream.starts_with(stream_prefix) && store_.owner_of(e.stream) == node_.id()) {
+          kick(e.stream.substr(stream_prefix.size()));
+        }
+      }
+    }
+  }
+
+  void sweep() {
+    while (!stopping()) {
+      for (int i = 0; i < 10 && !stopping(); ++i) std::this_thread::sleep_for(100ms);
+      for (const auto& [id, row] : view_.list()) {
+        if (row.order.final()) continue;
+        if (store_.owner_of(orders_.stream_of(id)) == node_.id()) kick(id);
+      }
+    }
+  }
+
+  /// Takes the order's next step if it is this instance's and was not just taken.
+  void step(const std::string& id) {
+    if (store_.owner_of(orders_.stream_of(id)) != node_.id()) return;
+    const auto loaded = orders_.load(id);
+    const auto& o = loaded.state;
+    if (o.status.empty() || (o.final() && o.due.empty())) return;
+    {
+      std::lock_guard lock(mu_);
+      auto& last = driven_[id];
+      const auto now = std::chrono::steady_clock::now();
+      if (last.first == loaded.version && now - last.second < again_after) return;
+      last = {loaded.version, now};
+    }
+    const auto& p = o.placed;
+    const auto say = [&](std::string_view text) { out_.print(flow_line(flow_of(id), id, text)); };
+    if (!o.due.empty()) {
+      for (const auto& d : o.due) {
+        if (d == "release stock") {
+          (void)node_.publish(ReleaseStock{id, p.items}, options(id));
+        } else {
+          (void)node_.publish(RefundPayment{id, d.substr(7), p.total_cents}, options(id));
+        }
+      }
+      // Recorded as sent once the receivers acknowledged them (else: again later).
+      if (!node_.flush(5s)) return;
+      (void)orders_.execute(id, [&](const Order& now, Changes& out) {
+        std::vector<std::string> sent;  // what was sent and is still due
+        for (const auto& d : o.due) {
+          if (std::find(now.due.begin(), now.due.end(), d) != now.due.end()) sent.push_back(d);
+        }
+        if (!sent.empty()) out.emit(CompensationsSent{id, sent});
+      });
+      say(fmt::format("compensations sent: {}", fmt::join(o.due, ", ")));
       return;
     }
-    s.payment_id = paid.payment_id;
-    flow.compensate("refund payment", [](Flow& g) {
-      const auto& st = g.state();
-      (void)g.publish(RefundPayment{st.order.order_id, st.payment_id, st.order.total_cents});
-    });
-    (void)flow.publish(ShipOrder{s.order.order_id});
-    say(flow, fmt::format("paid ({}); shipment requested", paid.payment_id));
-  });
-  saga.on<PaymentDeclined>([](Flow& flow, const PaymentDeclined& d) { flow.fail("payment declined: " + d.reason); });
-  saga.on<OrderShipped>([](Flow& flow, const OrderShipped& shipped) {
-    flow.state().tracking = shipped.tracking;
-    flow.complete();
-  });
-  saga.on<ShipmentFailed>([](Flow& flow, const ShipmentFailed& f) { flow.fail("shipment failed: " + f.reason); });
-  saga.on_timeout([say](Flow& flow) { say(flow, "timed out: compensating"); });
-}
-
-/// Waits until `names` are all peers of `node`. False after `timeout`.
-bool wait_for_services(meshbus::Node& node, const std::vector<std::string>& names, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::size_t found = 0;
-    for (const auto& p : node.peers()) {
-      if (std::find(names.begin(), names.end(), p.name) != names.end()) ++found;
+    if (o.status == "placed") {
+      const auto r = node_.request<ReserveStock, StockReservation>(ReserveStock{id, p.items}, request_options(id)).get();
+      (void)orders_.execute(id, [&](const Order& now, Changes& out) {
+        if (now.status != "placed") return;
+        if (r.reserved) {
+          out.emit(StockReserved{id});
+        } else {
+          out.emit(OrderRejected{id, "out of stock: " + r.reason});
+        }
+      });
+      say(r.reserved ? "stock reserved" : "rejected: out of stock: " + r.reason);
+    } else if (o.status == "reserved") {
+      (void)node_.publish(ChargePayment{id, p.customer, p.total_cents, p.currency}, options(id));
+      say("payment requested");
+    } else if (o.status == "paid") {
+      (void)node_.publish(ShipOrder{id}, options(id));
+      say(fmt::format("paid ({}); shipment requested", o.payment_id));
     }
-    if (found == names.size()) return true;
-    std::this_thread::sleep_for(50ms);
   }
-  return false;
-}
 
-/// The final table and checks. Returns the exit code.
-int summarize(const demo_config& cfg, meshbus::Node& node, const order_saga& saga, const order_index& index) {
-  std::vector<std::string> problems;
-  std::map<std::string, int> shipped_units;
-  std::map<meshbus::SagaStatus, int> by_status;
-  int upcast = 0;
-  std::string table = fmt::format("{:<14} {:<6} {:<3} {:>11}  {:<12} {}\n", "correlation", "order", "v", "total",
-                                  "final state", "detail");
-  const auto flows = index.all();
-  for (int n = 1; n <= cfg.orders; ++n) {
-    const auto order_id = fmt::format("A{}", 1000 + n);
-    const auto flow = flows.find(order_id);
-    const auto record = flow == flows.end() ? std::nullopt : saga.find(flow->second);
-    if (!record) {
-      problems.push_back(order_id + " never reached the saga");
-      continue;
+  /// The order's flow: the correlation id its first event was recorded with. The
+  /// string stays where it is (the options below keep views of it).
+  const std::string& flow_of(const std::string& id) {
+    {
+      std::lock_guard lock(mu_);
+      if (const auto it = flows_.find(id); it != flows_.end()) return it->second;
     }
-    const auto& s = record->state;
-    ++by_status[record->status];
-    if (s.placed_version != OrderPlaced::event_version) ++upcast;
-    std::string detail;
-    switch (record->status) {
-      case meshbus::SagaStatus::running: problems.push_back(order_id + " is still running"); break;
-      case meshbus::SagaStatus::completed:
-        detail = fmt::format("shipped, tracking {}, paid {}", s.tracking, s.payment_id);
-        if (s.tracking.empty() || s.payment_id.empty() || !s.reserved) {
-          problems.push_back(order_id + " completed without stock, payment or tracking");
-        }
-        for (const auto& item : s.order.items) shipped_units[item.sku] += item.quantity;
-        break;
-      case meshbus::SagaStatus::compensated:
-      case meshbus::SagaStatus::timed_out: {
-        detail = record->reason;
-        if (!record->compensations_run.empty()) {
-          detail += fmt::format("; undone: {}", fmt::join(record->compensations_run, ", "));
-        }
-        const auto ran = [&](std::string_view name) {
-          return std::find(record->compensations_run.begin(), record->compensations_run.end(), name) !=
-                 record->compensations_run.end();
-        };
-        if (s.reserved && !ran("release stock")) problems.push_back(order_id + ": stock reserved but not released");
-        if (!s.payment_id.empty() && !ran("refund payment")) problems.push_back(order_id + ": paid but not refunded");
-        break;
+    const auto first = store_.read(orders_.stream_of(id), 1, 1);
+    auto flow = first.empty() ? std::string() : first.front().correlation_id;
+    std::lock_guard lock(mu_);
+    return flows_.try_emplace(id, std::move(flow)).first->second;
+  }
+  meshbus::PublishOptions options(const std::string& id) {
+    meshbus::PublishOptions po;
+    po.correlation_id = flow_of(id);
+    return po;
+  }
+  meshbus::RequestOptions request_options(const std::string& id) {
+    meshbus::RequestOptions ro;
+    ro.timeout = 5s;
+    ro.correlation_id = flow_of(id);
+    return ro;
+  }
+
+  meshbus::Node& node_;
+  meshbus::EventStore& store_;
+  meshbus::Aggregate<Order>& orders_;
+  meshbus::Projection<OrderRow>& view_;
+  const console& out_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::deque<std::string> queue_;
+  std::set<std::string> queued_, busy_;
+  std::map<std::string, std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> driven_;
+  std::map<std::string, std::string> flows_;
+  std::vector<std::thread> threads_;
+};
+
+// --- the read side and the audit ----------------------------------------------------------
+
+AuditReport audit(const demo_config& cfg, meshbus::EventStore& store, meshbus::Aggregate<Order>& orders,
+                  meshbus::Projection<OrderRow>& view, const AuditOrders& q) {
+  (void)view.wait_caught_up(5s);
+  AuditReport r;
+  r.instance = cfg.name;
+  const auto ps = view.stats();
+  r.read_model_lag = ps.lag_events;
+  r.read_model_failure = ps.failure;
+  const auto es = store.stats();
+  r.takeovers = es.takeovers;
+  r.synced_in = es.synced_in;
+  r.replicated_in = es.replicated_in;
+  for (const auto& id : q.order_ids) {
+    auto& a = r.orders[id];
+    for (const auto& e : store.read(orders.stream_of(id))) {
+      a.versions.push_back(e.version);
+      a.event_ids.push_back(e.event_id);
+      a.types.push_back(e.type_name);
+      if (e.version == 1) {
+        a.placed_version = e.type_version;
+        a.correlation_id = e.correlation_id;
       }
     }
-    for (const auto& note : record->notes) problems.push_back(order_id + ": " + note);
-    table += fmt::format("{:<14} {:<6} {:<3} {:>11}  {:<12} {}\n", record->correlation_id, order_id,
-                         s.placed_version, money(s.order.total_cents, s.order.currency), to_string(record->status),
-                         detail);
-  }
-
-  // Stock: what left the shelves is exactly what was shipped.
-  if (!node.flush(10s)) problems.push_back("the releases were not all acknowledged within 10 s");
-  try {
-    const auto levels = node.request<GetStockLevels, StockLevels>(GetStockLevels{}, {.timeout = 5s}).get();
-    for (const auto& [sku, initial] : levels.initial) {
-      const auto available = levels.available.count(sku) != 0 ? levels.available.at(sku) : 0;
-      const auto gone = initial - available;
-      const auto shipped = shipped_units.count(sku) != 0 ? shipped_units.at(sku) : 0;
-      if (gone != shipped) {
-        problems.push_back(fmt::format("stock of {}: {} gone from the shelves, {} shipped", sku, gone, shipped));
-      }
+    try {
+      a.state = orders.load(id).state;
+    } catch (const std::exception& e) {
+      a.load_error = e.what();
     }
-  } catch (const std::exception& e) {
-    problems.push_back(std::string("the stock levels query failed: ") + e.what());
+    if (const auto row = view.get(id)) {
+      a.in_read_model = true;
+      a.row = *row;
+    }
   }
-
-  const auto stats = saga.stats();
-  table += fmt::format(
-      "\n{} orders: {} completed, {} compensated, {} timed out, {} still running; {} placed as v1 and upcast\n"
-      "saga: {} started, {} steps, {} step errors, {} late events ignored\n",
-      cfg.orders, by_status[meshbus::SagaStatus::completed], by_status[meshbus::SagaStatus::compensated],
-      by_status[meshbus::SagaStatus::timed_out], by_status[meshbus::SagaStatus::running], upcast, stats.started,
-      stats.steps, stats.step_errors, stats.late);
-  const bool ok = problems.empty();
-  table += ok ? "OK: every order reached a final state, compensations match what was done, stock adds up\n"
-              : fmt::format("FAILED: {}\n", fmt::join(problems, "; "));
-  meshbus_examples::write_all(STDOUT_FILENO, "\n" + table);
-  return ok ? 0 : 1;
+  return r;
 }
 
 }  // namespace
@@ -212,74 +459,44 @@ int summarize(const demo_config& cfg, meshbus::Node& node, const order_saga& sag
 int run_orders(const demo_config& cfg) {
   const console out(cfg.name, cfg.color, cfg.quiet);
   register_order_upcaster();
-  meshbus::Node node(node_options(cfg));
-  order_index index;
-
-  meshbus::SagaOptions options;
-  options.timeout = saga_timeout;
-  std::mutex finished_mu;
-  std::condition_variable finished_cv;
-  int finished = 0;
-  std::optional<order_saga> saga;
-  options.on_finished = [&](const std::string& correlation_id, meshbus::SagaStatus status, const std::string& why) {
-    const auto record = saga->find(correlation_id);
-    const auto order_id = record ? record->state.order.order_id : std::string("?");
-    std::string text = fmt::format("saga {}", to_string(status));
-    if (status == meshbus::SagaStatus::completed) {
-      text += fmt::format(": shipped, tracking {}", record ? record->state.tracking : "?");
-    } else {
-      text += ": " + why;
-      if (record && !record->compensations_run.empty()) {
-        text += fmt::format("; undone: {}", fmt::join(record->compensations_run, ", "));
-      }
+  auto options = node_options(cfg);
+  options.data_dir = cfg.data_dir;
+  meshbus::Node node(options);
+  // The group's patterns first, all at once, before the others hear of this node: a
+  // member announcing only some of them would be reported as a group conflict.
+  const auto subs = take_facts(node, out);
+  meshbus::EventStoreOptions so;
+  so.service = "orders";
+  so.replicas = 1;
+  so.topic_prefix = "shop";  // the orders' events are published on "shop.order"
+  meshbus::EventStore store(node, so);
+  meshbus::Aggregate<Order> orders(store, "order", {.snapshot_every = 8});
+  aggregate_target at{orders};
+  declare_transitions(at);
+  meshbus::Projection<OrderRow> view(store, "orders-by-status", {.categories = {"order"}});
+  read_model_target vt{view};
+  declare_transitions(vt);
+  (void)view.on_query<OrdersByStatus, OrderList>([&view](const OrdersByStatus& q, const auto& docs) {
+    OrderList list;
+    for (auto& [id, row] : docs.list()) {
+      if (q.status.empty() || row.order.status == q.status) list.orders.emplace(id, std::move(row));
     }
-    out.print(flow_line(correlation_id, order_id, text));
-    std::lock_guard lock(finished_mu);
-    ++finished;
-    finished_cv.notify_all();
-  };
-  saga.emplace(node, "order-fulfilment", options);
-  declare_steps(*saga, out, index);
-
-  // The query shipping asks: where does this order go?
-  (void)node.serve<GetOrder, OrderDetails>([&](const GetOrder& q) {
-    OrderDetails d;
-    d.order_id = q.order_id;
-    const auto flow = index.flow_of(q.order_id);
-    const auto record = flow ? saga->find(*flow) : std::nullopt;
-    if (record) {
-      d.found = true;
-      d.customer = record->state.order.customer;
-      d.country = record->state.order.country;
-      d.items = record->state.order.items;
-    }
-    return d;
+    list.lag_events = view.stats().lag_events;
+    return list;
   });
-
-  // Start taking orders only once every service is there (both payments group
-  // members included), so that the first orders do not meet an empty mesh.
-  if (!wait_for_services(node, {"inventory", "shipping", "payments-1", "payments-2"}, 15s)) {
-    out.error("not every service joined within 15 s");
-    return 1;
-  }
-  if (!node.wait_for_subscribers(ReleaseStock::event_name, 1, 10s) ||
-      !node.wait_for_subscribers(ShipOrder::event_name, 1, 10s)) {
-    out.error("inventory or shipping did not subscribe within 10 s");
-    return 1;
-  }
-  saga->start();
-  out.print("order-fulfilment saga running; serving the order query");
-
-  bool settled = false;
-  {
-    std::unique_lock lock(finished_mu);
-    settled = finished_cv.wait_for(lock, settle_deadline(cfg), [&] { return finished >= cfg.orders; });
-  }
-  if (!settled) out.error("not every order reached a final state in time");
-  const auto code = summarize(cfg, node, *saga, index);
-  saga->stop();
+  (void)node.serve<AuditOrders, AuditReport>(
+      "shop.orders.audit." + cfg.name, [&](const AuditOrders& q) { return audit(cfg, store, orders, view, q); });
+  view.start();
+  serve_commands(orders);
+  process_manager manager(node, store, orders, view, out);
+  manager.start();
+  out.print(fmt::format("instance {} of the orders service: {} orders in its store, serving commands and queries",
+                        node.id().short_string(), view.list().size()));
+  wait_for_stop();
+  manager.stop();
+  for (const auto s : subs) node.unsubscribe(s);
   node.stop();
-  return code;
+  return 0;
 }
 
 }  // namespace orders_demo

@@ -286,14 +286,18 @@ class EventStore::impl {
       self_ = node_.id();
       members_service_ = opts_.service + ".eventstore";
       // Membership: the instances serving it. Replication: each instance's own address,
-      // on a thread of its own so that handlers waiting for an append (commands) never
-      // hold up the replicas they wait for. Commands: each instance's own address, on
-      // the node's handler threads.
+      // on a thread of its own so that commands waiting for an append never hold up the
+      // replicas they wait for. Commands: the service and each instance's own address,
+      // each on a thread of its own too, so that an event handler that sends a command
+      // and waits for it (on the node's handler threads) never holds up the command it
+      // waits for, here or at the owner it is forwarded to.
       served_.push_back(node_.serve(members_service_, [](const Event&) { return Reply("member"); }));
       served_.push_back(node_.serve(replication_address(self_),
                                     [this](const Event& e) { return on_replication(e); }, ServeOptions{.own_thread = true}));
-      served_.push_back(node_.serve(command_address(self_), [this](const Event& e) { return on_command(e); }));
-      served_.push_back(node_.serve(opts_.service + ".command", [this](const Event& e) { return on_command(e); }));
+      served_.push_back(node_.serve(command_address(self_), [this](const Event& e) { return on_command(e); },
+                                    ServeOptions{.own_thread = true}));
+      served_.push_back(node_.serve(opts_.service + ".command", [this](const Event& e) { return on_command(e); },
+                                    ServeOptions{.own_thread = true}));
     }
     writer_ = std::thread([this] { run(); });
     if (replicated()) syncer_ = std::thread([this] { sync_loop(); });
