@@ -278,7 +278,9 @@ class EventStore {
   /// (request_to) or to the service's command service, which every instance serves
   /// (Aggregate::handle registers its commands here). The handler can tell them
   /// apart by Event::topic(): command_service() for the latter. An empty handler
-  /// removes the type's.
+  /// removes the type's. Handlers run one at a time on a thread of the store's own for
+  /// each of the two addresses, never on the node's handler threads: an event handler
+  /// may send a command and wait for its reply.
   void on_request(std::string type_name, RequestHandler handler);
   /// "<service>.command": where clients send commands (any instance takes them and
   /// forwards each to its aggregate's owner). Empty without a service.
