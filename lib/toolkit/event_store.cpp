@@ -942,28 +942,38 @@ class EventStore::impl {
     }
   }
 
-  void sync_stream(const NodeId& member, const std::string& stream, std::uint64_t their_head, const term_record& theirs) {
-    const auto mine = decode_term(node_.stored(term_key(stream)));
-    const auto head = version(stream);
-    if (their_head <= head) return;
-    if (theirs.term < mine.term || (theirs.term == mine.term && (mine.term == 0 || mine.owner == self_))) return;
-    // From this instance's last event on (to compare it), to theirs.
+  /// Versions `from` to `to` of `stream` as `member` holds them, in pages of 1024
+  /// (fewer when it holds fewer); nullopt when it does not answer.
+  std::optional<std::vector<wire_event>> fetch(const NodeId& member, const std::string& stream, std::uint64_t from,
+                                               std::uint64_t to) {
     std::vector<wire_event> events;
-    for (auto from = std::max<std::uint64_t>(head, 1); from <= their_head;) {
-      msgpack::sbuffer fb;
-      msgpack::packer<msgpack::sbuffer> fp(fb);
-      fp.pack_array(3);
-      fp.pack(stream);
-      fp.pack(from);
-      fp.pack(std::uint64_t{1024});
-      const auto got = ask_all({member}, fetch_type, {std::string(fb.data(), fb.size())});
-      if (!got[0]) return;
+    while (from <= to) {
+      msgpack::sbuffer buf;
+      msgpack::packer<msgpack::sbuffer> pk(buf);
+      pk.pack_array(3);
+      pk.pack(stream);
+      pk.pack(from);
+      pk.pack(std::uint64_t{1024});
+      const auto got = ask_all({member}, fetch_type, {std::string(buf.data(), buf.size())});
+      if (!got[0]) return std::nullopt;
       const auto handle = unpack_record(got[0]->payload);
       const auto& arr = handle.get();
       if (arr.type != msgpack::type::ARRAY || arr.via.array.size == 0) break;
       for (std::uint32_t k = 0; k < arr.via.array.size; ++k) events.push_back(unpack_wire_event(arr.via.array.ptr[k]));
       from += arr.via.array.size;
     }
+    return events;
+  }
+
+  void sync_stream(const NodeId& member, const std::string& stream, std::uint64_t their_head, const term_record& theirs) {
+    const auto mine = decode_term(node_.stored(term_key(stream)));
+    const auto head = version(stream);
+    if (their_head <= head) return;
+    if (theirs.term < mine.term || (theirs.term == mine.term && (mine.term == 0 || mine.owner == self_))) return;
+    // From this instance's last event on (to compare it), to theirs.
+    auto fetched = fetch(member, stream, std::max<std::uint64_t>(head, 1), their_head);
+    if (!fetched) return;
+    auto events = std::move(*fetched);
     std::uint64_t written = 0, last = 0;
     node_.transact([&](Transaction& tx) {
       written = 0;
@@ -1108,21 +1118,9 @@ class EventStore::impl {
       std::vector<wire_event> missing;
       const auto local_head = version(stream);
       if (best && best_head > local_head) {
-        for (auto from = local_head + 1; from <= best_head;) {
-          msgpack::sbuffer fb;
-          msgpack::packer<msgpack::sbuffer> fp(fb);
-          fp.pack_array(3);
-          fp.pack(stream);
-          fp.pack(from);
-          fp.pack(std::uint64_t{1024});
-          const auto got = ask_all({*best}, fetch_type, {std::string(fb.data(), fb.size())});
-          if (!got[0]) throw not_enough(stream, 0, others.size());
-          const auto handle = unpack_record(got[0]->payload);
-          const auto& arr = handle.get();
-          if (arr.type != msgpack::type::ARRAY || arr.via.array.size == 0) break;
-          for (std::uint32_t k = 0; k < arr.via.array.size; ++k) missing.push_back(unpack_wire_event(arr.via.array.ptr[k]));
-          from += arr.via.array.size;
-        }
+        auto fetched = fetch(*best, stream, local_head + 1, best_head);
+        if (!fetched) throw not_enough(stream, 0, others.size());
+        missing = std::move(*fetched);
       }
       std::uint64_t written = 0, last = 0;
       const auto topic = topic_of(category_of(stream));
