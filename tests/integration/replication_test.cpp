@@ -28,6 +28,16 @@ Options instance(const std::string& cluster, const std::string& name, const temp
   return o;
 }
 
+/// The library's defaults (beacon interval, peer expiry), with a data directory.
+Options default_instance(const std::string& cluster, const std::string& name, const temp_dir& dir) {
+  Options o;
+  o.cluster = cluster;
+  o.name = name;
+  o.use_environment = false;
+  o.data_dir = dir.str();
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("owners by rendezvous hashing: when an instance goes, only its streams move",
@@ -118,11 +128,12 @@ TEST_CASE("an append with replicas = 1 returns once the other instance holds it,
 
 TEST_CASE("an instance that was away catches up when it comes back, also on streams nobody appends to any more",
           "[integration][replication]") {
+  // With default options: what users run.
   const auto cluster = unique_cluster("repl-sync");
   temp_dir da("meshbus-repl"), db("meshbus-repl"), dc("meshbus-repl");
-  Node a(instance(cluster, "a", da));
-  Node b(instance(cluster, "b", db));
-  auto c = std::make_unique<Node>(instance(cluster, "c", dc));
+  Node a(default_instance(cluster, "a", da));
+  Node b(default_instance(cluster, "b", db));
+  auto c = std::make_unique<Node>(default_instance(cluster, "c", dc));
   EventStore sa(a, {.service = "ledger", .replicas = 1});
   EventStore sb(b, {.service = "ledger", .replicas = 1});
   auto sc = std::make_unique<EventStore>(*c, EventStoreOptions{.service = "ledger", .replicas = 1});
@@ -154,7 +165,7 @@ TEST_CASE("an instance that was away catches up when it comes back, also on stre
     auto& store = sa.owner_of(s) == a.id() ? sa : sb;
     CHECK(store.append(s, ExpectedVersion::exactly(1), Noted{"2"}, Noted{"3"}) == 3);
   }
-  c = std::make_unique<Node>(instance(cluster, "c", dc));
+  c = std::make_unique<Node>(default_instance(cluster, "c", dc));
   REQUIRE(c->id() == c_id);  // the same instance, from its data directory
   sc = std::make_unique<EventStore>(*c, EventStoreOptions{.service = "ledger", .replicas = 1});
   REQUIRE(eventually([&] {
