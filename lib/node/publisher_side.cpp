@@ -414,8 +414,11 @@ void publisher_side::update_flow_state() {
   history_events_.store(outbound_.history_events(), std::memory_order_relaxed);
   history_bytes_.store(outbound_.history_bytes(), std::memory_order_relaxed);
   if (!acked) take_lagging(clock::now());
-  const bool changed = window_full_.exchange(full) != full || all_acknowledged_.exchange(acked) != acked;
-  if (changed) {
+  // Both exchanges always run: a short-circuit here once left all_acknowledged_
+  // stale when the window filled first, and flush() returned before the acks.
+  const bool window_changed = window_full_.exchange(full) != full;
+  const bool acked_changed = all_acknowledged_.exchange(acked) != acked;
+  if (window_changed || acked_changed) {
     std::lock_guard lock(flow_mu_);  // pairs with the waiters' predicate check
     flow_cv_.notify_all();
   }
