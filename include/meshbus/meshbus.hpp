@@ -6,6 +6,7 @@
 #include "meshbus/event.hpp"
 #include "meshbus/node.hpp"
 #include "meshbus/options.hpp"
+#include "meshbus/report.hpp"
 #include "meshbus/stats.hpp"
 #include "meshbus/topic.hpp"
 #include "meshbus/types.hpp"

@@ -43,6 +43,7 @@
 #include "meshbus/error.hpp"
 #include "meshbus/event.hpp"
 #include "meshbus/options.hpp"
+#include "meshbus/report.hpp"
 #include "meshbus/stats.hpp"
 #include "meshbus/transaction.hpp"
 #include "meshbus/types.hpp"
@@ -550,6 +551,14 @@ class Node {
 
   Stats stats() const;
   std::vector<PeerInfo> peers() const;
+  /// This node's report: its statistics, peers, streams with their rates, the
+  /// subscribers behind on its streams and its latency histograms (meshbus/report.hpp).
+  /// Built on the I/O thread; rates are over the time since the previous report.
+  NodeReport report();
+  /// The reports of this node (first) and of every live peer that answers within
+  /// `timeout`; the others are listed as unanswered. What `meshbus stats` and `meshbus
+  /// top` show. Peers answer each asker at most 10 times a second (burst 20).
+  MeshReport reports(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
   /// The configured seeds (Options::seeds, MESHBUS_PEERS) and where each stands.
   std::vector<SeedInfo> seeds() const;
   const NodeId& id() const noexcept;

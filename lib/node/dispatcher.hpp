@@ -34,6 +34,7 @@
 
 
 #include "lib/node/counters.hpp"
+#include "lib/node/latency.hpp"
 #include "lib/transport/frame.hpp"
 #include "lib/node/subscriptions.hpp"
 #include "meshbus/types.hpp"
@@ -116,6 +117,9 @@ class dispatcher {
   /// Lets workers finish what is queued (retries still waiting are abandoned), then
   /// joins them. Idempotent.
   void stop();
+  /// From publish to the start of the handlers, and the handlers' time, per event.
+  LatencyHistogram delivery_latency() const noexcept { return delivery_latency_.snapshot(); }
+  LatencyHistogram handler_time() const noexcept { return handler_time_.snapshot(); }
 
  private:
   using item = std::variant<delivery, std::function<void()>>;
@@ -149,6 +153,8 @@ class dispatcher {
   clock::time_point next_due(const worker& w) const;
 
   node_counters& counters_;
+  atomic_histogram delivery_latency_;
+  atomic_histogram handler_time_;
   error_sink on_error_;
   dead_letter_sink on_dead_letter_;
   std::function<void()> on_space_;

@@ -108,6 +108,8 @@ std::vector<std::pair<std::string, std::string>> Node::stored_range(std::string_
 void Node::transact(const std::function<void(Transaction&)>& work) { impl_->state().transact(work, nullptr, {}); }
 Stats Node::stats() const { return impl_->stats(); }
 std::vector<PeerInfo> Node::peers() const { return impl_->peers(); }
+NodeReport Node::report() { return impl_->report(); }
+MeshReport Node::reports(std::chrono::milliseconds timeout) { return impl_->reports(timeout); }
 std::vector<SeedInfo> Node::seeds() const { return impl_->seeds(); }
 const NodeId& Node::id() const noexcept { return impl_->id(); }
 std::uint64_t Node::epoch() const noexcept { return impl_->epoch(); }

@@ -16,6 +16,7 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/dead_letter.hpp"
 #include "lib/wire/topic.hpp"
+#include "lib/wire/report.hpp"
 #include "lib/wire/trace.hpp"
 
 namespace meshbus::detail {
@@ -139,6 +140,7 @@ node_impl::node_impl(const Options& given)
         return publisher_->publish(topic, payload, &po, true);
       },
       [this] { return publisher_->share_history(); });
+  status_ = std::make_unique<status_office>(ctx_, *control_, [this] { return build_report(); });
   if (store_) {
     state_ = std::make_unique<durable_state>(
         ctx_, *store_, [this](std::string_view topic, std::string_view payload, const PublishOptions& po) {
@@ -339,6 +341,73 @@ void node_impl::stop() {
   view_->clear();
 }
 
+template <class T>
+T node_impl::on_loop(std::function<T()> f) {
+  if (drives_loop_here() || stopped_.load(std::memory_order_acquire)) return f();
+  std::promise<T> done;
+  auto result = done.get_future();
+  post_command([&] { done.set_value(f()); });
+  while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (stopped_.load(std::memory_order_acquire) && result.wait_for(std::chrono::milliseconds(0)) !=
+                                                        std::future_status::ready) {
+      throw error(errc::stopped, "the node stopped before it could answer: create a new Node");
+    }
+  }
+  return result.get();
+}
+
+NodeReport node_impl::report() {
+  return on_loop<NodeReport>([this] { return status_->report(clock::now()); });
+}
+
+MeshReport node_impl::reports(std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0) throw error(errc::invalid_argument, "reports() needs a timeout of 0 ms or more");
+  auto asked = on_loop<std::future<MeshReport>>(
+      [this, timeout] { return status_->ask(view_->peers(), timeout, clock::now()); });
+  if (drives_loop_here()) {
+    // This thread turns the loop: the replies come in through it.
+    while (asked.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+      loop_once(std::chrono::milliseconds(1));
+    }
+  }
+  return asked.get();
+}
+
+NodeReport node_impl::build_report() const {
+  NodeReport r;
+  r.id = self_.id;
+  r.name = opts_.name;
+  r.cluster = opts_.cluster;
+  r.epoch = self_.epoch;
+  r.address = interfaces_.bind_address;
+  r.router_port = transport_->router_port();
+  r.pub_port = transport_->pub_port();
+  r.stats = stats();
+  const auto now = clock::now();
+  for (const auto& p : view_->peers()) {
+    PeerReport pr;
+    pr.id = p.id;
+    pr.name = p.name;
+    pr.address = p.address;
+    pr.state = p.state;
+    pr.last_heard_ms = p.last_heard == clock::time_point{} || p.last_heard > now
+                           ? 0
+                           : static_cast<std::uint64_t>(
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_heard).count());
+    r.peers.push_back(std::move(pr));
+  }
+  for (const auto& [topic, seq] : publisher_->positions()) r.published.push_back({self_.id, topic, seq, 0});
+  for (const auto& s : subscriber_->received()) r.received.push_back({to_node_id(s.publisher), s.topic, s.last_seq, 0});
+  r.lagging = publisher_->lagging(wire::max_report_entries);
+  for (const auto& p : subs_.patterns()) {
+    r.subscriptions.push_back(p.group.empty() ? p.pattern : p.pattern + " (group " + p.group + ")");
+  }
+  r.services = requests_->service_names();
+  r.delivery_latency = dispatcher_->delivery_latency();
+  r.handler_time = dispatcher_->handler_time();
+  return r;
+}
+
 Stats node_impl::stats() const {
   Stats s;
   copy_counters(counters_, s);
@@ -473,7 +542,8 @@ clock::time_point node_impl::next_due() const {
   if (busy) return std::min(next, next_reliability_tick_);
   // What these report is done by reliability_tick(), which runs at most every few ms:
   // a deadline already past waits for it rather than spinning the loop.
-  const auto parts = std::min({requests_->next_due(), publisher_->next_due(), subscriber_->next_due(clock::now())});
+  const auto parts = std::min({requests_->next_due(), status_->next_due(), publisher_->next_due(),
+                               subscriber_->next_due(clock::now())});
   return std::min(next, std::max(parts, next_reliability_tick_));
 }
 
@@ -493,6 +563,7 @@ void node_impl::run_timers(clock::time_point now) {
 void node_impl::reliability_tick(clock::time_point now) {
   tick_soon_ = false;
   requests_->expire(now);
+  status_->expire(now);
   subscriber_->tick(now);
   if (!own_nacks_.empty()) {
     std::vector<wire::nack_msg> nacks;
@@ -523,6 +594,7 @@ void node_impl::shutdown_io() {
                   self_.id.short_string(), opts_.linger.count(), publisher_->unacknowledged());
   }
   requests_->fail(nullptr, errc::stopped, "the node stopped before a reply came");
+  status_->finish_all();
   // Goodbye: by beacon for everyone, and directly to every peer.
   beacon_->send(wire::encode_beacon(sessions_->beacon(wire::beacon::flag_goodbye)));
   sessions_->say_goodbye();
@@ -661,6 +733,10 @@ void node_impl::on_session_control(const wire::node_id_bytes& from, wire::contro
     requests_->on_request(from, std::move(*request));
   } else if (auto* reply = std::get_if<wire::reply_msg>(&msg)) {
     requests_->on_reply(from, std::move(*reply));
+  } else if (const auto* status_request = std::get_if<wire::status_request_msg>(&msg)) {
+    status_->on_request(from, *status_request, now);
+  } else if (auto* status_reply = std::get_if<wire::status_reply_msg>(&msg)) {
+    status_->on_reply(from, std::move(*status_reply));
   }
 }
 

@@ -39,6 +39,7 @@
 #include "lib/node/requests.hpp"
 #include "lib/node/subscriber_side.hpp"
 #include "lib/node/subscriptions.hpp"
+#include "lib/node/status_office.hpp"
 #include "lib/node/trace_responder.hpp"
 #include "lib/store/log_store.hpp"
 #include "lib/transport/transport.hpp"
@@ -121,6 +122,8 @@ class node_impl final : private loop_access,
   bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
   Stats stats() const;
   std::vector<PeerInfo> peers() const { return view_->peers(); }
+  NodeReport report();
+  MeshReport reports(std::chrono::milliseconds timeout);
   std::vector<SeedInfo> seeds() const { return sessions_->seeds().state(); }
 
   const NodeId& id() const noexcept { return self_.id; }
@@ -150,6 +153,12 @@ class node_impl final : private loop_access,
   void on_control(const wire::node_id_bytes& from, wire::control_msg& msg, const std::string& ip,
                   clock::time_point now);
   void on_session_control(const wire::node_id_bytes& from, wire::control_msg& msg, clock::time_point now);
+  /// This node's report from its parts, rates not filled in (I/O thread).
+  NodeReport build_report() const;
+  /// Runs `f` on the loop and waits for its result (any thread; on the loop's own
+  /// thread, at once).
+  template <class T>
+  T on_loop(std::function<T()> f);
 
   // loop_access
   bool drives_loop_here() const noexcept override;
@@ -203,6 +212,7 @@ class node_impl final : private loop_access,
   std::unique_ptr<subscriber_side> subscriber_;
   std::unique_ptr<dead_letter_office> dead_letters_;
   std::unique_ptr<trace_responder> traces_;
+  std::unique_ptr<status_office> status_;
   std::unique_ptr<durable_state> state_;  ///< with a durable log only
   std::unique_ptr<durable_positions> durable_;  ///< with a durable log only
   std::unique_ptr<peer_sessions> sessions_;

@@ -194,6 +194,29 @@ void publisher_side::wake_waiters() {
   flow_cv_.notify_all();
 }
 
+std::vector<SubscriberLag> publisher_side::lagging(std::size_t max) const {
+  constexpr std::size_t max_topics_looked_at = 10000;
+  const auto oldest = outbound_.oldest_unacknowledged(max_topics_looked_at);
+  const auto now_ns = unix_ns();
+  std::vector<SubscriberLag> out;
+  for (const auto& l : outbound_.lagging()) {
+    SubscriberLag s;
+    s.node = to_node_id(l.id);
+    if (const auto name = names_.find(l.id); name != names_.end()) s.name = name->second;
+    s.events = l.events;
+    s.absent = l.absent;
+    if (const auto at = oldest.find(l.id); at != oldest.end() && now_ns > at->second) {
+      s.lag_ms = (now_ns - at->second) / 1'000'000;
+    }
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const SubscriberLag& a, const SubscriberLag& b) {
+    return a.lag_ms != b.lag_ms ? a.lag_ms > b.lag_ms : a.events > b.events;
+  });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
 void publisher_side::fill(Stats& s) const {
   s.send_queue_bytes = outbox_->bytes();
   s.unacknowledged_events = unacknowledged_.load(std::memory_order_relaxed);

@@ -64,6 +64,9 @@ class publisher_side final : private outbound_sink {
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   void set_stopping() noexcept { stopping_.store(true, std::memory_order_release); }
   void fill(Stats& s) const;
+  /// I/O thread: the subscribers behind on this node's streams, the furthest behind
+  /// first (at most `max`).
+  std::vector<SubscriberLag> lagging(std::size_t max) const;
 
   // --- I/O thread ---
   /// Drains the outbox and hands what it can to ZeroMQ.

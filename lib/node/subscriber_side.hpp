@@ -67,6 +67,7 @@ class subscriber_side final : private inbound_sink {
   void tick(clock::time_point now);
   clock::time_point next_due(clock::time_point now) const { return inbound_.next_due(now); }
   bool busy() const { return inbound_.busy(); }
+  std::vector<reliability::subscriber_streams::received_stream> received() const { return inbound_.received(); }
   /// Leaving: no new group work, and every ack that has progressed goes out.
   void stop_taking_group_work() { inbound_.stop_taking_group_work(); }
   void flush_acks(clock::time_point now) { inbound_.flush_acks(now); }

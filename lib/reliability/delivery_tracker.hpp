@@ -69,6 +69,18 @@ class delivery_tracker {
 
   /// Subscribers with events unacknowledged, and how many.
   std::vector<std::pair<wire::node_id_bytes, std::uint64_t>> lagging() const;
+  /// Calls `f(subscriber, topic, acked)` for every topic a subscriber has not
+  /// acknowledged everything of.
+  template <class F>
+  void for_each_behind(F&& f) const {
+    for (const auto& [id, s] : subscribers_) {
+      if (s.unacked == 0) continue;
+      for (const auto& [topic, p] : s.topics) {
+        const auto t = topics_.find(topic);
+        if (t != topics_.end() && p.acked < t->second.last_sent) f(id, std::string_view(topic), p.acked);
+      }
+    }
+  }
 
   /// Acknowledged subscribers with no progress for their timeout: what to send again.
   void due_redeliveries(clock::time_point now, std::vector<redelivery>& out);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "lib/wire/envelope.hpp"
+
 namespace meshbus::reliability {
 namespace {
 // Batches resent for one NACK or one redelivery at most; the rest is asked for again.
@@ -255,6 +257,36 @@ std::vector<publisher_streams::lagging_subscriber> publisher_streams::lagging() 
     out.push_back(l);
   }
   for (const auto& [id, work] : group) out.push_back({id, work.first, work.second});
+  return out;
+}
+
+std::map<wire::node_id_bytes, std::uint64_t> publisher_streams::oldest_unacknowledged(std::size_t max_topics) const {
+  std::map<wire::node_id_bytes, std::uint64_t> out;
+  std::size_t looked = 0;
+  auto published_at = [](const transport::frame& f) -> std::uint64_t {
+    std::string_view topic;
+    wire::data_kind kind{};
+    std::size_t body = 0;
+    wire::batch_header h;
+    if (wire::decode_data_prefix(f.bytes_view(), topic, kind, body) != wire::decode_status::ok ||
+        wire::decode_batch(f.bytes_view(), body, h) != wire::decode_status::ok) {
+      return 0;
+    }
+    return h.timestamp_ns;
+  };
+  tracker_.for_each_behind([&](const wire::node_id_bytes& id, std::string_view topic, std::uint64_t acked) {
+    if (looked++ >= max_topics) return;
+    auto found = history_.find(topic, acked + 1, acked + 1);
+    if (found.batches.empty() && found.evicted_from != 0) {
+      const auto oldest = history_.oldest(topic);
+      found = history_.find(topic, oldest, oldest);
+    }
+    if (found.batches.empty()) return;
+    const auto at = published_at(found.batches.front()->payload);
+    if (at == 0) return;
+    auto [it, added] = out.emplace(id, at);
+    if (!added) it->second = std::min(it->second, at);
+  });
   return out;
 }
 

@@ -106,6 +106,12 @@ class publisher_streams {
     bool absent = false;
   };
   std::vector<lagging_subscriber> lagging() const;
+  /// For each subscriber behind on a reliable stream: when its oldest unacknowledged
+  /// event was published (ns since the Unix epoch, the batch's timestamp). When the
+  /// history no longer holds that event, the oldest one it holds of the topic stands
+  /// in (so the lag derived from it is a lower bound). Looks at most at `max_topics`
+  /// (subscriber, topic) pairs.
+  std::map<wire::node_id_bytes, std::uint64_t> oldest_unacknowledged(std::size_t max_topics) const;
   /// What a forgotten subscriber still holds of group work goes to the other members.
   void release_group_work(const wire::node_id_bytes& id, clock::time_point now);
   void on_nack(const wire::node_id_bytes& from, const wire::nack_msg& m, clock::time_point now);

@@ -62,6 +62,18 @@ std::uint64_t subscriber_streams::epoch_of(const wire::node_id_bytes& publisher)
   return it == publishers_.end() ? 0 : it->second.epoch;
 }
 
+std::vector<subscriber_streams::received_stream> subscriber_streams::received() const {
+  std::vector<received_stream> out;
+  for (const auto& [id, p] : publishers_) {
+    for (const auto& [topic, s] : p.streams) {
+      std::uint64_t last = 0;
+      for (const auto& ss : s.subs) last = std::max(last, ss.w.delivered_through());
+      out.push_back({id, topic, last});
+    }
+  }
+  return out;
+}
+
 std::uint64_t subscriber_streams::start_for(const publisher_state& p, const subscription& sub,
                                             std::string_view topic) const {
   // A durable subscription goes on after the position it stored for this stream.

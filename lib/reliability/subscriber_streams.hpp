@@ -84,6 +84,14 @@ class subscriber_streams {
   bool busy() const;
   /// Current epoch of a publisher's streams (0: none).
   std::uint64_t epoch_of(const wire::node_id_bytes& publisher) const;
+  /// A stream received, with the last sequence delivered in order to any of its
+  /// subscriptions (for reports).
+  struct received_stream {
+    wire::node_id_bytes publisher{};
+    std::string topic;
+    std::uint64_t last_seq = 0;
+  };
+  std::vector<received_stream> received() const;
 
  private:
   struct sub_stream {

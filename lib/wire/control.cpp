@@ -59,6 +59,8 @@ decode_status decode_control(byte_view frame, control_msg& out) {
     case control_kind::assign: return decode_body<assign_msg>(r, out);
     case control_kind::request: return decode_body<request_msg>(r, out);
     case control_kind::reply: return decode_body<reply_msg>(r, out);
+    case control_kind::status_request: return decode_body<status_request_msg>(r, out);
+    case control_kind::status_reply: return decode_body<status_reply_msg>(r, out);
   }
   return decode_status::malformed;  // an unknown kind
 }

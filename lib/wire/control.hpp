@@ -30,6 +30,8 @@ enum class control_kind : std::uint8_t {
   assign = 0x24,  ///< two frames: this header, then the original data frame
   request = 0x30,
   reply = 0x31,
+  status_request = 0x40,
+  status_reply = 0x41,
 };
 
 inline constexpr std::uint32_t max_patterns = 4096;
@@ -201,8 +203,23 @@ struct reply_msg {
   friend bool operator==(const reply_msg&, const reply_msg&) = default;
 };
 
-using control_msg = std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg,
-                                 ack_msg, repair_msg, loss_msg, assign_msg, request_msg, reply_msg>;
+/// Asks a peer for its report (docs/protocol.md §11); answered by STATUS_REPLY with
+/// the same id, on the I/O thread, at a bounded rate per asker.
+struct status_request_msg {
+  std::uint64_t id = 0;
+  friend bool operator==(const status_request_msg&, const status_request_msg&) = default;
+};
+
+/// A node's report: the MessagePack map of lib/wire/report.hpp, as a bin.
+struct status_reply_msg {
+  std::uint64_t id = 0;
+  std::string report;
+  friend bool operator==(const status_reply_msg&, const status_reply_msg&) = default;
+};
+
+using control_msg =
+    std::variant<hello_msg, subscriptions_msg, ready_msg, ping_msg, goodbye_msg, nack_msg, ack_msg, repair_msg,
+                 loss_msg, assign_msg, request_msg, reply_msg, status_request_msg, status_reply_msg>;
 
 /// One frame: version, kind, body. REPAIR and ASSIGN are followed by a second frame,
 /// the data frame they carry, which the caller sends.

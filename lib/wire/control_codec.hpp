@@ -41,6 +41,8 @@ MESHBUS_WIRE_BODY_CODEC(assign_msg, assign, 3);
 // Request/reply (control_request.cpp):
 MESHBUS_WIRE_BODY_CODEC(request_msg, request, 8);
 MESHBUS_WIRE_BODY_CODEC(reply_msg, reply, 6);
+MESHBUS_WIRE_BODY_CODEC(status_request_msg, status_request, 1);
+MESHBUS_WIRE_BODY_CODEC(status_reply_msg, status_reply, 2);
 
 #undef MESHBUS_WIRE_BODY_CODEC
 

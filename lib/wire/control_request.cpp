@@ -1,4 +1,5 @@
-// Body codecs of request/reply (docs/protocol.md §4, §8): REQUEST and REPLY. The
+// Body codecs of request/reply (docs/protocol.md §4, §8): REQUEST and REPLY, and of
+// the node reports (§11): STATUS_REQUEST and STATUS_REPLY. The
 // payload is a bin bounded only by the message size (ZMQ_MAXMSGSIZE); every other
 // field has its own limit.
 #include "lib/wire/control_codec.hpp"
@@ -51,6 +52,20 @@ void body_codec<reply_msg>::read(mp_reader& r, reply_msg& m) {
   read_payload(r, m.payload);
   m.status = static_cast<reply_status>(status);
   m.type_version = static_cast<std::uint32_t>(version);
+}
+
+void body_codec<status_request_msg>::write(mp_writer& w, const status_request_msg& m) { w.uint(m.id); }
+
+void body_codec<status_request_msg>::read(mp_reader& r, status_request_msg& m) { r.read_uint(m.id); }
+
+void body_codec<status_reply_msg>::write(mp_writer& w, const status_reply_msg& m) {
+  w.uint(m.id);
+  w.bin(m.report.data(), m.report.size());
+}
+
+void body_codec<status_reply_msg>::read(mp_reader& r, status_reply_msg& m) {
+  r.read_uint(m.id);
+  read_payload(r, m.report);
 }
 
 }  // namespace meshbus::wire::detail

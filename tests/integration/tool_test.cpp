@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -769,4 +770,57 @@ TEST_CASE("meshbus log: what is not a meshbus log is a failure naming the file, 
     CHECK(bad.wait(10s) == 2);
     CHECK_THAT(bad.err(), Catch::StartsWith("meshbus: "));
   }
+}
+
+TEST_CASE("meshbus stats reports every node as JSON and text, and meshbus top draws them", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolstats");
+  Node pub(fast_options(cluster, "pub"));
+  Node sub(fast_options(cluster, "sub"));
+  std::atomic<int> got{0};
+  sub.subscribe("stats.*", [&](const Event&) { ++got; });
+  REQUIRE(pub.wait_for_subscribers("stats.a", 1, 20s));
+  for (int i = 0; i < 300; ++i) REQUIRE(pub.publish("stats.a", "x") == PublishResult::ok);
+  REQUIRE(eventually([&] { return got.load() == 300; }, 20s));
+
+  child_process json_run(fast_tool(cluster, {"stats", "--json"}));
+  REQUIRE(json_run.wait(30s) == 0);
+  INFO("stats --json: " << json_run.out() << json_run.err());
+  const auto doc = nlohmann::json::parse(json_run.out());
+  REQUIRE(doc["nodes"].size() == 2);
+  CHECK(doc["unanswered"].empty());
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& n : doc["nodes"]) by_name[n["name"].get<std::string>()] = n;
+  REQUIRE(by_name.count("pub") == 1);
+  REQUIRE(by_name.count("sub") == 1);
+  // The same figures as the nodes' own Stats.
+  CHECK(by_name["pub"]["id"] == pub.id().to_string());
+  CHECK(by_name["pub"]["stats"]["events_published"] == pub.stats().events_published);
+  CHECK(by_name["sub"]["stats"]["events_delivered"].get<std::uint64_t>() >= 300);
+  CHECK(by_name["pub"]["published"][0]["topic"] == "stats.a");
+  CHECK(by_name["pub"]["published"][0]["last_seq"] == 300);
+  CHECK(by_name["sub"]["received"][0]["publisher"] == pub.id().to_string());
+  CHECK(by_name["sub"]["delivery_latency"]["count"].get<std::uint64_t>() >= 300);
+
+  child_process one(fast_tool(cluster, {"stats", "sub"}));
+  REQUIRE(one.wait(30s) == 0);
+  INFO("stats sub: " << one.out() << one.err());
+  CHECK_THAT(one.out(), Catch::Contains("'sub'") && Catch::Contains("in  stats.a") &&
+                            !Catch::Contains("'pub'"));
+  child_process nobody(fast_tool(cluster, {"stats", "no-such-node"}));
+  CHECK(nobody.wait(30s) == 1);
+  CHECK_THAT(nobody.err(), Catch::Contains("no node named 'no-such-node' answered"));
+
+  child_process top(fast_tool(cluster, {"top", "--iterations", "2", "--interval", "0.2", "--sort", "rate"}));
+  REQUIRE(top.wait(30s) == 0);
+  INFO("top: " << top.out() << top.err());
+  const auto screens = top.out();
+  std::size_t drawn = 0;  // two screens
+  for (auto at = screens.find("meshbus top - "); at != std::string::npos; at = screens.find("meshbus top - ", at + 1)) {
+    ++drawn;
+  }
+  CHECK(drawn == 2);
+  CHECK_THAT(screens, Catch::Contains("meshbus top - 2 nodes, 0 silent") && Catch::Contains("sort: rate") &&
+                          Catch::Contains("stats.a"));
+  child_process bad_sort(fast_tool(cluster, {"top", "--sort", "speed"}));
+  CHECK(bad_sort.wait(30s) == 2);
 }

@@ -13,9 +13,13 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/control.hpp"
 #include "lib/wire/envelope.hpp"
+#include "lib/wire/report.hpp"
 #include "lib/wire/trace.hpp"
 
 using namespace meshbus::wire;
+using meshbus::NodeId;
+using meshbus::NodeReport;
+using meshbus::PeerState;
 
 namespace {
 
@@ -37,7 +41,7 @@ struct outcomes {
 };
 
 struct fuzz_report {
-  outcomes beacon, control, data_prefix, batch, heartbeat, trace_request, trace_reply;
+  outcomes beacon, control, data_prefix, batch, heartbeat, trace_request, trace_reply, report;
   std::size_t inputs = 0;
   std::size_t accepted = 0;          ///< inputs some decoder took as a whole message
   std::size_t threw = 0;             ///< a decoder threw: never
@@ -46,7 +50,7 @@ struct fuzz_report {
 
   std::size_t invalid() const {
     return beacon.invalid + control.invalid + data_prefix.invalid + batch.invalid + heartbeat.invalid +
-           trace_request.invalid + trace_reply.invalid;
+           trace_request.invalid + trace_reply.invalid + report.invalid;
   }
 };
 
@@ -223,6 +227,20 @@ void check_trace(byte_view in, fuzz_report& rep) {
   }
 }
 
+// Node reports are STATUS_REPLY payloads (docs/protocol.md §11). Decoding maps what it
+// does not know away (unknown keys and statistics, other histogram bounds), so the
+// property is that the second round trip changes nothing.
+void check_report(byte_view in, fuzz_report& rep) {
+  NodeReport r;
+  const auto s = decode_report(in, r);
+  rep.report.add(s);
+  if (s != decode_status::ok) return;
+  ++rep.accepted;
+  const auto once = encode_report(r);
+  NodeReport again;
+  if (decode_report(once, again) != decode_status::ok || encode_report(again) != once) ++rep.round_trip_fails;
+}
+
 // Runs every decoder on `in`, from a heap buffer of exactly its size.
 void decode_everything(byte_view in, fuzz_report& rep) {
   ++rep.inputs;
@@ -234,6 +252,7 @@ void decode_everything(byte_view in, fuzz_report& rep) {
     check_control(view, rep);
     check_data(view, rep);
     check_trace(view, rep);
+    check_report(view, rep);
     mp_reader r(view);
     while (!r.at_end() && r.skip()) {
     }
@@ -254,6 +273,7 @@ void require_sound(const fuzz_report& rep) {
   CHECK(rep.batch.total() + rep.heartbeat.total() == rep.data_prefix.ok);
   CHECK(rep.trace_request.total() == rep.inputs);
   CHECK(rep.trace_reply.total() == rep.inputs);
+  CHECK(rep.report.total() == rep.inputs);
 }
 
 std::vector<bytes> valid_messages() {
@@ -309,6 +329,21 @@ std::vector<bytes> valid_messages() {
   done.status = trace_status::truncated;
   done.note = "more";
   out.push_back(encode_trace_reply(done));
+  NodeReport report;
+  report.id.bytes[0] = 7;
+  report.name = "n";
+  report.stats.events_published = 5;
+  report.peers.push_back({NodeId{}, "p", "127.0.0.1", PeerState::suspect, 12});
+  report.published.push_back({report.id, "orders.eu", 9, 1.5});
+  report.received.push_back({NodeId{}, "orders.us", 3, 0});
+  report.lagging.push_back({NodeId{}, "slow", 4, 250, true});
+  report.subscriptions = {"orders.*"};
+  report.delivery_latency.counts[2] = 3;
+  report.delivery_latency.count = 3;
+  out.push_back(encode_report(report));
+  out.push_back(encode_control(status_request_msg{3}));
+  const auto report_bytes = encode_report(report);
+  out.push_back(encode_control(status_reply_msg{3, std::string(report_bytes.begin(), report_bytes.end())}));
   return out;
 }
 
@@ -375,6 +410,8 @@ TEST_CASE("decoders survive mutations of valid messages", "[unit][wire][fuzz]") 
   CHECK(rep.trace_request.malformed > 0);
   CHECK(rep.trace_reply.ok > 0);
   CHECK(rep.trace_reply.malformed > 0);
+  CHECK(rep.report.ok > 0);
+  CHECK(rep.report.malformed > 0);
 }
 
 TEST_CASE("the stored corpus replays through every decoder", "[unit][wire][fuzz]") {

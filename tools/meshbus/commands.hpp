@@ -39,6 +39,10 @@ command add_log_command(CLI::App& parent);
 /// `meshbus trace`: one flow's events, asked of every node, as a causation tree (trace.cpp).
 command add_trace_command(CLI::App& parent, node_flags& node);
 
+/// `meshbus stats` and `meshbus top`: the nodes' reports, once, watched, or live (stats.cpp).
+command add_stats_command(CLI::App& parent, node_flags& node);
+command add_top_command(CLI::App& parent, node_flags& node);
+
 /// A help footer: the examples, then the exit codes.
 std::string footer(std::string_view examples);
 

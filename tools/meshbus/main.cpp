@@ -107,6 +107,8 @@ int run(int argc, char** argv) {
   for (auto& c : add_dlq_commands(app, node)) commands.push_back(std::move(c));
   commands.push_back(add_log_command(app));
   commands.push_back(add_trace_command(app, node));
+  commands.push_back(add_stats_command(app, node));
+  commands.push_back(add_top_command(app, node));
 
   try {
     app.parse(argc, argv);

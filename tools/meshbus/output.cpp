@@ -176,7 +176,9 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
   return out;
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+void print_table(const std::vector<std::vector<std::string>>& rows) { std::cout << table_text(rows) << std::flush; }
+
+std::string table_text(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()), 0);
@@ -190,7 +192,7 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
     }
     out += '\n';
   }
-  std::cout << out << std::flush;
+  return out;
 }
 
 void set_payload(json& object, std::string_view payload) {

@@ -35,6 +35,8 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 
 /// Rows as columns aligned with two spaces between them; the first row is the header.
 void print_table(const std::vector<std::vector<std::string>>& rows);
+/// The same table as text.
+std::string table_text(const std::vector<std::vector<std::string>>& rows);
 
 /// Sets "payload" for UTF-8 text, else "payload_base64" (standard alphabet, padded).
 void set_payload(json& object, std::string_view payload);

@@ -93,6 +93,9 @@
     "trace requests (meshbus trace) this node looked up and answered")                                         \
   X(requests, counter, trace_requests_refused,                                                                 \
     "trace requests answered \"refused\" unread: more than 4 a second (burst 8), or 8 already waiting")         \
+  X(requests, counter, status_requests_answered, "status requests (meshbus stats, top) this node answered")    \
+  X(requests, counter, status_requests_refused,                                                                \
+    "status requests dropped unanswered: more than 10 a second (burst 20) from one asker")                     \
   /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
   X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
   X(bad_input, counter, unsupported_beacons, "beacons of another protocol version")                            \

@@ -1,0 +1,123 @@
+// Node reports between real nodes (docs/protocol.md §11): every node answers a status
+// request on its I/O thread — even while its handlers are stuck — with its counters,
+// peers, streams and their rates, the subscribers behind on its streams and its latency
+// histograms; an asker that floods is answered at a bounded rate, the rest counted.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "tests/support/node_helpers.hpp"
+
+using namespace meshbus;
+using namespace meshbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const NodeReport* find_report(const MeshReport& m, const NodeId& id) {
+  for (const auto& r : m.nodes) {
+    if (r.id == id) return &r;
+  }
+  return nullptr;
+}
+
+const StreamReport* find_stream(const std::vector<StreamReport>& v, const std::string& topic) {
+  for (const auto& s : v) {
+    if (s.topic == topic) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("every node reports itself: counters, peers, streams, lag and latency", "[integration][status]") {
+  const auto cluster = unique_cluster("status");
+  Node pub(fast_options(cluster, "pub"));
+  Node fast(fast_options(cluster, "fast"));
+  Node stuck(fast_options(cluster, "stuck"));
+  std::atomic<std::uint64_t> got{0};
+  fast.subscribe("st.*", [&](const Event&) { ++got; });
+  // The stuck node's only handler thread waits until released: its I/O thread must
+  // still answer for it.
+  std::atomic<bool> release{false};
+  std::atomic<bool> entered{false};
+  SubscribeOptions acked;
+  acked.delivery = Delivery::acknowledged;
+  stuck.subscribe("st.*", [&](const Event&) {
+    entered = true;
+    while (!release) std::this_thread::sleep_for(1ms);
+  }, acked);
+  REQUIRE(pub.wait_for_subscribers("st.a", 2, 10s));
+  constexpr int n = 500;
+  for (int i = 0; i < n; ++i) REQUIRE(pub.publish("st.a", "event") == PublishResult::ok);
+  REQUIRE(eventually([&] { return got.load() == n && entered.load(); }, 10s));
+
+  // The stuck node's lag shows at the publisher: its oldest unacknowledged event is
+  // at least as old as the wait below.
+  std::this_thread::sleep_for(300ms);
+  const auto mesh = pub.reports(5s);
+  CHECK(mesh.unanswered.empty());
+  REQUIRE(mesh.nodes.size() == 3);
+  CHECK(mesh.nodes.front().id == pub.id());  // the asker first
+  const auto* p = find_report(mesh, pub.id());
+  const auto* f = find_report(mesh, fast.id());
+  const auto* s = find_report(mesh, stuck.id());
+  REQUIRE(p != nullptr);
+  REQUIRE(f != nullptr);
+  REQUIRE(s != nullptr);  // answered although its handler thread is held up
+
+  CHECK(p->name == "pub");
+  CHECK(p->cluster == cluster);
+  CHECK(p->stats.events_published >= n);
+  CHECK(p->peers.size() == 2);
+  const auto* out = find_stream(p->published, "st.a");
+  REQUIRE(out != nullptr);
+  CHECK(out->last_seq == n);
+  CHECK(out->events_per_second > 0);
+  REQUIRE(p->lagging.size() == 1);
+  CHECK(p->lagging[0].node == stuck.id());
+  CHECK(p->lagging[0].name == "stuck");
+  CHECK(p->lagging[0].events >= n - 1);
+  CHECK(p->lagging[0].lag_ms >= 250);
+
+  const auto* in = find_stream(f->received, "st.a");
+  REQUIRE(in != nullptr);
+  CHECK(in->publisher == pub.id());
+  CHECK(in->last_seq == n);
+  CHECK(f->stats.events_delivered >= n);
+  CHECK(f->delivery_latency.count >= n);
+  CHECK(f->handler_time.count >= n);
+  CHECK(f->delivery_latency.quantile_ns(0.5) > 0);
+  CHECK(std::find(f->subscriptions.begin(), f->subscriptions.end(), "st.*") != f->subscriptions.end());
+  CHECK(s->stats.status_requests_answered >= 1);
+
+  // Released, the stuck node catches up and the publisher's lag goes away.
+  release = true;
+  REQUIRE(pub.flush(10s).flushed);
+  CHECK(pub.report().lagging.empty());
+}
+
+TEST_CASE("a node answers one asker's flood of status requests at a bounded rate", "[integration][status]") {
+  const auto cluster = unique_cluster("statusflood");
+  Node asker(fast_options(cluster, "asker"));
+  Node target(fast_options(cluster, "target"));
+  REQUIRE(asker.wait_for_peers(1, 10s));
+  REQUIRE(target.wait_for_peers(1, 10s));
+  // 100 asks in a row, each waiting briefly: far beyond 10 a second (burst 20).
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) asker.reports(20ms);
+  const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  REQUIRE(eventually([&] {
+    const auto st = target.stats();
+    return st.status_requests_answered + st.status_requests_refused == 100;
+  }, 10s));
+  const auto st = target.stats();
+  CHECK(st.status_requests_refused >= 1);
+  CHECK(static_cast<double>(st.status_requests_answered) <= 20 + 10 * seconds + 1);
+  // The target goes on answering others, and traffic is unaffected.
+  Node other(fast_options(cluster, "other"));
+  REQUIRE(other.wait_for_peers(2, 10s));
+  REQUIRE(eventually([&] { return find_report(other.reports(2s), target.id()) != nullptr; }, 10s));
+}
