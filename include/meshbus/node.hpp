@@ -570,6 +570,8 @@ class Node {
   std::uint16_t router_port() const noexcept;
   std::uint16_t pub_port() const noexcept;
   std::uint16_t beacon_port() const noexcept;
+  /// The port of the metrics endpoint (Options::metrics_address); 0 when it is off.
+  std::uint16_t metrics_port() const noexcept;
 
  private:
   template <class T>

@@ -124,6 +124,13 @@ struct Options {
   /// How long stop() keeps trying to hand over unsent data and to get it acknowledged.
   std::chrono::milliseconds linger{2000};
 
+  // --- observability ---
+  /// "HOST:PORT" (or ":PORT"; the host is 127.0.0.1 when left out; port 0 picks a free
+  /// one, see Node::metrics_port()): serve GET /metrics there in the Prometheus text
+  /// format. Empty (the default): off; MESHBUS_METRICS when left empty. An address
+  /// that is not this machine's or a port in use makes the Node constructor throw.
+  std::string metrics_address;
+
   // --- the durable log ---
   /// A directory for this node's durable log (created if absent). Empty (the
   /// default): everything lives in memory. With it the node keeps its id across

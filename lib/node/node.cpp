@@ -119,5 +119,6 @@ const std::string& Node::bind_address() const noexcept { return impl_->bind_addr
 std::uint16_t Node::router_port() const noexcept { return impl_->router_port(); }
 std::uint16_t Node::pub_port() const noexcept { return impl_->pub_port(); }
 std::uint16_t Node::beacon_port() const noexcept { return impl_->beacon_port(); }
+std::uint16_t Node::metrics_port() const noexcept { return impl_->metrics_port(); }
 
 }  // namespace meshbus

@@ -16,6 +16,7 @@
 #include "lib/wire/beacon.hpp"
 #include "lib/wire/dead_letter.hpp"
 #include "lib/wire/topic.hpp"
+#include "lib/node/prometheus.hpp"
 #include "lib/wire/report.hpp"
 #include "lib/wire/trace.hpp"
 
@@ -175,6 +176,22 @@ node_impl::node_impl(const Options& given)
       logger().warn("node {}: starting a new epoch: {}", self_.id.short_string(), who.new_epoch_reason);
     }
   }
+  // Before the I/O thread, so that a bad address throws with nothing to end. A scrape
+  // is answered by the loop (in poll mode: within poll_once()), waited for at most 5 s.
+  if (!opts_.metrics_address.empty()) {
+    metrics_ = std::make_unique<metrics_server>(
+        opts_.metrics_address,
+        [this] {
+          return prometheus_text(on_loop<NodeReport>([this] { return status_->report(clock::now()); }, true,
+                                                     std::chrono::seconds(5)));
+        },
+        counters_);
+    logger().info("node {}: metrics at http://{}:{}/metrics", self_.id.short_string(),
+                  opts_.metrics_address.rfind(':') == 0 || opts_.metrics_address.find(':') == std::string::npos
+                      ? std::string("127.0.0.1")
+                      : opts_.metrics_address.substr(0, opts_.metrics_address.rfind(':')),
+                  metrics_->port());
+  }
   if (opts_.background_thread) io_thread_ = std::thread([this] { run(); });
 }
 
@@ -322,6 +339,7 @@ void node_impl::stop() {
   }
   std::lock_guard lock(stop_mu_);
   if (stopped_.load(std::memory_order_acquire)) return;
+  if (metrics_) metrics_->stop();  // no scrape waits for a loop that is ending
   stop_requested_.store(true, std::memory_order_release);
   publisher_->set_stopping();
   requests_->set_stopping();
@@ -342,15 +360,21 @@ void node_impl::stop() {
 }
 
 template <class T>
-T node_impl::on_loop(std::function<T()> f) {
-  if (drives_loop_here() || stopped_.load(std::memory_order_acquire)) return f();
-  std::promise<T> done;
-  auto result = done.get_future();
-  post_command([&] { done.set_value(f()); });
+T node_impl::on_loop(std::function<T()> f, bool outside, std::chrono::milliseconds timeout) {
+  if ((!outside && drives_loop_here()) || stopped_.load(std::memory_order_acquire)) return f();
+  // Shared: after a timeout the command may still run.
+  auto done = std::make_shared<std::promise<T>>();
+  auto result = done->get_future();
+  post_command([done, f = std::move(f)] { done->set_value(f()); });
+  const auto deadline =
+      timeout == std::chrono::milliseconds::max() ? clock::time_point::max() : clock::now() + timeout;
   while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
     if (stopped_.load(std::memory_order_acquire) && result.wait_for(std::chrono::milliseconds(0)) !=
                                                         std::future_status::ready) {
       throw error(errc::stopped, "the node stopped before it could answer: create a new Node");
+    }
+    if (clock::now() >= deadline) {
+      throw error(errc::timeout, fmt::format("the node's loop did not answer within {} ms", timeout.count()));
     }
   }
   return result.get();

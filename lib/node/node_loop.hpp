@@ -39,6 +39,7 @@
 #include "lib/node/requests.hpp"
 #include "lib/node/subscriber_side.hpp"
 #include "lib/node/subscriptions.hpp"
+#include "lib/node/metrics_server.hpp"
 #include "lib/node/status_office.hpp"
 #include "lib/node/trace_responder.hpp"
 #include "lib/store/log_store.hpp"
@@ -134,6 +135,7 @@ class node_impl final : private loop_access,
   std::uint16_t router_port() const noexcept { return transport_->router_port(); }
   std::uint16_t pub_port() const noexcept { return transport_->pub_port(); }
   std::uint16_t beacon_port() const noexcept { return opts_.beacon_port; }
+  std::uint16_t metrics_port() const noexcept { return metrics_ ? metrics_->port() : 0; }
 
  private:
   // loop
@@ -155,10 +157,13 @@ class node_impl final : private loop_access,
   void on_session_control(const wire::node_id_bytes& from, wire::control_msg& msg, clock::time_point now);
   /// This node's report from its parts, rates not filled in (I/O thread).
   NodeReport build_report() const;
-  /// Runs `f` on the loop and waits for its result (any thread; on the loop's own
-  /// thread, at once).
+  /// Runs `f` on the loop and waits for its result (any thread; on the thread that
+  /// drives the loop, at once, unless `outside`: a thread of the node's own that never
+  /// turns it). Throws error(stopped) when the node stops first, error(timeout) after
+  /// `timeout`.
   template <class T>
-  T on_loop(std::function<T()> f);
+  T on_loop(std::function<T()> f, bool outside = false,
+            std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
 
   // loop_access
   bool drives_loop_here() const noexcept override;
@@ -216,6 +221,7 @@ class node_impl final : private loop_access,
   std::unique_ptr<durable_state> state_;  ///< with a durable log only
   std::unique_ptr<durable_positions> durable_;  ///< with a durable log only
   std::unique_ptr<peer_sessions> sessions_;
+  std::unique_ptr<metrics_server> metrics_;  ///< Options::metrics_address; started last, stopped first
 
   // --- I/O thread only ---
   /// NACKs of this node's own group work, for its publisher side: carried out after

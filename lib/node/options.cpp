@@ -104,6 +104,7 @@ resolved_options resolve_options(const Options& given) {
   }
 
   if (o.data_dir.empty() && use_env && env("MESHBUS_DATA_DIR")) o.data_dir = env("MESHBUS_DATA_DIR");
+  if (o.metrics_address.empty() && use_env && env("MESHBUS_METRICS")) o.metrics_address = env("MESHBUS_METRICS");
   if (o.durability == Durability::always && use_env && env("MESHBUS_DURABILITY")) {
     const std::string_view d = env("MESHBUS_DURABILITY");
     if (d == "interval") {

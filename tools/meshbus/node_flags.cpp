@@ -75,6 +75,11 @@ void add_limit_flags(CLI::App& app, node_flags& flags, const std::string& group)
       ->type_name("BYTES")
       ->check(byte_count_from(min_bytes))
       ->group(group);
+  app.add_option("--metrics", flags.metrics,
+                 "Serve GET /metrics (Prometheus text format) at HOST:PORT while the command runs "
+                 "(MESHBUS_METRICS; host 127.0.0.1 when left out)")
+      ->type_name("ADDR")
+      ->group(group);
   app.add_option("--log-level", flags.log_level, "Library log level on stderr (default: warn)")
       ->type_name("LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
@@ -127,6 +132,7 @@ std::unique_ptr<meshbus::Node> start_node(const node_flags& flags, meshbus::Opti
   if (flags.beacon_interval_ms > 0) options.beacon_interval = milliseconds(flags.beacon_interval_ms);
   if (flags.max_message_bytes > 0) options.max_message_bytes = static_cast<std::size_t>(flags.max_message_bytes);
   if (!flags.data_dir.empty()) options.data_dir = flags.data_dir;
+  if (!flags.metrics.empty()) options.metrics_address = flags.metrics;
   if (flags.durability == "interval") options.durability = meshbus::Durability::interval;
   if (flags.durability == "none") options.durability = meshbus::Durability::none;
   if (flags.durability == "always") {

@@ -26,6 +26,7 @@ struct node_flags {
   std::uint64_t max_message_bytes = 0;     ///< 0: MESHBUS_MAX_MESSAGE_BYTES or the library's default
   std::string data_dir;                    ///< empty: MESHBUS_DATA_DIR or none
   std::string durability;                  ///< empty: MESHBUS_DURABILITY or always
+  std::string metrics;                     ///< empty: MESHBUS_METRICS or off
 };
 
 /// The node options, on `app` and on every subcommand (so they may come before or after the

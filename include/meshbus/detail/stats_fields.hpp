@@ -96,6 +96,7 @@
   X(requests, counter, status_requests_answered, "status requests (meshbus stats, top) this node answered")    \
   X(requests, counter, status_requests_refused,                                                                \
     "status requests dropped unanswered: more than 10 a second (burst 20) from one asker")                     \
+  X(requests, counter, metrics_requests, "GET /metrics requests the metrics endpoint answered")                 \
   /* bad input: dropped, counted, reported at most once per quiet period per cause */                          \
   X(bad_input, counter, malformed_beacons, "malformed beacons")                                                \
   X(bad_input, counter, unsupported_beacons, "beacons of another protocol version")                            \
@@ -106,6 +107,8 @@
   X(bad_input, counter, unknown_senders, "directed messages without a valid sender id")                        \
   X(bad_input, counter, malformed_trace_requests,                                                              \
     "trace requests that did not decode or named a reply topic outside $meshbus.trace.reply: dropped")         \
+  X(bad_input, counter, metrics_requests_rejected,                                                             \
+    "HTTP requests the metrics endpoint answered 4xx or 5xx: malformed, oversized, another path or method")    \
   /* peers */                                                                                                  \
   X(peers, counter, peers_joined, "peers that joined")                                                         \
   X(peers, counter, peers_left, "peers that left or expired")                                                  \

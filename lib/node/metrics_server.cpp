@@ -1,0 +1,145 @@
+// The metrics endpoint; see metrics_server.hpp.
+#include "lib/node/metrics_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "meshbus/error.hpp"
+
+namespace meshbus::detail {
+namespace {
+
+constexpr auto report_interval = std::chrono::milliseconds(100);
+constexpr std::size_t max_body = 64 << 10;
+
+struct host_port {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+host_port parse_address(const std::string& address) {
+  const auto usage = [&] {
+    return error(errc::invalid_argument,
+                 fmt::format("metrics address '{}' is not HOST:PORT (e.g. 127.0.0.1:9464): set "
+                             "Options::metrics_address, MESHBUS_METRICS or --metrics",
+                             address.substr(0, 128)));
+  };
+  host_port hp;
+  const auto colon = address.rfind(':');
+  const std::string_view port_text =
+      colon == std::string::npos ? std::string_view(address) : std::string_view(address).substr(colon + 1);
+  hp.host = colon == std::string::npos || colon == 0 ? "127.0.0.1" : address.substr(0, colon);
+  if (hp.host == "localhost") hp.host = "127.0.0.1";
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) {
+    throw usage();
+  }
+  in_addr a{};
+  if (::inet_pton(AF_INET, hp.host.c_str(), &a) != 1) throw usage();
+  hp.port = static_cast<std::uint16_t>(port);
+  return hp;
+}
+
+/// Binds a socket of our own first, for the reason a bind fails (cpp-httplib only says
+/// that it did).
+void check_bindable(const host_port& hp, const std::string& address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw error(errc::network, "socket() failed for the metrics endpoint");
+  const int yes = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(hp.port);
+  ::inet_pton(AF_INET, hp.host.c_str(), &sa.sin_addr);
+  const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return;
+  if (err == EADDRINUSE) {
+    throw error(errc::network, fmt::format("metrics address {} is already in use: choose another port "
+                                           "(Options::metrics_address, MESHBUS_METRICS, --metrics)",
+                                           address));
+  }
+  if (err == EADDRNOTAVAIL) {
+    throw error(errc::network, fmt::format("metrics address {}: {} is not an address of this machine "
+                                           "(Options::metrics_address, MESHBUS_METRICS, --metrics)",
+                                           address, hp.host));
+  }
+  throw error(errc::network, fmt::format("metrics address {} cannot be bound: {}", address, std::strerror(err)));
+}
+
+}  // namespace
+
+metrics_server::metrics_server(const std::string& address, render make_text, node_counters& counters)
+    : make_text_(std::move(make_text)), counters_(counters), server_(std::make_unique<httplib::Server>()) {
+  const auto hp = parse_address(address);
+  check_bindable(hp, address);
+  auto& s = *server_;
+  s.set_read_timeout(5, 0);
+  s.set_write_timeout(5, 0);
+  s.set_keep_alive_timeout(5);
+  s.set_payload_max_length(max_body);
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    try {
+      res.set_content(text(), "text/plain; version=0.0.4; charset=utf-8");
+      bump(counters_.metrics_requests);
+    } catch (const std::exception& e) {
+      // The node is stopping, or its loop is held up: no figures rather than old ones.
+      res.status = 503;
+      res.set_content(fmt::format("no report: {}\n", e.what()), "text/plain");
+    }
+  });
+  // Every 4xx and 5xx passes here: malformed requests, oversized ones, other paths.
+  s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+    bump(counters_.metrics_requests_rejected);
+    res.set_content(fmt::format("HTTP {}: this endpoint serves GET /metrics\n", res.status), "text/plain");
+  });
+  if (hp.port == 0) {
+    const int port = s.bind_to_any_port(hp.host);
+    if (port <= 0) throw error(errc::network, fmt::format("metrics address {} cannot be bound", address));
+    port_ = static_cast<std::uint16_t>(port);
+  } else {
+    if (!s.bind_to_port(hp.host, hp.port)) {
+      throw error(errc::network, fmt::format("metrics address {} cannot be bound (in use?)", address));
+    }
+    port_ = hp.port;
+  }
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  thread_ = std::thread([this, ended] {
+    server_->listen_after_bind();
+    ended->store(true);
+  });
+  // stop() does nothing to a server not yet listening: wait until it is (or gave up).
+  while (!server_->is_running() && !ended->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+metrics_server::~metrics_server() { stop(); }
+
+void metrics_server::stop() {
+  if (!thread_.joinable()) return;
+  server_->stop();
+  thread_.join();
+}
+
+std::string metrics_server::text() {
+  std::lock_guard lock(cache_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (cached_.empty() || now - cached_at_ >= report_interval) {
+    cached_ = make_text_();
+    cached_at_ = now;
+  }
+  return cached_;
+}
+
+}  // namespace meshbus::detail
