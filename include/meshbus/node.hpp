@@ -570,6 +570,9 @@ class Node {
   std::uint16_t router_port() const noexcept;
   std::uint16_t pub_port() const noexcept;
   std::uint16_t beacon_port() const noexcept;
+  /// The level of this node's logger (Options::log_level), from now on. With an
+  /// application's logger (Options::logger), that logger's level: it is shared.
+  void set_log_level(LogLevel level);
   /// The port of the metrics endpoint (Options::metrics_address); 0 when it is off.
   std::uint16_t metrics_port() const noexcept;
 

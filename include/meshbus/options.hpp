@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -21,7 +22,14 @@
 
 #include "meshbus/types.hpp"
 
+namespace spdlog {
+class logger;  // <spdlog/spdlog.h>, for Options::logger
+}
+
 namespace meshbus {
+
+/// How much a node logs.
+enum class LogLevel : std::uint8_t { trace, debug, info, warn, error, off };
 
 /// What publish() does when the send queue is full.
 enum class SendPolicy : std::uint8_t {
@@ -125,6 +133,14 @@ struct Options {
   std::chrono::milliseconds linger{2000};
 
   // --- observability ---
+  /// The application's spdlog logger: the node logs there (include <spdlog/spdlog.h>
+  /// to set it). Null (the default): a logger of the node's own on stderr, sharing
+  /// one sink with every other such node of the process.
+  std::shared_ptr<spdlog::logger> logger;
+  /// The level of the node's logger. Unset: MESHBUS_LOG, else warn, for the node's own
+  /// logger; an application's logger keeps its level. Node::set_log_level() changes
+  /// it later.
+  std::optional<LogLevel> log_level;
   /// "HOST:PORT" (or ":PORT"; the host is 127.0.0.1 when left out; port 0 picks a free
   /// one, see Node::metrics_port()): serve GET /metrics there in the Prometheus text
   /// format. Empty (the default): off; MESHBUS_METRICS when left empty. An address

@@ -259,7 +259,7 @@ bool durable_state::publish_record(const std::vector<std::uint8_t>& record) {
   try {
     return publish_(e->topic, e->payload, o) == PublishResult::ok;
   } catch (const error& err) {
-    logger().warn("node {}: an event of the outbox on '{}' cannot be published: {}", ctx_.self.id.short_string(),
+    ctx_.log.warn("node {}: an event of the outbox on '{}' cannot be published: {}", ctx_.self.id.short_string(),
                   e->topic, err.what());
     return err.code_value() != errc::stopped;  // kept for the next start when the node is stopping
   }
@@ -289,7 +289,7 @@ void durable_state::publish_leftovers() {
     left.push_back({bytes(key.begin(), key.end()), bytes(value.begin(), value.end())});
   });
   if (left.empty()) return;
-  logger().info("node {}: publishing {} events the outbox held since before a restart", ctx_.self.id.short_string(),
+  ctx_.log.info("node {}: publishing {} events the outbox held since before a restart", ctx_.self.id.short_string(),
                 left.size());
   std::vector<pending> done;
   for (auto& p : left) {

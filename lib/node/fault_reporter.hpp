@@ -15,7 +15,9 @@ namespace meshbus::detail {
 
 class fault_reporter {
  public:
-  fault_reporter(std::string node, std::function<void(std::error_code, const std::string&)> on_error) : node_(std::move(node)), on_error_(std::move(on_error)) {}
+  fault_reporter(std::string node, std::function<void(std::error_code, const std::string&)> on_error,
+                 spdlog::logger& log)
+      : node_(std::move(node)), on_error_(std::move(on_error)), logger_(log) {}
 
   /// Logs `message` and calls the error handler, when fault_log says this cause is
   /// due to be told about.
@@ -24,6 +26,7 @@ class fault_reporter {
  private:
   std::string node_;  ///< short id, for log lines
   std::function<void(std::error_code, const std::string&)> on_error_;
+  spdlog::logger& logger_;
   fault_log log_;
 };
 

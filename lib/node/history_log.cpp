@@ -83,7 +83,7 @@ void history_log::run() {
     if (ok) {
       written_ = true;
       if (failing_.exchange(false, std::memory_order_acq_rel)) {
-        logger().info("node {}: the durable log takes writes again", ctx_.self.id.short_string());
+        ctx_.log.info("node {}: the durable log takes writes again", ctx_.self.id.short_string());
       }
       lock.unlock();
       ctx_.loop.wake();

@@ -32,6 +32,31 @@ spdlog::logger& logger() {
   return *instance;
 }
 
+std::shared_ptr<spdlog::logger> node_logger(std::shared_ptr<spdlog::logger> given,
+                                            std::optional<spdlog::level::level_enum> level) {
+  if (given) {
+    if (level) given->set_level(*level);
+    return given;
+  }
+  // One sink (and its formatter) for every node's own logger.
+  auto& shared = logger();
+  auto own = std::make_shared<spdlog::logger>("meshbus", shared.sinks().begin(), shared.sinks().end());
+  own->set_level(level.value_or(shared.level()));
+  return own;
+}
+
+spdlog::level::level_enum to_spdlog(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::trace: return spdlog::level::trace;
+    case LogLevel::debug: return spdlog::level::debug;
+    case LogLevel::info: return spdlog::level::info;
+    case LogLevel::warn: return spdlog::level::warn;
+    case LogLevel::error: return spdlog::level::err;
+    case LogLevel::off: return spdlog::level::off;
+  }
+  return spdlog::level::warn;
+}
+
 std::optional<spdlog::level::level_enum> log_level_named(std::string_view name) noexcept {
   using spdlog::level::level_enum;
   static constexpr std::pair<std::string_view, level_enum> levels[] = {

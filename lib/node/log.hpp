@@ -12,13 +12,20 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/node/faults.hpp"
+#include "meshbus/options.hpp"
 
 namespace meshbus::detail {
 
-/// The shared "meshbus" logger (stderr). Level from MESHBUS_LOG (trace, debug,
-/// info, warn, error, off); default warn. Node construction rejects other values
-/// (check_log_variable), so the level is never switched off by a typo.
+/// The shared "meshbus" logger (stderr), for what logs outside a node. Level from
+/// MESHBUS_LOG (trace, debug, info, warn, error, off); default warn. Node
+/// construction rejects other values (check_log_variable), so the level is never
+/// switched off by a typo.
 spdlog::logger& logger();
+/// A node's logger: `given` (Options::logger) at `level` when one is set, else a new
+/// logger on the shared stderr sink at `level`, else MESHBUS_LOG's or warn.
+std::shared_ptr<spdlog::logger> node_logger(std::shared_ptr<spdlog::logger> given,
+                                            std::optional<spdlog::level::level_enum> level);
+spdlog::level::level_enum to_spdlog(LogLevel level) noexcept;
 
 /// The level called `name` (one of log_level_names, exactly), if it is one.
 std::optional<spdlog::level::level_enum> log_level_named(std::string_view name) noexcept;

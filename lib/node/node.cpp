@@ -120,5 +120,6 @@ std::uint16_t Node::router_port() const noexcept { return impl_->router_port(); 
 std::uint16_t Node::pub_port() const noexcept { return impl_->pub_port(); }
 std::uint16_t Node::beacon_port() const noexcept { return impl_->beacon_port(); }
 std::uint16_t Node::metrics_port() const noexcept { return impl_->metrics_port(); }
+void Node::set_log_level(LogLevel level) { impl_->set_log_level(level); }
 
 }  // namespace meshbus

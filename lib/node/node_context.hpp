@@ -13,6 +13,7 @@
 
 #include "lib/node/counters.hpp"
 #include "lib/node/fault_reporter.hpp"
+#include "lib/node/log.hpp"
 #include "lib/wire/common.hpp"
 #include "meshbus/node.hpp"
 #include "meshbus/options.hpp"
@@ -73,6 +74,8 @@ struct node_context {
   node_counters& counters;
   fault_reporter& faults;
   loop_access& loop;
+  /// The node's logger (Options::logger, or its own on stderr).
+  spdlog::logger& log;
   /// The durable log (Options::data_dir); null without one.
   store::log_store* store = nullptr;
 };

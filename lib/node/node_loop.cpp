@@ -100,12 +100,13 @@ node_impl::node_impl(const Options& given)
       store_(open_store(opts_)),
       self_(identity_of(opts_, store_.get())),
       interfaces_(discovery::select_interfaces(opts_.interface)),
-      faults_(self_.id.short_string(), opts_.on_error),
-      ctx_{opts_, self_, counters_, faults_, static_cast<loop_access&>(*this), store_.get()} {
+      log_(node_logger(opts_.logger, opts_.log_level ? std::optional(to_spdlog(*opts_.log_level)) : std::nullopt)),
+      faults_(self_.id.short_string(), opts_.on_error, *log_),
+      ctx_{opts_, self_, counters_, faults_, static_cast<loop_access&>(*this), *log_, store_.get()} {
   inline_handlers_ = !opts_.background_thread || opts_.handler_threads == 0;
   transport_ = transport::open_transport(transport_config_of(opts_, self_, interfaces_.bind_address));
   if (const auto faults = transport_->faults(); !faults.empty()) {
-    logger().warn("node {}: MESHBUS_FAULTS is set: injecting faults into what this node receives ({})",
+    ctx_.log.warn("node {}: MESHBUS_FAULTS is set: injecting faults into what this node receives ({})",
                   self_.id.short_string(), faults);
   }
   beacon_ = std::make_unique<discovery::beacon_socket>(interfaces_, opts_.beacon_port);
@@ -164,16 +165,16 @@ node_impl::node_impl(const Options& given)
   const auto now = clock::now();
   next_beacon_ = now;
   next_reliability_tick_ = now;
-  logger().info("node {} '{}' (cluster '{}') on {}: ROUTER {}, PUB {}, beacon UDP {}", self_.id.short_string(),
+  ctx_.log.info("node {} '{}' (cluster '{}') on {}: ROUTER {}, PUB {}, beacon UDP {}", self_.id.short_string(),
                 opts_.name, opts_.cluster, interfaces_.bind_address, router_port(), pub_port(), opts_.beacon_port);
   if (state_) state_->publish_leftovers();
   if (store_) {
     const auto& who = store_->who();
-    logger().info("node {}: durable log {} ({}), {}", self_.id.short_string(), store_->path(),
+    ctx_.log.info("node {}: durable log {} ({}), {}", self_.id.short_string(), store_->path(),
                   store::to_string(store_->options().policy),
                   who.new_node ? "new" : who.new_epoch ? "new epoch" : "continuing its epoch");
     if (!who.new_node && who.new_epoch) {
-      logger().warn("node {}: starting a new epoch: {}", self_.id.short_string(), who.new_epoch_reason);
+      ctx_.log.warn("node {}: starting a new epoch: {}", self_.id.short_string(), who.new_epoch_reason);
     }
   }
   // Before the I/O thread, so that a bad address throws with nothing to end. A scrape
@@ -186,7 +187,7 @@ node_impl::node_impl(const Options& given)
                                                      std::chrono::seconds(5)));
         },
         counters_);
-    logger().info("node {}: metrics at http://{}:{}/metrics", self_.id.short_string(),
+    ctx_.log.info("node {}: metrics at http://{}:{}/metrics", self_.id.short_string(),
                   opts_.metrics_address.rfind(':') == 0 || opts_.metrics_address.find(':') == std::string::npos
                       ? std::string("127.0.0.1")
                       : opts_.metrics_address.substr(0, opts_.metrics_address.rfind(':')),
@@ -611,10 +612,10 @@ void node_impl::shutdown_io() {
   }
   subscriber_->flush_acks(clock::now());
   if (!publisher_->drained()) {
-    logger().warn("node {}: stop() gave up after {} ms with {} bytes not handed to ZeroMQ", self_.id.short_string(),
+    ctx_.log.warn("node {}: stop() gave up after {} ms with {} bytes not handed to ZeroMQ", self_.id.short_string(),
                   opts_.linger.count(), publisher_->queued_bytes());
   } else if (!publisher_->all_acknowledged()) {
-    logger().info("node {}: stopped after {} ms with {} events not yet acknowledged by subscribers",
+    ctx_.log.info("node {}: stopped after {} ms with {} events not yet acknowledged by subscribers",
                   self_.id.short_string(), opts_.linger.count(), publisher_->unacknowledged());
   }
   requests_->fail(nullptr, errc::stopped, "the node stopped before a reply came");

@@ -136,6 +136,7 @@ class node_impl final : private loop_access,
   std::uint16_t pub_port() const noexcept { return transport_->pub_port(); }
   std::uint16_t beacon_port() const noexcept { return opts_.beacon_port; }
   std::uint16_t metrics_port() const noexcept { return metrics_ ? metrics_->port() : 0; }
+  void set_log_level(LogLevel level) { log_->set_level(to_spdlog(level)); }
 
  private:
   // loop
@@ -196,6 +197,7 @@ class node_impl final : private loop_access,
 
   // --- shared with API threads ---
   node_counters counters_;
+  std::shared_ptr<spdlog::logger> log_;
   fault_reporter faults_;
   node_context ctx_;
   unique_fd wake_fd_;

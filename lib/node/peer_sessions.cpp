@@ -43,7 +43,7 @@ clock::time_point peer_sessions::next_due() const {
 void peer_sessions::credit_pause(clock::duration gap, clock::time_point now) {
   table_.credit(gap, now);
   for (auto& [id, a] : absent_) a.until += gap;
-  logger().info("node {}: this node did not run for {} ms (stopped or held up); its peers' silence meanwhile "
+  ctx_.log.info("node {}: this node did not run for {} ms (stopped or held up); its peers' silence meanwhile "
                 "does not count against them",
                 ctx_.self.id.short_string(), std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
 }
@@ -70,10 +70,10 @@ void peer_sessions::forget_absent(clock::time_point now, bool probe) {
     it = absent_.erase(it);
     if (dead) {
       bump(ctx_.counters.peers_found_gone);
-      logger().info("node {}: peer {} is gone for good (its port refuses connections): its streams end here",
+      ctx_.log.info("node {}: peer {} is gone for good (its port refuses connections): its streams end here",
                     ctx_.self.id.short_string(), short_id(id));
     } else {
-      logger().info("node {}: peer {} did not come back within {} ms: its streams end here",
+      ctx_.log.info("node {}: peer {} did not come back within {} ms: its streams end here",
                     ctx_.self.id.short_string(), short_id(id), ctx_.opts.peer_resume.count());
     }
     events_.session_forgotten(id, now);
@@ -182,14 +182,14 @@ void peer_sessions::join(peer_session& s, clock::time_point now) {
   const auto info = info_of(s);
   for (const auto& p : view_.peers()) {
     if (p.name == s.name && !s.name.empty()) {
-      logger().warn("node {}: peer {} joined with the name '{}', which peer {} already has: names are not "
+      ctx_.log.warn("node {}: peer {} joined with the name '{}', which peer {} already has: names are not "
                     "unique in this cluster (Options::name, MESHBUS_NAME)",
                     ctx_.self.id.short_string(), short_id(s.id), s.name, p.id.short_string());
       break;
     }
   }
   if (s.name == ctx_.opts.name && !s.name.empty()) {
-    logger().warn("node {}: peer {} joined with this node's own name '{}': names are not unique in this "
+    ctx_.log.warn("node {}: peer {} joined with this node's own name '{}': names are not unique in this "
                   "cluster (Options::name, MESHBUS_NAME)",
                   ctx_.self.id.short_string(), short_id(s.id), s.name);
   }
@@ -197,7 +197,7 @@ void peer_sessions::join(peer_session& s, clock::time_point now) {
   view_.joined(info);
   update_subscriber(s);
   view_.announce_joined(info);
-  logger().info("node {}: peer {} '{}' joined at {}", ctx_.self.id.short_string(), short_id(s.id), s.name,
+  ctx_.log.info("node {}: peer {} '{}' joined at {}", ctx_.self.id.short_string(), short_id(s.id), s.name,
                 s.endpoint.host);
 }
 
@@ -257,7 +257,7 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
     case discovery::peer_change::moved:
       // Its process started again from its durable log, on new sockets: as if it
       // had expired and come back with its streams.
-      logger().info("node {}: peer {} started again with its epoch (new ports): its streams resume",
+      ctx_.log.info("node {}: peer {} started again with its epoch (new ports): its streams resume",
                     ctx_.self.id.short_string(), short_id(t.id));
       close(t.id, session_end::expired);
       open(t, now);
@@ -267,7 +267,7 @@ void peer_sessions::apply(const discovery::peer_transition& t, clock::time_point
       auto it = sessions_.find(t.id);
       if (it != sessions_.end() && it->second.announced) {
         view_.set_state(info_of(it->second), PeerState::suspect);
-        logger().info("node {}: peer {} '{}' is suspect", ctx_.self.id.short_string(), short_id(t.id),
+        ctx_.log.info("node {}: peer {} '{}' is suspect", ctx_.self.id.short_string(), short_id(t.id),
                       it->second.name);
       }
       break;
@@ -301,7 +301,7 @@ peer_session& peer_sessions::open(const discovery::peer_transition& t, clock::ti
     if (same_epoch) {
       resumed = true;
       bump(ctx_.counters.peers_resumed);
-      logger().info("node {}: peer {} is back: its streams resume", ctx_.self.id.short_string(), short_id(t.id));
+      ctx_.log.info("node {}: peer {} is back: its streams resume", ctx_.self.id.short_string(), short_id(t.id));
     } else {
       events_.session_forgotten(t.id, now);  // restarted meanwhile
     }
@@ -333,7 +333,7 @@ void peer_sessions::close(const wire::node_id_bytes& id, session_end why) {
   view_.left(info_of(it->second), it->second.announced);
   if (it->second.announced) {
     bump(ctx_.counters.peers_left);
-    logger().info("node {}: peer {} '{}' left", ctx_.self.id.short_string(), short_id(id), it->second.name);
+    ctx_.log.info("node {}: peer {} '{}' left", ctx_.self.id.short_string(), short_id(id), it->second.name);
   }
   set_services(it->second, {});
   if (draining) {

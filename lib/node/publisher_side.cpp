@@ -184,7 +184,7 @@ void publisher_side::abandon_pending() {
   const auto events = log_->events_in_flight();
   log_->stop();
   if (events == 0) return;
-  logger().warn("node {}: stopped while the durable log refused writes: {} accepted events were never written nor "
+  ctx_.log.warn("node {}: stopped while the durable log refused writes: {} accepted events were never written nor "
                 "sent",
                 ctx_.self.id.short_string(), events);
 }
@@ -349,7 +349,7 @@ transport::send_status publisher_side::send_stalled(transport::frame& msg, clock
     stalled_ = true;
     stall_since_ = now;
     bump(ctx_.counters.send_stalls);  // back-pressure is normal operation, not a fault
-    logger().debug("node {}: a subscriber's queue is full; publishing waits for it", ctx_.self.id.short_string());
+    ctx_.log.debug("node {}: a subscriber's queue is full; publishing waits for it", ctx_.self.id.short_string());
   }
   // A subscriber that has taken nothing for a whole peer expiry, or that left
   // meanwhile, is not allowed to hold everyone else up; reliable subscribers get
@@ -537,7 +537,7 @@ void publisher_side::send_assignment(const wire::node_id_bytes& to, const std::s
 void publisher_side::group_conflict(const wire::node_id_bytes& member, const std::string& group,
                                     const std::string& patterns, const std::string& group_patterns) {
   bump(ctx_.counters.group_conflicts);
-  logger().info(
+  ctx_.log.info(
       "node {}: node {} subscribes group '{}' with {}, the group (most of its nodes) with {}: it gets no "
       "work from this node",
       ctx_.self.id.short_string(), short_id(member), group, patterns, group_patterns);
@@ -548,7 +548,7 @@ void publisher_side::group_conflict(const wire::node_id_bytes& member, const std
 }
 
 void publisher_side::group_changed(const std::string& group, const std::string& before, const std::string& now) {
-  logger().info("node {}: service group '{}' now subscribes {} (before: {})", ctx_.self.id.short_string(), group,
+  ctx_.log.info("node {}: service group '{}' now subscribes {} (before: {})", ctx_.self.id.short_string(), group,
                 now, before == "[]" ? "nothing" : before);
 }
 

@@ -101,14 +101,14 @@ void seed_list::set_state(seed& s, SeedState state) {
   switch (state) {
     case SeedState::resolving: break;
     case SeedState::unresolvable:
-      logger().warn("node {}: seed {} does not resolve to an IPv4 address; trying again every beacon interval",
+      ctx_.log.warn("node {}: seed {} does not resolve to an IPv4 address; trying again every beacon interval",
                     node, label(s.address));
       break;
     case SeedState::unreachable:
-      logger().info("node {}: seed {} resolved; waiting for its HELLO", node, label(s.address));
+      ctx_.log.info("node {}: seed {} resolved; waiting for its HELLO", node, label(s.address));
       break;
     case SeedState::answered:
-      logger().info("node {}: seed {} answered", node, label(s.address));
+      ctx_.log.info("node {}: seed {} answered", node, label(s.address));
       break;
   }
 }
@@ -139,7 +139,7 @@ void seed_list::send_hellos(const wire::bytes& hello) {
         !s.warned_unreachable) {
       // Not connected yet (ZMQ_IMMEDIATE): the next interval tries again.
       s.warned_unreachable = true;
-      logger().warn("node {}: seed {} is not reachable (no connection to {}); trying again every beacon interval",
+      ctx_.log.warn("node {}: seed {} is not reachable (no connection to {}); trying again every beacon interval",
                     ctx_.self.id.short_string(), label(s.address), s.endpoint);
     }
   }

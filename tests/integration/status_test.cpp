@@ -8,6 +8,9 @@
 #include <atomic>
 #include <thread>
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
 #include "tests/support/node_helpers.hpp"
 
 using namespace meshbus;
@@ -120,4 +123,36 @@ TEST_CASE("a node answers one asker's flood of status requests at a bounded rate
   Node other(fast_options(cluster, "other"));
   REQUIRE(other.wait_for_peers(2, 10s));
   REQUIRE(eventually([&] { return find_report(other.reports(2s), target.id()) != nullptr; }, 10s));
+}
+
+TEST_CASE("a node logs to the application's spdlog logger, at a level set through the API",
+          "[integration][logging]") {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  auto app_logger = std::make_shared<spdlog::logger>("app", sink);
+  app_logger->set_level(spdlog::level::warn);
+  const auto cluster = unique_cluster("logging");
+  auto o = fast_options(cluster, "logged");
+  o.logger = app_logger;
+  o.log_level = LogLevel::info;
+  auto lines = [&] { return sink->last_formatted(); };
+  auto contains = [&](const std::string& what) {
+    const auto all = lines();
+    return std::any_of(all.begin(), all.end(), [&](const std::string& l) { return l.find(what) != std::string::npos; });
+  };
+  {
+    Node node(o);
+    CHECK(app_logger->level() == spdlog::level::info);  // Options::log_level applied to it
+    CHECK(contains("node " + node.id().short_string() + " 'logged'"));  // the start line, at info
+    node.set_log_level(LogLevel::off);
+    CHECK(app_logger->level() == spdlog::level::off);
+    const auto before = lines().size();
+    node.stop();  // "stopped ..." lines are info: not logged now
+    CHECK(lines().size() == before);
+  }
+  // Without Options::log_level the node leaves the application logger's level alone.
+  app_logger->set_level(spdlog::level::warn);
+  auto plain = fast_options(cluster, "plain");
+  plain.logger = app_logger;
+  Node node(plain);
+  CHECK(app_logger->level() == spdlog::level::warn);
 }
