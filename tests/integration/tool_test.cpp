@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include <meshbus/typed.hpp>
 
 #include "lib/store/log_store.hpp"
 #include "tests/support/node_helpers.hpp"
@@ -823,4 +826,125 @@ TEST_CASE("meshbus stats reports every node as JSON and text, and meshbus top dr
                           Catch::Contains("stats.a"));
   child_process bad_sort(fast_tool(cluster, {"top", "--sort", "speed"}));
   CHECK(bad_sort.wait(30s) == 2);
+}
+
+namespace {
+struct ToolOrderPlaced {
+  static constexpr std::string_view event_name = "tool.order.placed";
+  static constexpr std::uint32_t event_version = 2;
+  std::string order_id;
+  int quantity = 0;
+  MSGPACK_DEFINE_MAP(order_id, quantity)
+};
+}  // namespace
+
+TEST_CASE("meshbus request and meshbus serve: echo, a command's output, its failure, no instance",
+          "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolreq");
+  child_process echo(fast_tool(cluster, {"serve", "echo.svc", "--echo"}));
+  child_process upper(fast_tool(cluster, {"serve", "upper.svc", "--command", "tr a-z A-Z"}));
+  child_process failing(fast_tool(cluster, {"serve", "fail.svc", "--command", "echo broken >&2; exit 4"}));
+  // Each request waits (up to its --timeout) for an instance to appear.
+
+  child_process r1(fast_tool(cluster, {"request", "echo.svc", "ping 1"}));
+  REQUIRE(r1.wait(30s) == 0);
+  CHECK(r1.out() == "ping 1\n");
+  child_process::options piped;
+  piped.stdin_text = "from stdin";
+  child_process r2(fast_tool(cluster, {"request", "upper.svc", "--json"}), piped);
+  REQUIRE(r2.wait(30s) == 0);
+  INFO("request --json: " << r2.out() << r2.err());
+  const auto reply = nlohmann::json::parse(r2.out());
+  CHECK(reply["payload"] == "FROM STDIN");
+  CHECK(reply["service"] == "upper.svc");
+  child_process r3(fast_tool(cluster, {"request", "fail.svc", "x"}));
+  CHECK(r3.wait(30s) == 1);
+  CHECK_THAT(r3.err(), Catch::Contains("exited with 4: broken"));
+  child_process r4(fast_tool(cluster, {"request", "nobody.svc", "x", "--timeout", "500"}));
+  CHECK(r4.wait(30s) == 3);
+  CHECK_THAT(r4.err(), Catch::Contains("no instance of nobody.svc appeared"));
+  child_process bad(fast_tool(cluster, {"serve", "x.svc"}));
+  CHECK(bad.wait(30s) == 2);
+  for (auto* p : {&echo, &upper, &failing}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait(20s) == 0);
+  }
+}
+
+TEST_CASE("meshbus pub -H and templates, sub --group shares the events, sub shows flows, headers and typed payloads",
+          "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("toolflags");
+  child_process m1(fast_tool(cluster, {"sub", "--group", "workers", "--json", "job.*"}));
+  child_process m2(fast_tool(cluster, {"sub", "--group", "workers", "--json", "job.*"}));
+  child_process all(fast_tool(cluster, {"sub", "--json", "--count", "400", "--timeout", "60000", "job.*"}));
+  // pub waits for three subscribers of job.x: the two members and the plain one.
+  child_process pub(fast_tool(cluster, {"pub", "--subscribers", "3", "--count", "400", "--rate", "400", "-H",
+                                        "tenant=acme", "-H", "n={n}", "job.x", "job {n} at {time} r{random}"}));
+  // Read the subscribers' output meanwhile: a full pipe would hold up their handlers.
+  std::optional<int> pub_code;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!(pub_code = pub.wait(20ms)) && std::chrono::steady_clock::now() < deadline) {
+    for (auto* p : {&m1, &m2, &all}) p->poll();
+  }
+  INFO("pub: " << pub.out() << pub.err());
+  REQUIRE(pub_code == 0);
+  REQUIRE(all.wait(60s) == 0);
+  const auto lines = lines_of(all.out());
+  REQUIRE(lines.size() == 400);
+  const auto first = nlohmann::json::parse(lines[0]);
+  INFO(lines[0]);
+  CHECK(first["headers"]["tenant"] == "acme");
+  CHECK(first["headers"]["n"] == "1");
+  const std::string payload = first["payload"];
+  CHECK(payload.rfind("job 1 at 20", 0) == 0);  // {time}: an ISO 8601 year
+  CHECK(payload.find(" r") != std::string::npos);
+  CHECK(payload.find("{random}") == std::string::npos);
+  // The group's members shared the 400 events: each at most once, together all.
+  REQUIRE(eventually([&] {
+    m1.poll();
+    m2.poll();
+    return lines_of(m1.out()).size() + lines_of(m2.out()).size() >= 400;
+  }, 30s));
+  m1.signal(SIGTERM);
+  m2.signal(SIGTERM);
+  REQUIRE(m1.wait(20s) == 0);
+  REQUIRE(m2.wait(20s) == 0);
+  std::set<std::string> seen;
+  for (auto* m : {&m1, &m2}) {
+    for (const auto& l : lines_of(m->out())) CHECK(seen.insert(nlohmann::json::parse(l)["headers"]["n"]).second);
+  }
+  CHECK(seen.size() == 400);
+  CHECK(!lines_of(m1.out()).empty());
+  CHECK(!lines_of(m2.out()).empty());
+
+  // A typed event with its flow: type, ids and the MessagePack payload as JSON.
+  Node node(fast_options(cluster, "typed-publisher"));
+  child_process typed_text(fast_tool(cluster, {"sub", "--count", "1", "--timeout", "30000", "tool.order.*"}));
+  child_process typed_json(fast_tool(cluster, {"sub", "--json", "--count", "1", "--timeout", "30000", "tool.order.*"}));
+  REQUIRE(node.wait_for_subscribers("tool.order.placed", 2, 20s));
+  PublishOptions po;
+  po.event_id = "order-7-placed";
+  po.correlation_id = "checkout-7";
+  po.causation_id = "cart-7";
+  REQUIRE(node.publish(ToolOrderPlaced{"o-7", 3}, po) == PublishResult::ok);
+  REQUIRE(typed_text.wait(30s) == 0);
+  CHECK(typed_text.out() == "tool.order.placed [type=tool.order.placed/2 id=order-7-placed corr=checkout-7 "
+                            "cause=cart-7] {\"order_id\":\"o-7\",\"quantity\":3}\n");
+  REQUIRE(typed_json.wait(30s) == 0);
+  const auto typed = nlohmann::json::parse(typed_json.out());
+  CHECK(typed["payload"]["order_id"] == "o-7");
+  CHECK(typed["payload"]["quantity"] == 3);
+  CHECK(typed["type"] == "tool.order.placed");
+  CHECK(typed["type_version"] == 2);
+  CHECK(typed["id"] == "order-7-placed");
+  CHECK(typed["correlation_id"] == "checkout-7");
+  CHECK(typed["causation_id"] == "cart-7");
+  CHECK(typed["content_type"] == "application/msgpack");
+}
+
+TEST_CASE("meshbus bench runs the comparison with raw ZeroMQ", "[multiprocess][tool]") {
+  child_process bench(tool({"bench", "throughput", "--size", "64", "--count", "20000"}));
+  REQUIRE(bench.wait(120s) == 0);
+  INFO(bench.out() << bench.err());
+  CHECK_THAT(bench.out(), Catch::Contains("raw ev/s") && Catch::Contains("ratio"));
 }

@@ -43,6 +43,13 @@ command add_trace_command(CLI::App& parent, node_flags& node);
 command add_stats_command(CLI::App& parent, node_flags& node);
 command add_top_command(CLI::App& parent, node_flags& node);
 
+/// `meshbus request` and `meshbus serve`: request/reply from the shell (request.cpp).
+command add_request_command(CLI::App& parent, node_flags& node);
+command add_serve_command(CLI::App& parent, node_flags& node);
+
+/// `meshbus bench`: meshbus-perf's comparison with raw ZeroMQ (bench.cpp).
+command add_bench_command(CLI::App& parent);
+
 /// A help footer: the examples, then the exit codes.
 std::string footer(std::string_view examples);
 

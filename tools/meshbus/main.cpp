@@ -109,6 +109,9 @@ int run(int argc, char** argv) {
   commands.push_back(add_trace_command(app, node));
   commands.push_back(add_stats_command(app, node));
   commands.push_back(add_top_command(app, node));
+  commands.push_back(add_request_command(app, node));
+  commands.push_back(add_serve_command(app, node));
+  commands.push_back(add_bench_command(app));
 
   try {
     app.parse(argc, argv);

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <system_error>
 
 #include "commands.hpp"
@@ -30,6 +31,7 @@ struct pub_flags {
   std::int64_t wait_ms = -1;  ///< -1: discovery_wait's default
   std::int64_t timeout_ms = 10'000;
   bool serve = false;  ///< keep serving the history (--data-dir) until SIGINT/SIGTERM
+  std::vector<std::string> headers;  ///< -H key=value (the value may hold placeholders)
 };
 
 /// Lines of stdin without their '\n' (a last line without one counts too). Stops early when
@@ -126,7 +128,56 @@ std::optional<std::size_t> await_subscribers(meshbus::Node& node, const pub_flag
   return known;
 }
 
-/// PAYLOAD --count times with {n} replaced by 1..count, or the lines of stdin.
+/// A payload or header value with placeholders: {n} the 1-based counter, {time} the time
+/// of publishing (ISO 8601 UTC, microseconds), {random} a random 64-bit number. Anything
+/// else in braces is kept as it is.
+class text_template {
+ public:
+  explicit text_template(std::string_view text) {
+    static constexpr std::pair<std::string_view, part_kind> names[] = {
+        {"{n}", part_kind::counter}, {"{time}", part_kind::time}, {"{random}", part_kind::random}};
+    std::string literal;
+    for (std::size_t i = 0; i < text.size();) {
+      bool matched = false;
+      for (const auto& [name, kind] : names) {
+        if (text.substr(i, name.size()) == name) {
+          parts_.push_back({part_kind::literal, std::move(literal)});
+          literal.clear();
+          parts_.push_back({kind, {}});
+          i += name.size();
+          matched = true;
+          break;
+        }
+      }
+      if (!matched) literal += text[i++];
+    }
+    parts_.push_back({part_kind::literal, std::move(literal)});
+  }
+
+  std::string expand(std::uint64_t n) {
+    std::string out;
+    for (const auto& p : parts_) {
+      switch (p.kind) {
+        case part_kind::literal: out += p.text; break;
+        case part_kind::counter: out += std::to_string(n); break;
+        case part_kind::time: out += iso8601_utc(std::chrono::system_clock::now()); break;
+        case part_kind::random: out += std::to_string(random_()); break;
+      }
+    }
+    return out;
+  }
+
+ private:
+  enum class part_kind : std::uint8_t { literal, counter, time, random };
+  struct part {
+    part_kind kind;
+    std::string text;
+  };
+  std::vector<part> parts_;
+  std::mt19937_64 random_{std::random_device{}()};
+};
+
+/// PAYLOAD --count times with its placeholders expanded (text_template), or the lines of stdin.
 std::function<bool(std::string&)> payload_source(const pub_flags& flags, const exit_latch& latch) {
   if (!flags.has_payload) {
     auto lines = std::make_shared<stdin_lines>(latch.wake_fd());
@@ -135,18 +186,9 @@ std::function<bool(std::string&)> payload_source(const pub_flags& flags, const e
       return taken++ < limit && lines->next(payload);
     };
   }
-  std::vector<std::string> parts;  // PAYLOAD split at each {n}
-  for (std::size_t start = 0;;) {
-    const auto at = flags.payload.find("{n}", start);
-    parts.push_back(flags.payload.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) break;
-    start = at + 3;
-  }
-  return [parts = std::move(parts), count = flags.count, n = std::uint64_t{0}](std::string& payload) mutable {
+  return [text = text_template(flags.payload), count = flags.count, n = std::uint64_t{0}](std::string& payload) mutable {
     if (n >= count) return false;
-    ++n;
-    payload = parts[0];
-    for (std::size_t i = 1; i < parts.size(); ++i) payload += std::to_string(n) + parts[i];
+    payload = text.expand(++n);
     return true;
   };
 }
@@ -165,7 +207,21 @@ publish_summary publish_all(meshbus::Node& node, const pub_flags& flags, exit_la
   const std::chrono::duration<double> interval(flags.rate > 0 ? 1.0 / flags.rate : 0.0);
   publish_summary summary;
   std::string payload;
+  // -H: each value expanded per event, like PAYLOAD.
+  std::vector<std::pair<std::string, text_template>> header_templates;
+  for (const auto& h : flags.headers) {
+    const auto eq = h.find('=');
+    header_templates.emplace_back(h.substr(0, eq), text_template(h.substr(eq + 1)));
+  }
+  std::vector<std::string> header_values(header_templates.size());
+  std::vector<meshbus::Header> headers(header_templates.size());
+  meshbus::PublishOptions options;
   while (!latch.finished() && next_payload(payload)) {
+    for (std::size_t i = 0; i < header_templates.size(); ++i) {
+      header_values[i] = header_templates[i].second.expand(summary.published + 1);
+      headers[i] = {header_templates[i].first, header_values[i]};
+    }
+    options.headers = headers;
     if (flags.rate > 0) {
       // The n-th event goes at start + n/rate, so pacing does not drift.
       const auto due = start + std::chrono::duration_cast<steady::duration>(
@@ -173,7 +229,8 @@ publish_summary publish_all(meshbus::Node& node, const pub_flags& flags, exit_la
       if (latch.wait_until(due)) break;
     }
     const auto outcome =
-        publish_retrying([&] { return node.publish(flags.topic, payload); }, steady::now() + timeout, latch);
+        publish_retrying([&] { return node.publish(flags.topic, std::string_view(payload), options); },
+                         steady::now() + timeout, latch);
     if (outcome == publish_outcome::interrupted) break;
     if (outcome == publish_outcome::timed_out) {
       summary.send_queue_stuck = true;
@@ -196,6 +253,12 @@ void report_published(const pub_flags& flags, std::uint64_t published, std::size
 int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& latch) {
   if (auto err = meshbus::topic_error(flags.topic); !err.empty()) {
     throw usage_error(err);  // the sentence names the topic
+  }
+  for (const auto& h : flags.headers) {
+    const auto eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw usage_error("-H takes NAME=VALUE (e.g. -H tenant=acme), not '" + display_text(h) + "'");
+    }
   }
   if (flags.serve && node_opts.data_dir.empty() && std::getenv("MESHBUS_DATA_DIR") == nullptr) {
     throw usage_error("--serve serves the history kept in a data directory: give --data-dir DIR");
@@ -272,7 +335,13 @@ int run_pub(const node_flags& node_opts, const pub_flags& flags, exit_latch& lat
 /// The options; the runner learns from `payload` and `count` whether they were given.
 void add_pub_options(CLI::App& app, pub_flags& flags, CLI::Option*& payload, CLI::Option*& count) {
   app.add_option("topic", flags.topic, "Topic to publish on (no wildcards)")->type_name("TOPIC")->required();
-  payload = app.add_option("payload", flags.payload, "Event payload; {n} is replaced by the 1-based counter")
+  app.add_option("-H,--header", flags.headers,
+                 "A header NAME=VALUE on every event (repeatable); VALUE may hold {n}, {time}, {random}")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false);  // one value per -H: what follows is TOPIC and PAYLOAD
+  payload = app.add_option("payload", flags.payload,
+                           "Event payload; {n} is replaced by the 1-based counter, {time} by the time (ISO 8601 "
+                           "UTC), {random} by a random number")
                 ->type_name("PAYLOAD");
   count = app.add_option("--count", flags.count, "Publish PAYLOAD N times (default 1); with stdin, at most N lines")
               ->type_name("N")

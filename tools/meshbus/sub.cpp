@@ -25,7 +25,20 @@ struct sub_flags {
   std::string mode = "reliable";  ///< best_effort | reliable | acknowledged (checked by CLI11)
   std::string start = "now";      ///< now | earliest | a sequence number | a time (checked by start_check)
   std::string durable;            ///< durable subscription name (needs --data-dir)
+  std::string group;              ///< a service group: the group's events are shared among its members
 };
+
+/// A MessagePack payload (typed events) as JSON; nullopt when it does not decode.
+std::optional<json> msgpack_json(const meshbus::Event& event) {
+  if (event.content_type() != "application/msgpack") return std::nullopt;
+  const auto bytes = event.payload();
+  try {
+    return json::from_msgpack(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                              reinterpret_cast<const std::uint8_t*>(bytes.data()) + bytes.size());
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
 
 meshbus::Delivery delivery_of(std::string_view mode) {
   if (mode == "best_effort") return meshbus::Delivery::best_effort;
@@ -141,7 +154,21 @@ class event_printer {
     }
     line += event.topic();
     line += ' ';
-    append_display_text(line, event.text());
+    // What the event carries besides its payload, when it carries anything.
+    std::vector<std::string> meta;
+    if (!event.type_name().empty()) {
+      meta.push_back("type=" + display_text(event.type_name()) + "/" + std::to_string(event.type_version()));
+    }
+    if (event.has_explicit_id()) meta.push_back("id=" + display_text(event.id()));
+    if (!event.correlation_id().empty()) meta.push_back("corr=" + display_text(event.correlation_id()));
+    if (!event.causation_id().empty()) meta.push_back("cause=" + display_text(event.causation_id()));
+    for (const auto& h : event.headers()) meta.push_back(display_text(h.name) + "=" + display_text(h.value));
+    if (!meta.empty()) line += '[' + join(meta, " ") + "] ";
+    if (const auto decoded = msgpack_json(event)) {
+      line += json_text(*decoded);
+    } else {
+      append_display_text(line, event.text());
+    }
     return line;
   }
 
@@ -153,7 +180,24 @@ class event_printer {
   json event_json(const meshbus::Event& event) const {
     json object;
     object["topic"] = event.topic();
-    set_payload(object, event.text());
+    if (const auto decoded = msgpack_json(event)) {
+      object["payload"] = *decoded;  // a typed event's fields, decoded from MessagePack
+    } else {
+      set_payload(object, event.text());
+    }
+    object["id"] = event.id();
+    if (!event.type_name().empty()) {
+      object["type"] = event.type_name();
+      object["type_version"] = event.type_version();
+    }
+    if (!event.content_type().empty()) object["content_type"] = event.content_type();
+    if (!event.correlation_id().empty()) object["correlation_id"] = event.correlation_id();
+    if (!event.causation_id().empty()) object["causation_id"] = event.causation_id();
+    if (const auto headers = event.headers(); !headers.empty()) {
+      json h = json::object();
+      for (const auto& [name, value] : headers) h[std::string(name)] = value;
+      object["headers"] = h;
+    }
     set_publisher(object, event.publisher());
     object["epoch"] = event.epoch();
     object["sequence"] = event.sequence();
@@ -197,6 +241,7 @@ int run_sub(const node_flags& node_opts, const sub_flags& flags, exit_latch& lat
   subscribe_options.delivery = delivery_of(flags.mode);
   subscribe_options.start = start_from(flags.start).value_or(meshbus::StartFrom::now());
   subscribe_options.durable_name = flags.durable;
+  subscribe_options.group = flags.group;
   if (!flags.durable.empty() && node_opts.data_dir.empty() && std::getenv("MESHBUS_DATA_DIR") == nullptr) {
     throw usage_error("--durable keeps the subscription's position in a data directory: give --data-dir DIR");
   }
@@ -260,6 +305,10 @@ void add_sub_options(CLI::App& app, sub_flags& flags) {
                  "A durable subscription of this name (needs --data-dir): each stream's position is stored "
                  "after its events are printed, and a restart resumes after it")
       ->type_name("NAME");
+  app.add_option("--group", flags.group,
+                 "Join service group G: each event of the patterns goes to one member of the group "
+                 "(competing consumers), acknowledged once printed")
+      ->type_name("G");
 }
 
 }  // namespace
@@ -268,8 +317,9 @@ command add_sub_command(CLI::App& parent, node_flags& node) {
   auto flags = std::make_shared<sub_flags>();
   auto* app = parent.add_subcommand(
       "sub",
-      "Print events as they arrive, one line each: <topic> <payload>. Events that will never arrive are\n"
-      "reported on stderr: 'meshbus: lost N events of TOPIC from PUBLISHER (reason)'");
+      "Print events as they arrive, one line each: <topic> [<type, id, correlation, causation, headers>]\n"
+      "<payload> (the bracket only when the event has any; typed MessagePack payloads as JSON). Events that\n"
+      "will never arrive are reported on stderr: 'meshbus: lost N events of TOPIC from PUBLISHER (reason)'");
   add_node_flags(*app, node);
   add_sub_options(*app, *flags);
   app->footer(
