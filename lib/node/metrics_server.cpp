@@ -22,17 +22,13 @@ namespace {
 constexpr auto report_interval = std::chrono::milliseconds(100);
 constexpr std::size_t max_body = 64 << 10;
 
-struct host_port {
-  std::string host;
-  std::uint16_t port = 0;
-};
+using host_port = listen_address;
 
-host_port parse_address(const std::string& address) {
+host_port parse_address(const std::string& address, std::string_view option) {
   const auto usage = [&] {
     return error(errc::invalid_argument,
-                 fmt::format("metrics address '{}' is not HOST:PORT (e.g. 127.0.0.1:9464): set "
-                             "Options::metrics_address, MESHBUS_METRICS or --metrics",
-                             address.substr(0, 128)));
+                 fmt::format("address '{}' is not HOST:PORT (e.g. 127.0.0.1:9464): set {}",
+                             address.substr(0, 128), option));
   };
   host_port hp;
   const auto colon = address.rfind(':');
@@ -53,7 +49,7 @@ host_port parse_address(const std::string& address) {
 
 /// Binds a socket of our own first, for the reason a bind fails (cpp-httplib only says
 /// that it did).
-void check_bindable(const host_port& hp, const std::string& address) {
+void check_bindable(const host_port& hp, const std::string& address, std::string_view option) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw error(errc::network, "socket() failed for the metrics endpoint");
   const int yes = 1;
@@ -67,24 +63,27 @@ void check_bindable(const host_port& hp, const std::string& address) {
   ::close(fd);
   if (rc == 0) return;
   if (err == EADDRINUSE) {
-    throw error(errc::network, fmt::format("metrics address {} is already in use: choose another port "
-                                           "(Options::metrics_address, MESHBUS_METRICS, --metrics)",
-                                           address));
+    throw error(errc::network, fmt::format("address {} is already in use: choose another port ({})", address,
+                                           option));
   }
   if (err == EADDRNOTAVAIL) {
-    throw error(errc::network, fmt::format("metrics address {}: {} is not an address of this machine "
-                                           "(Options::metrics_address, MESHBUS_METRICS, --metrics)",
-                                           address, hp.host));
+    throw error(errc::network,
+                fmt::format("address {}: {} is not an address of this machine ({})", address, hp.host, option));
   }
-  throw error(errc::network, fmt::format("metrics address {} cannot be bound: {}", address, std::strerror(err)));
+  throw error(errc::network, fmt::format("address {} cannot be bound: {} ({})", address, std::strerror(err), option));
 }
 
 }  // namespace
 
+listen_address check_listen_address(const std::string& address, std::string_view option) {
+  auto hp = parse_address(address, option);
+  check_bindable(hp, address, option);
+  return hp;
+}
+
 metrics_server::metrics_server(const std::string& address, render make_text, node_counters& counters)
     : make_text_(std::move(make_text)), counters_(counters), server_(std::make_unique<httplib::Server>()) {
-  const auto hp = parse_address(address);
-  check_bindable(hp, address);
+  const auto hp = check_listen_address(address, "Options::metrics_address, MESHBUS_METRICS or --metrics");
   auto& s = *server_;
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "lib/node/counters.hpp"
@@ -26,6 +27,15 @@ class Server;
 }
 
 namespace meshbus::detail {
+
+/// A listening address for meshbus's HTTP endpoints: "HOST:PORT", ":PORT" or "PORT"
+/// (host 127.0.0.1). Throws error(invalid_argument) naming `option` when it does not
+/// parse, error(network) when it is not this machine's address or the port is in use.
+struct listen_address {
+  std::string host;
+  std::uint16_t port = 0;
+};
+listen_address check_listen_address(const std::string& address, std::string_view option);
 
 class metrics_server {
  public:

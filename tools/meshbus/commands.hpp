@@ -50,6 +50,9 @@ command add_serve_command(CLI::App& parent, node_flags& node);
 /// `meshbus bench`: meshbus-perf's comparison with raw ZeroMQ (bench.cpp).
 command add_bench_command(CLI::App& parent);
 
+/// `meshbus dashboard`: a live web page of the mesh (dashboard.cpp).
+command add_dashboard_command(CLI::App& parent, node_flags& node);
+
 /// A help footer: the examples, then the exit codes.
 std::string footer(std::string_view examples);
 

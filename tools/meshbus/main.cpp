@@ -112,6 +112,7 @@ int run(int argc, char** argv) {
   commands.push_back(add_request_command(app, node));
   commands.push_back(add_serve_command(app, node));
   commands.push_back(add_bench_command(app));
+  commands.push_back(add_dashboard_command(app, node));
 
   try {
     app.parse(argc, argv);

@@ -2,14 +2,13 @@
 // an instance of the service, sends PAYLOAD (or stdin) and prints the reply; serve answers
 // a service until interrupted, with the request's payload (--echo) or with what a shell
 // command prints when given the payload on its stdin (--command).
-#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <iostream>
 #include <stdexcept>
 
-#include "support/child_process.hpp"
+#include "capture.hpp"
 #include "commands.hpp"
 #include "output.hpp"
 
@@ -101,36 +100,14 @@ int run_request(const node_flags& node_opts, const request_flags& flags, exit_la
 std::string run_command(const std::string& command, const std::string& input, milliseconds timeout) {
   meshbus::support::spawn_options o;
   o.argv = {"/bin/sh", "-c", command};
-  o.pipe_stdin = true;
-  o.err = meshbus::support::stderr_to::pipe;
-  meshbus::support::child_process child(o);
-  auto in = child.take_stdin();
-  std::thread writer([fd = std::move(in), &input]() mutable {
-    meshbus::support::write_all(fd.get(), input);
-    fd.reset();
-  });
-  std::string out, err;
-  const auto deadline = steady::now() + timeout;
-  bool out_open = true, err_open = true;
-  while ((out_open || err_open) && steady::now() < deadline) {
-    pollfd fds[2] = {{child.stdout_fd(), POLLIN, 0}, {child.stderr_fd(), POLLIN, 0}};
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now()).count();
-    if (::poll(fds, 2, static_cast<int>(std::max<std::int64_t>(1, left))) < 0 && errno != EINTR) break;
-    if (out_open && (fds[0].revents & (POLLIN | POLLHUP)) != 0) out_open = meshbus::support::read_some(child.stdout_fd(), out);
-    if (err_open && (fds[1].revents & (POLLIN | POLLHUP)) != 0) err_open = meshbus::support::read_some(child.stderr_fd(), err);
+  auto c = run_captured(o, input, timeout);
+  if (!c.status) throw std::runtime_error("the command did not finish within " + to_ms_text(timeout));
+  if (*c.status != 0) {
+    if (!c.err.empty() && c.err.back() == '\n') c.err.pop_back();
+    throw std::runtime_error("the command exited with " + std::to_string(*c.status) +
+                             (c.err.empty() ? "" : ": " + c.err));
   }
-  const auto status = child.wait_exit(std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
-                                                                    deadline - steady::now())));
-  writer.join();
-  if (!status) {
-    child.kill_and_wait();
-    throw std::runtime_error("the command did not finish within " + to_ms_text(timeout));
-  }
-  if (*status != 0) {
-    if (!err.empty() && err.back() == '\n') err.pop_back();
-    throw std::runtime_error("the command exited with " + std::to_string(*status) + (err.empty() ? "" : ": " + err));
-  }
-  return out;
+  return c.out;
 }
 
 int run_serve(const node_flags& node_opts, const serve_flags& flags, exit_latch& latch) {

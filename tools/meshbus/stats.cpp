@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "output.hpp"
+#include "report_json.hpp"
 
 namespace meshbus_tool {
 namespace {
@@ -48,11 +49,10 @@ bool matches(const meshbus::NodeReport& r, const std::string& want) {
   return r.name == want || r.id.to_string().rfind(want, 0) == 0;
 }
 
-/// Statistics of the bad-input section, plus handler failures and dead letters.
 std::uint64_t faults_of(const meshbus::NodeReport& r) {
-  std::uint64_t n = r.stats.handler_errors + r.stats.dead_letters;
+  std::uint64_t n = 0;
   meshbus::for_each_stat(r.stats, [&](const meshbus::StatInfo& info, std::uint64_t v) {
-    if (info.section == meshbus::StatSection::bad_input) n += v;
+    if (is_fault(info)) n += v;
   });
   return n;
 }
@@ -97,6 +97,12 @@ json stream_json(const meshbus::StreamReport& s, bool with_publisher) {
 }
 
 }  // namespace
+
+bool is_fault(const meshbus::StatInfo& info) {
+  if (info.name == "foreign_cluster_beacons" || info.name == "foreign_network_beacons") return false;
+  return info.section == meshbus::StatSection::bad_input || info.name == "handler_errors" ||
+         info.name == "dead_letters" || info.name == "events_lost";
+}
 
 json report_json(const meshbus::NodeReport& r) {
   json o;
