@@ -28,6 +28,7 @@ class dead_letter_office {
   /// An acknowledged subscription gave up on `event` (handler thread).
   void dead_letter(const Event& event, const subscription_entry& sub, std::string_view reason, unsigned attempts);
   std::vector<DeadLetter> list() const { return store_.list(); }
+  std::size_t held() const { return store_.size(); }
   /// Delivers dead letter `id` again to the subscription that failed it (for a letter
   /// of an earlier run of the process, loaded from the durable log: the subscription
   /// with the same pattern, durable name and group); false if there is no such letter

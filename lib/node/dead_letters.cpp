@@ -253,6 +253,11 @@ std::vector<DeadLetter> dead_letter_store::list() const {
   return out;
 }
 
+std::size_t dead_letter_store::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
 std::optional<std::pair<DeadLetter, dead_letter_store::origin>> dead_letter_store::find(std::uint64_t id) const {
   std::lock_guard lock(mu_);
   for (const auto& e : entries_) {

@@ -41,6 +41,7 @@ class dead_letter_store {
   /// older entry had to be dropped to make room.
   std::pair<std::uint64_t, bool> add(DeadLetter letter, origin from);
   std::vector<DeadLetter> list() const;
+  std::size_t size() const;
   /// The entry and where it came from.
   std::optional<std::pair<DeadLetter, origin>> find(std::uint64_t id) const;
   void remove(std::uint64_t id);

@@ -439,6 +439,7 @@ Stats node_impl::stats() const {
   view_->count(s.peers_alive, s.peers_suspect);
   publisher_->fill(s);
   s.receive_queue_bytes = dispatcher_->queued_bytes();
+  s.dead_letters_held = dead_letters_->held();
   return s;
 }
 

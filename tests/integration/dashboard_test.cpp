@@ -35,6 +35,7 @@ TEST_CASE("the dashboard in headless Chromium: nodes, a stream between them, a d
   REQUIRE(publisher.wait_for_subscribers("orders.placed", 1, 20s));
   REQUIRE(publisher.publish("orders.placed", "order 42") == PublishResult::ok);
   REQUIRE(eventually([&] { return holder.dead_letters().size() == 1; }, 20s));
+  CHECK(holder.stats().dead_letters_held == 1);
   healed = true;  // the replay from the page will succeed
 
   child_process dashboard({MESHBUS_TOOL, "dashboard", "--http", "127.0.0.1:0", "--cluster", cluster,

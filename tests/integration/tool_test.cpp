@@ -948,3 +948,22 @@ TEST_CASE("meshbus bench runs the comparison with raw ZeroMQ", "[multiprocess][t
   INFO(bench.out() << bench.err());
   CHECK_THAT(bench.out(), Catch::Contains("raw ev/s") && Catch::Contains("ratio"));
 }
+
+TEST_CASE("meshbus dashboard: an address that is not local or is in use is a clear error", "[multiprocess][tool]") {
+  const auto cluster = unique_cluster("tooldash");
+  child_process far(fast_tool(cluster, {"dashboard", "--http", "192.0.2.1:8470"}));
+  CHECK(far.wait(30s) == 1);
+  CHECK_THAT(far.err(), Catch::Contains("192.0.2.1 is not an address of this machine (--http)"));
+  child_process first(fast_tool(cluster, {"dashboard", "--http", "127.0.0.1:0"}));
+  REQUIRE(printed(first, "meshbus dashboard on http://", 20s));
+  const auto out = first.out();
+  const auto port = out.substr(out.rfind(':') + 1, out.rfind('/') - out.rfind(':') - 1);
+  child_process second(fast_tool(cluster, {"dashboard", "--http", "127.0.0.1:" + port}));
+  CHECK(second.wait(30s) == 1);
+  CHECK_THAT(second.err(), Catch::Contains("is already in use"));
+  child_process garbled(fast_tool(cluster, {"dashboard", "--http", "nowhere"}));
+  CHECK(garbled.wait(30s) != 0);
+  CHECK_THAT(garbled.err(), Catch::Contains("is not HOST:PORT"));
+  first.signal(SIGTERM);
+  CHECK(first.wait(20s) == 0);
+}

@@ -123,6 +123,7 @@
   /* queues and history */                                                                                     \
   X(queues, gauge, send_queue_bytes, "bytes published, not yet taken by ZeroMQ")                               \
   X(queues, gauge, receive_queue_bytes, "bytes received, not yet handled")                                     \
+  X(queues, gauge, dead_letters_held, "dead letters this node holds (dead_letters(), meshbus dlq list)")       \
   X(queues, gauge, unacknowledged_events, "events sent, not yet acknowledged, over all subscribers")           \
   X(queues, gauge, history_events, "events held in the publisher's history")                                   \
   X(queues, gauge, history_bytes, "bytes held in the publisher's history")                                     \
