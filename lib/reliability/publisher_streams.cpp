@@ -269,7 +269,7 @@ std::map<wire::node_id_bytes, std::uint64_t> publisher_streams::oldest_unacknowl
     std::size_t body = 0;
     wire::batch_header h;
     if (wire::decode_data_prefix(f.bytes_view(), topic, kind, body) != wire::decode_status::ok ||
-        wire::decode_batch(f.bytes_view(), body, h) != wire::decode_status::ok) {
+        wire::decode_batch_head(f.bytes_view(), body, h) != wire::decode_status::ok) {
       return 0;
     }
     return h.timestamp_ns;

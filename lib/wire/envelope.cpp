@@ -178,6 +178,20 @@ bool read_event(mp_reader& r, byte_view& payload, event_fields& f) {
 }
 
 decode_status decode_batch(byte_view frame, std::size_t body_offset, batch_header& out) {
+  batch_header h;
+  if (decode_batch_head(frame, body_offset, h) != decode_status::ok) return decode_status::malformed;
+  mp_reader r(frame.subspan(h.events_offset));
+  byte_view payload;
+  event_fields fields;
+  for (std::uint32_t i = 0; i < h.count; ++i) {
+    if (!read_event(r, payload, fields)) return decode_status::malformed;
+  }
+  if (!r.at_end()) return decode_status::malformed;
+  out = h;
+  return decode_status::ok;
+}
+
+decode_status decode_batch_head(byte_view frame, std::size_t body_offset, batch_header& out) {
   mp_reader r(frame.subspan(body_offset));
   std::uint32_t n = 0;
   std::uint64_t count = 0;
@@ -195,12 +209,6 @@ decode_status decode_batch(byte_view frame, std::size_t body_offset, batch_heade
   }
   h.count = static_cast<std::uint32_t>(count);
   h.events_offset = body_offset + r.position();
-  byte_view payload;
-  event_fields fields;
-  for (std::uint32_t i = 0; i < h.count; ++i) {
-    if (!read_event(r, payload, fields)) return decode_status::malformed;
-  }
-  if (!r.at_end()) return decode_status::malformed;
   out = h;
   return decode_status::ok;
 }

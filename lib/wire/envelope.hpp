@@ -100,6 +100,8 @@ decode_status decode_data_prefix(byte_view frame, std::string_view& topic, data_
                                  std::size_t& body_offset);
 /// Decodes a batch header and validates every event in it (no allocation).
 decode_status decode_batch(byte_view frame, std::size_t body_offset, batch_header& out);
+/// The batch header alone, events not looked at: for frames this node made itself.
+decode_status decode_batch_head(byte_view frame, std::size_t body_offset, batch_header& out);
 decode_status decode_heartbeat(byte_view frame, std::size_t body_offset, heartbeat& out);
 
 bytes encode_heartbeat(std::string_view topic, const heartbeat& hb);
