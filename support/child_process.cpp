@@ -63,6 +63,12 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
       (o.keep_fd >= 0 && ::fcntl(o.keep_fd, F_SETFD, 0) != 0)) {
     ::_exit(126);
   }
+  // A child starts as a fresh program would: no signal blocked (a parent's signal
+  // watcher blocks SIGINT and SIGTERM in all its threads), SIGPIPE at its default.
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
   ::execve(program, argv, envp);
   (void)write_all(STDERR_FILENO, exec_failed);
   ::_exit(127);

@@ -553,7 +553,9 @@ class Node {
   std::vector<PeerInfo> peers() const;
   /// This node's report: its statistics, peers, streams with their rates, the
   /// subscribers behind on its streams and its latency histograms (meshbus/report.hpp).
-  /// Built on the I/O thread; rates are over the time since the previous report.
+  /// Built on the I/O thread; rates are over the time since the previous report. With
+  /// Options::background_thread = false, call it (and reports()) on the thread that
+  /// calls poll_once(): that thread is the I/O thread.
   NodeReport report();
   /// The reports of this node (first) and of every live peer that answers within
   /// `timeout`; the others are listed as unanswered. What `meshbus stats` and `meshbus

@@ -17,6 +17,8 @@ class atomic_histogram {
   /// `events` events that took `ns` each.
   void record(std::uint64_t ns, std::uint64_t events) noexcept {
     if (events == 0) return;
+    // A skewed or replayed timestamp must not wrap the sum (a batch has < 2^20 events).
+    ns = std::min<std::uint64_t>(ns, std::uint64_t{3600} * 1'000'000'000);
     const auto& b = LatencyHistogram::bounds_ns;
     const auto at = static_cast<std::size_t>(std::lower_bound(b.begin(), b.end(), ns) - b.begin());
     counts_[at].fetch_add(events, std::memory_order_relaxed);

@@ -87,7 +87,8 @@ metrics_server::metrics_server(const std::string& address, render make_text, nod
   auto& s = *server_;
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
-  s.set_keep_alive_timeout(5);
+  // A short keep-alive: an idle scraper's connection must not hold up the node's stop().
+  s.set_keep_alive_timeout(1);
   s.set_payload_max_length(max_body);
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     try {
@@ -100,10 +101,12 @@ metrics_server::metrics_server(const std::string& address, render make_text, nod
     }
   });
   // Every 4xx and 5xx passes here: malformed requests, oversized ones, other paths.
-  s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request&, httplib::Response& res) {
+    if (res.status >= 500) return httplib::Server::HandlerResponse::Unhandled;  // ours, body set
     bump(counters_.metrics_requests_rejected);
     res.set_content(fmt::format("HTTP {}: this endpoint serves GET /metrics\n", res.status), "text/plain");
-  });
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   if (hp.port == 0) {
     const int port = s.bind_to_any_port(hp.host);
     if (port <= 0) throw error(errc::network, fmt::format("metrics address {} cannot be bound", address));

@@ -143,6 +143,23 @@ node_impl::node_impl(const Options& given)
       },
       [this] { return publisher_->share_history(); });
   status_ = std::make_unique<status_office>(ctx_, *control_, [this] { return build_report(); });
+  // Early: a bad address throws before anything is published or any thread runs but
+  // the handlers'. A scrape
+  // is answered by the loop (in poll mode: within poll_once()), waited for at most 5 s.
+  if (!opts_.metrics_address.empty()) {
+    metrics_ = std::make_unique<metrics_server>(
+        opts_.metrics_address,
+        [this] {
+          return prometheus_text(on_loop<NodeReport>([this] { return status_->report(clock::now()); }, true,
+                                                     std::chrono::seconds(5)));
+        },
+        counters_);
+    ctx_.log.info("node {}: metrics at http://{}:{}/metrics", self_.id.short_string(),
+                  opts_.metrics_address.rfind(':') == 0 || opts_.metrics_address.find(':') == std::string::npos
+                      ? std::string("127.0.0.1")
+                      : opts_.metrics_address.substr(0, opts_.metrics_address.rfind(':')),
+                  metrics_->port());
+  }
   if (store_) {
     state_ = std::make_unique<durable_state>(
         ctx_, *store_, [this](std::string_view topic, std::string_view payload, const PublishOptions& po) {
@@ -176,22 +193,6 @@ node_impl::node_impl(const Options& given)
     if (!who.new_node && who.new_epoch) {
       ctx_.log.warn("node {}: starting a new epoch: {}", self_.id.short_string(), who.new_epoch_reason);
     }
-  }
-  // Before the I/O thread, so that a bad address throws with nothing to end. A scrape
-  // is answered by the loop (in poll mode: within poll_once()), waited for at most 5 s.
-  if (!opts_.metrics_address.empty()) {
-    metrics_ = std::make_unique<metrics_server>(
-        opts_.metrics_address,
-        [this] {
-          return prometheus_text(on_loop<NodeReport>([this] { return status_->report(clock::now()); }, true,
-                                                     std::chrono::seconds(5)));
-        },
-        counters_);
-    ctx_.log.info("node {}: metrics at http://{}:{}/metrics", self_.id.short_string(),
-                  opts_.metrics_address.rfind(':') == 0 || opts_.metrics_address.find(':') == std::string::npos
-                      ? std::string("127.0.0.1")
-                      : opts_.metrics_address.substr(0, opts_.metrics_address.rfind(':')),
-                  metrics_->port());
   }
   if (opts_.background_thread) io_thread_ = std::thread([this] { run(); });
 }
@@ -370,8 +371,8 @@ T node_impl::on_loop(std::function<T()> f, bool outside, std::chrono::millisecon
   const auto deadline =
       timeout == std::chrono::milliseconds::max() ? clock::time_point::max() : clock::now() + timeout;
   while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-    if (stopped_.load(std::memory_order_acquire) && result.wait_for(std::chrono::milliseconds(0)) !=
-                                                        std::future_status::ready) {
+    const bool ending = stopped_.load(std::memory_order_acquire) || (outside && stop_requested_.load());
+    if (ending && result.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
       throw error(errc::stopped, "the node stopped before it could answer: create a new Node");
     }
     if (clock::now() >= deadline) {
@@ -387,6 +388,7 @@ NodeReport node_impl::report() {
 
 MeshReport node_impl::reports(std::chrono::milliseconds timeout) {
   if (timeout.count() < 0) throw error(errc::invalid_argument, "reports() needs a timeout of 0 ms or more");
+  timeout = std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(1));
   auto asked = on_loop<std::future<MeshReport>>(
       [this, timeout] { return status_->ask(view_->peers(), timeout, clock::now()); });
   if (drives_loop_here()) {

@@ -6,11 +6,36 @@
 namespace meshbus::detail {
 namespace {
 
-/// A label value: backslash, double quote and newline escaped.
+/// The length of the valid UTF-8 sequence at the start of `v`, 0 when there is none.
+std::size_t utf8_length(std::string_view v) {
+  const auto b0 = static_cast<unsigned char>(v[0]);
+  const std::size_t n = b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xe ? 3 : (b0 >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || n > v.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((static_cast<unsigned char>(v[i]) >> 6) != 0x2) return 0;
+  }
+  return n;
+}
+
+/// A label value: backslash, double quote and newline escaped; bytes that are not
+/// UTF-8 (names come from other nodes) replaced by U+FFFD, which Prometheus requires.
 std::string escaped(std::string_view v) {
   std::string out;
   out.reserve(v.size());
-  for (const char c : v) {
+  while (!v.empty()) {
+    const auto n = utf8_length(v);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      v.remove_prefix(1);
+      continue;
+    }
+    if (n > 1) {
+      out.append(v.substr(0, n));
+      v.remove_prefix(n);
+      continue;
+    }
+    const char c = v.front();
+    v.remove_prefix(1);
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '"') {

@@ -35,6 +35,11 @@ status_office::status_office(node_context& ctx, control_sender& control, build_r
     : ctx_(ctx), control_(control), build_(std::move(build)), started_(clock::now()) {}
 
 NodeReport status_office::report(clock::time_point now) {
+  std::lock_guard lock(mu_);
+  return make_report(now);
+}
+
+NodeReport status_office::make_report(clock::time_point now) {
   NodeReport r = build_();
   r.uptime_ms = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(now - started_).count());
@@ -75,11 +80,12 @@ void status_office::fill_rates(NodeReport& r, clock::time_point now) {
 
 std::future<MeshReport> status_office::ask(const std::vector<PeerInfo>& peers, std::chrono::milliseconds timeout,
                                            clock::time_point now) {
+  std::lock_guard lock(mu_);
   const auto id = next_id_++;
   auto& p = pending_[id];
   p.asked = peers;
   p.deadline = now + timeout;
-  p.result.nodes.push_back(report(now));
+  p.result.nodes.push_back(make_report(now));
   auto future = p.done.get_future();
   for (const auto& peer : peers) {
     p.waiting.insert(peer.id.bytes);
@@ -91,6 +97,7 @@ std::future<MeshReport> status_office::ask(const std::vector<PeerInfo>& peers, s
 
 void status_office::on_request(const wire::node_id_bytes& from, const wire::status_request_msg& m,
                                clock::time_point now) {
+  std::lock_guard lock(mu_);
   auto it = buckets_.find(from);
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_status_askers) {
@@ -111,11 +118,31 @@ void status_office::on_request(const wire::node_id_bytes& from, const wire::stat
   }
   b.tokens -= 1.0;
   bump(ctx_.counters.status_requests_answered);
-  const auto bytes = wire::encode_report(report(now));
+  auto r = make_report(now);
+  auto bytes = wire::encode_report(r);
+  // Within the message size every node accepts (Options::max_message_bytes, the same on
+  // every node): the longest lists are halved until it fits; cut streams are counted.
+  constexpr std::size_t envelope = 64;
+  while (bytes.size() + envelope > ctx_.opts.max_message_bytes) {
+    auto halve = [](auto& v) { v.resize(v.size() / 2); };
+    const auto before = r.published.size() + r.received.size();
+    const auto longest = std::max({r.peers.size(), r.published.size(), r.received.size(), r.lagging.size(),
+                                   r.subscriptions.size(), r.services.size()});
+    if (longest == 0) break;  // cannot happen: the fixed part is far below any allowed limit
+    if (r.published.size() == longest) halve(r.published);
+    else if (r.received.size() == longest) halve(r.received);
+    else if (r.peers.size() == longest) halve(r.peers);
+    else if (r.lagging.size() == longest) halve(r.lagging);
+    else if (r.subscriptions.size() == longest) halve(r.subscriptions);
+    else halve(r.services);
+    r.streams_omitted += before - (r.published.size() + r.received.size());
+    bytes = wire::encode_report(r);
+  }
   control_.send(from, wire::status_reply_msg{m.id, std::string(bytes.begin(), bytes.end())});
 }
 
 void status_office::on_reply(const wire::node_id_bytes& from, wire::status_reply_msg&& m) {
+  std::lock_guard lock(mu_);
   auto it = pending_.find(m.id);
   if (it == pending_.end() || it->second.waiting.count(from) == 0) {
     bump(ctx_.counters.late_replies);
@@ -152,6 +179,7 @@ void status_office::finish(std::uint64_t id) {
 }
 
 void status_office::expire(clock::time_point now) {
+  std::lock_guard lock(mu_);
   std::vector<std::uint64_t> due;
   for (const auto& [id, p] : pending_) {
     if (p.deadline <= now) due.push_back(id);
@@ -160,12 +188,14 @@ void status_office::expire(clock::time_point now) {
 }
 
 clock::time_point status_office::next_due() const {
+  std::lock_guard lock(mu_);
   auto next = clock::time_point::max();
   for (const auto& [id, p] : pending_) next = std::min(next, p.deadline);
   return next;
 }
 
 void status_office::finish_all() {
+  std::lock_guard lock(mu_);
   while (!pending_.empty()) finish(pending_.begin()->first);
 }
 

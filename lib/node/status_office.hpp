@@ -23,6 +23,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -79,10 +80,14 @@ class status_office {
   };
   void finish(std::uint64_t id);
   void fill_rates(NodeReport& r, clock::time_point now);
+  NodeReport make_report(clock::time_point now);
 
   node_context& ctx_;
   control_sender& control_;
   build_report build_;
+  /// The I/O thread calls in; after the node stopped, report() may come from any
+  /// thread: everything below is guarded.
+  mutable std::mutex mu_;
   clock::time_point started_;
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, pending> pending_;

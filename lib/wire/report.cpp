@@ -92,6 +92,7 @@ void read_histogram(mp_reader& r, LatencyHistogram& h) {
   for (std::uint32_t i = 0; i < nb; ++i) {
     std::uint64_t b = 0;
     r.read_uint(b);
+    if (!bounds.empty() && b <= bounds.back()) r.fail();  // bounds ascend
     bounds.push_back(b);
   }
   std::uint32_t nc = 0;
@@ -285,8 +286,9 @@ decode_status decode_report(byte_view in, NodeReport& rep) {
         skip_rest(r, n, 5);
       });
     } else if (k == "subscriptions" || k == "services") {
+      // A group subscription reads "<pattern> (group <group>)": two names and 9 bytes.
       read_list(r, k == "subscriptions" ? rep.subscriptions : rep.services, max_patterns_listed,
-                [&](std::string& s) { read_text(r, s, max_topic_length); });
+                [&](std::string& s) { read_text(r, s, 2 * max_topic_length + 16); });
     } else if (k == "delivery_latency") {
       read_histogram(r, rep.delivery_latency);
     } else if (k == "handler_time") {

@@ -156,3 +156,26 @@ TEST_CASE("a node logs to the application's spdlog logger, at a level set throug
   Node node(plain);
   CHECK(app_logger->level() == spdlog::level::warn);
 }
+
+TEST_CASE("a report larger than a message is cut to fit, and says how many streams it left out",
+          "[integration][status]") {
+  const auto cluster = unique_cluster("statusbig");
+  auto small = [&](const std::string& name) {
+    auto o = fast_options(cluster, name);
+    o.max_message_bytes = 65536;  // the smallest allowed: one batch
+    return o;
+  };
+  Node busy(small("busy"));
+  Node asker(small("asker"));
+  REQUIRE(asker.wait_for_peers(1, 10s));
+  // 3000 topics of 60 bytes: the published list alone is far over 64 KiB.
+  const std::string pad(50, 'x');
+  for (int i = 0; i < 3000; ++i) REQUIRE(busy.publish("big." + pad + "." + std::to_string(i), "e") == PublishResult::ok);
+  REQUIRE(eventually([&] { return busy.report().published.size() >= 1000; }, 10s));
+  const auto mesh = asker.reports(5s);
+  REQUIRE(find_report(mesh, busy.id()) != nullptr);  // it arrived and decoded
+  const auto* r = find_report(mesh, busy.id());
+  CHECK(r->published.size() < 1000);
+  CHECK(r->streams_omitted >= 3000 - r->published.size());
+  CHECK(mesh.unanswered.empty());
+}

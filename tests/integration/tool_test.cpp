@@ -26,6 +26,7 @@
 #include <meshbus/typed.hpp>
 
 #include "lib/store/log_store.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/node_helpers.hpp"
 
 using namespace meshbus;
@@ -961,6 +962,14 @@ TEST_CASE("meshbus dashboard: an address that is not local or is in use is a cle
   child_process second(fast_tool(cluster, {"dashboard", "--http", "127.0.0.1:" + port}));
   CHECK(second.wait(30s) == 1);
   CHECK_THAT(second.err(), Catch::Contains("is already in use"));
+  // Served only for its own address; a POST only with the page's header.
+  const auto port_number = static_cast<std::uint16_t>(std::stoi(port));
+  CHECK(status_of(http_exchange(port_number, "GET /api/mesh HTTP/1.1\r\nHost: evil.example:" + port +
+                                                 "\r\nConnection: close\r\n\r\n")) == 403);
+  CHECK(status_of(http_exchange(port_number, "POST /api/dead-letters/replay?node=ab&id=1 HTTP/1.1\r\nHost: "
+                                             "127.0.0.1:" + port + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) == 403);
+  CHECK(status_of(http_exchange(port_number, "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+                                                 "\r\nConnection: close\r\n\r\n")) == 200);
   child_process garbled(fast_tool(cluster, {"dashboard", "--http", "nowhere"}));
   CHECK(garbled.wait(30s) != 0);
   CHECK_THAT(garbled.err(), Catch::Contains("is not HOST:PORT"));

@@ -1,7 +1,7 @@
 // `meshbus bench`: the throughput and latency comparison with raw ZeroMQ, from the tool.
 // It runs meshbus-perf (perf/), which measures meshbus and raw ZeroMQ side by side in the
-// same run, alternating them and printing the median ratio: the benchmark lives in one
-// place. meshbus-perf is looked for beside this program, then on PATH.
+// same run and prints their ratio: the benchmark lives in one place. meshbus-perf is looked for beside this program, then on PATH.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -55,6 +55,12 @@ int run_bench(const bench_flags& flags) {
   std::vector<char*> raw;
   for (auto& a : argv) raw.push_back(a.data());
   raw.push_back(nullptr);
+  // meshbus-perf takes Ctrl-C itself: the signals this tool's watcher blocked are
+  // unblocked for it, as they would be for a program started from the shell.
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
   ::execv(perf.c_str(), raw.data());
   print_error("cannot run " + perf + ": " + std::strerror(errno));
   return exit_code::failure;
@@ -70,9 +76,9 @@ command add_bench_command(CLI::App& parent) {
       ->type_name("throughput|latency")
       ->check(CLI::IsMember({"throughput", "latency"}));
   app->prefix_command();  // everything after WHAT goes to meshbus-perf as it is
-  app->footer("\nRuns meshbus-perf (beside this program, or on PATH), which alternates raw ZeroMQ and\n"
-              "meshbus several times and prints each size's median ratio with its spread. Run it on an\n"
-              "otherwise idle machine.\n" +
+  app->footer("\nRuns meshbus-perf (beside this program, or on PATH), which measures raw ZeroMQ and then\n"
+              "meshbus in the same run and prints their ratio (see meshbus-perf --help; --mode durable\n"
+              "alternates them over several rounds). Run it on an otherwise idle machine.\n" +
               footer("  meshbus bench\n  meshbus bench throughput --size 64 --mode best_effort\n"
                      "  meshbus bench latency\n"));
   return {app, [flags, app](exit_latch&) {

@@ -9,7 +9,7 @@
 namespace meshbus_tool {
 
 captured run_captured(meshbus::support::spawn_options options, const std::string& input,
-                      std::chrono::milliseconds timeout) {
+                      std::chrono::milliseconds timeout, std::size_t max_output) {
   using steady = std::chrono::steady_clock;
   options.pipe_stdin = true;
   options.err = meshbus::support::stderr_to::pipe;
@@ -32,10 +32,19 @@ captured run_captured(meshbus::support::spawn_options options, const std::string
     if (err_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       err_open = meshbus::support::read_some(child.stderr_fd(), c.err);
     }
+    if (c.out.size() > max_output || c.err.size() > max_output) {
+      c.too_much = true;
+      break;
+    }
   }
-  c.status = child.wait_exit(std::max(std::chrono::milliseconds(1),
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now())));
-  if (!c.status) child.kill_and_wait();
+  if (c.too_much) child.kill_and_wait();
+  // The input may still be unwritten (the child did not read it): end the writer.
+  child.close_pipes();
+  if (!c.too_much) {
+    c.status = child.wait_exit(std::max(std::chrono::milliseconds(1),
+                                        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now())));
+    if (!c.status) child.kill_and_wait();
+  }
   writer.join();
   return c;
 }

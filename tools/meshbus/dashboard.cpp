@@ -6,6 +6,7 @@
 // subcommands for them, with the same node flags, so each lives in one place.
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -87,7 +88,7 @@ json mesh_json(const meshbus::MeshReport& mesh) {
 
 void reply_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(json_text(body), "application/json");  // names from other nodes: not always UTF-8
 }
 
 json error_json(const std::string& message) {
@@ -101,13 +102,33 @@ class dashboard {
   dashboard(meshbus::Node& node, const node_flags& node_opts, const dashboard_flags& flags)
       : node_(node), args_(node_args(node_opts)), flags_(flags) {}
 
+  /// Only requests for this server's own address are served (a page elsewhere that
+  /// points a name of its own at 127.0.0.1 — DNS rebinding — gets nothing), and a POST
+  /// must carry the page's own header, which no other site's page can send here
+  /// without a preflight this server never grants.
+  void guard(httplib::Server& s, const std::string& host, int port) {
+    allowed_hosts_ = {host + ":" + std::to_string(port), "localhost:" + std::to_string(port)};
+    s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      const auto h = req.get_header_value("Host");
+      if (std::find(allowed_hosts_.begin(), allowed_hosts_.end(), h) == allowed_hosts_.end()) {
+        reply_json(res, error_json("this dashboard answers requests for " + allowed_hosts_.front() + " only"), 403);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (req.method == "POST" && req.get_header_value("X-Meshbus-Dashboard") != "1") {
+        reply_json(res, error_json("a POST needs the header X-Meshbus-Dashboard: 1 (the page sends it)"), 403);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+  }
+
   void routes(httplib::Server& s) {
     s.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(dashboard_page), "text/html; charset=utf-8");
     });
     s.Get("/api/mesh", [this](const httplib::Request&, httplib::Response& res) { reply_json(res, mesh()); });
     s.Get("/api/dead-letters", [this](const httplib::Request&, httplib::Response& res) {
-      const auto c = tool({"dlq", "list", "--json"});
+      const auto c = tool({"dlq", "list", "--json"}, {});
       if (c.status != 0) return reply_json(res, error_json(trimmed(c.err, "dlq list failed")), 502);
       try {
         reply_json(res, json::parse(c.out));
@@ -121,7 +142,7 @@ class dashboard {
       if (node.empty() || id.empty() || node.size() > 32 || id.size() > 20) {
         return reply_json(res, error_json("replay needs node (an id) and id (a number)"), 400);
       }
-      const auto c = tool({"dlq", "replay", node, id});
+      const auto c = tool({"dlq", "replay"}, {node, id});
       json body;
       body["ok"] = c.status == 0;
       body["message"] = trimmed(c.out + c.err, "");
@@ -130,7 +151,7 @@ class dashboard {
     s.Get("/api/trace", [this](const httplib::Request& req, httplib::Response& res) {
       const auto id = req.get_param_value("id");
       if (id.empty() || id.size() > 255) return reply_json(res, error_json("trace needs id (1 to 255 bytes)"), 400);
-      const auto c = tool({"trace", id, "--json"});
+      const auto c = tool({"trace", "--json"}, {id});
       try {
         auto doc = json::parse(c.out);
         if (c.status != 0 && doc.value("events", 0) == 0) {
@@ -157,12 +178,18 @@ class dashboard {
     return cached_;
   }
 
-  captured tool(std::vector<std::string> args) {
+  /// Runs this program's subcommand `command` with the dashboard's node flags, then
+  /// `values` from the request as positionals only (after "--").
+  captured tool(std::vector<std::string> command, const std::vector<std::string>& values) {
     meshbus::support::spawn_options o;
     o.program = "/proc/self/exe";
     o.argv = {"meshbus"};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.argv.insert(o.argv.end(), command.begin(), command.end());
     o.argv.insert(o.argv.end(), args_.begin(), args_.end());
+    o.argv.emplace_back("--");
+    o.argv.insert(o.argv.end(), values.begin(), values.end());
+    // Its own node: not the dashboard's metrics port, data directory or name.
+    o.env = {{"MESHBUS_METRICS", ""}, {"MESHBUS_DATA_DIR", ""}, {"MESHBUS_NAME", ""}};
     return run_captured(o, "", milliseconds(30000));
   }
 
@@ -173,6 +200,7 @@ class dashboard {
 
   meshbus::Node& node_;
   std::vector<std::string> args_;
+  std::vector<std::string> allowed_hosts_;
   const dashboard_flags& flags_;
   std::mutex mu_;
   json cached_;
@@ -186,7 +214,6 @@ int run_dashboard(const node_flags& node_opts, const dashboard_flags& flags, exi
   httplib::Server server;
   server.set_read_timeout(5, 0);
   server.set_payload_max_length(64 << 10);
-  d.routes(server);
   int port = where.port;
   if (port == 0) {
     port = server.bind_to_any_port(where.host);  // port 0: a free one, printed below
@@ -194,6 +221,8 @@ int run_dashboard(const node_flags& node_opts, const dashboard_flags& flags, exi
     port = -1;
   }
   if (port <= 0) throw meshbus::error(meshbus::errc::network, "the dashboard cannot listen on " + flags.http);
+  d.guard(server, where.host, port);
+  d.routes(server);
   std::thread serving([&] { server.listen_after_bind(); });
   while (!server.is_running()) std::this_thread::sleep_for(milliseconds(1));
   std::cout << "meshbus dashboard on http://" << where.host << ':' << port << "/" << std::endl;

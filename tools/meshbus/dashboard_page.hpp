@@ -137,7 +137,8 @@ async function loadDeadLetters() {
 
 async function replay(node, id, button) {
   button.disabled = true; button.textContent = "Replaying…";
-  const r = await fetch(`api/dead-letters/replay?node=${encodeURIComponent(node)}&id=${encodeURIComponent(id)}`, {method: "POST"});
+  const r = await fetch(`api/dead-letters/replay?node=${encodeURIComponent(node)}&id=${encodeURIComponent(id)}`,
+    {method: "POST", headers: {"X-Meshbus-Dashboard": "1"}});
   const body = await r.json();
   button.textContent = body.ok ? "Replayed" : "Failed"; button.title = body.message || "";
   button.closest("tr").dataset.replayed = body.ok ? "yes" : "no";

@@ -101,6 +101,7 @@ std::string run_command(const std::string& command, const std::string& input, mi
   meshbus::support::spawn_options o;
   o.argv = {"/bin/sh", "-c", command};
   auto c = run_captured(o, input, timeout);
+  if (c.too_much) throw std::runtime_error("the command printed more than 16 MiB");
   if (!c.status) throw std::runtime_error("the command did not finish within " + to_ms_text(timeout));
   if (*c.status != 0) {
     if (!c.err.empty() && c.err.back() == '\n') c.err.pop_back();

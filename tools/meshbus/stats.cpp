@@ -164,7 +164,8 @@ void print_report_text(const meshbus::NodeReport& r) {
   std::size_t alive = 0;
   for (const auto& p : r.peers) alive += p.state == meshbus::PeerState::alive ? 1 : 0;
   std::cout << fmt::format("node {} '{}' (cluster '{}') {} ROUTER {} PUB {}, up {}\n", r.id.short_string(),
-                           display_text(r.name), display_text(r.cluster), r.address, r.router_port, r.pub_port,
+                           display_text(r.name), display_text(r.cluster), display_text(r.address), r.router_port,
+                           r.pub_port,
                            human_duration(std::chrono::milliseconds(r.uptime_ms)));
   std::cout << fmt::format("  peers: {} alive, {} suspect; publishes {}, receives {}, faults {}\n", alive,
                            r.peers.size() - alive, rate_text(published_rate(r)), rate_text(received_rate(r)),
@@ -244,8 +245,10 @@ int run_stats(const node_flags& node_opts, const stats_flags& flags, exit_latch&
         silent.push_back(e);
       }
       doc["unanswered"] = silent;
-      // Watching: one document per line; once: indented.
-      std::cout << (flags.watch_s > 0 ? doc.dump() : doc.dump(2)) << std::endl;
+      // Watching: one document per line; once: indented. Names from other nodes may
+      // be any bytes: what is not UTF-8 is replaced.
+      std::cout << (flags.watch_s > 0 ? json_text(doc) : doc.dump(2, ' ', false, json::error_handler_t::replace))
+                << std::endl;
     } else {
       if (!first) std::cout << '\n';
       for (const auto& r : mesh.nodes) print_report_text(r);

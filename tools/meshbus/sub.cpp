@@ -28,10 +28,72 @@ struct sub_flags {
   std::string group;              ///< a service group: the group's events are shared among its members
 };
 
-/// A MessagePack payload (typed events) as JSON; nullopt when it does not decode.
+/// True when the MessagePack items in `b` nest at most `max_depth` deep (a publisher
+/// chooses the bytes; the JSON decoder recurses once per level). Anything malformed is
+/// left to the decoder to refuse.
+bool nesting_at_most(std::span<const std::byte> b, std::size_t max_depth) {
+  std::vector<std::uint64_t> open;  // items still to come at each open level
+  std::size_t i = 0;
+  auto be = [&](std::size_t at, std::size_t n) {
+    std::uint64_t v = 0;
+    for (std::size_t k = 0; k < n && at + k < b.size(); ++k) v = (v << 8) | std::to_integer<std::uint8_t>(b[at + k]);
+    return v;
+  };
+  auto item_done = [&] {
+    while (!open.empty() && --open.back() == 0) open.pop_back();
+  };
+  while (i < b.size()) {
+    const auto t = std::to_integer<std::uint8_t>(b[i]);
+    std::uint64_t children = 0;
+    std::size_t skip = 1;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+    } else if ((t & 0xf0) == 0x90) {
+      children = t & 0x0f;
+    } else if ((t & 0xf0) == 0x80) {
+      children = std::uint64_t{t & 0x0fu} * 2;
+    } else if ((t & 0xe0) == 0xa0) {
+      skip = 1 + (t & 0x1f);
+    } else {
+      switch (t) {
+        case 0xdc: children = be(i + 1, 2); skip = 3; break;
+        case 0xdd: children = be(i + 1, 4); skip = 5; break;
+        case 0xde: children = be(i + 1, 2) * 2; skip = 3; break;
+        case 0xdf: children = be(i + 1, 4) * 2; skip = 5; break;
+        case 0xc4: case 0xd9: skip = 2 + be(i + 1, 1); break;
+        case 0xc5: case 0xda: skip = 3 + be(i + 1, 2); break;
+        case 0xc6: case 0xdb: skip = 5 + be(i + 1, 4); break;
+        case 0xcc: case 0xd0: skip = 2; break;
+        case 0xcd: case 0xd1: skip = 3; break;
+        case 0xca: case 0xce: case 0xd2: skip = 5; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 9; break;
+        case 0xd4: skip = 3; break;
+        case 0xd5: skip = 4; break;
+        case 0xd6: skip = 6; break;
+        case 0xd7: skip = 10; break;
+        case 0xd8: skip = 18; break;
+        case 0xc7: skip = 3 + be(i + 1, 1); break;
+        case 0xc8: skip = 4 + be(i + 1, 2); break;
+        case 0xc9: skip = 6 + be(i + 1, 4); break;
+        default: return true;  // 0xc1: malformed, the decoder refuses it
+      }
+    }
+    i += skip;
+    if (children > 0) {
+      if (open.size() >= max_depth) return false;
+      open.push_back(children);
+    } else {
+      item_done();
+    }
+  }
+  return true;
+}
+
+/// A MessagePack payload (typed events) as JSON; nullopt when it does not decode (or
+/// nests deeper than 64 levels).
 std::optional<json> msgpack_json(const meshbus::Event& event) {
   if (event.content_type() != "application/msgpack") return std::nullopt;
   const auto bytes = event.payload();
+  if (!nesting_at_most(bytes, 64)) return std::nullopt;
   try {
     return json::from_msgpack(reinterpret_cast<const std::uint8_t*>(bytes.data()),
                               reinterpret_cast<const std::uint8_t*>(bytes.data()) + bytes.size());
