@@ -81,6 +81,27 @@ listen_address check_listen_address(const std::string& address, std::string_view
   return hp;
 }
 
+std::uint16_t bind_http(httplib::Server& s, const listen_address& where, const std::string& address) {
+  int port = -1;
+  if (where.port == 0) {
+    port = s.bind_to_any_port(where.host);
+  } else if (s.bind_to_port(where.host, where.port)) {
+    port = where.port;
+  }
+  if (port <= 0) throw error(errc::network, fmt::format("address {} cannot be bound (in use?)", address));
+  return static_cast<std::uint16_t>(port);
+}
+
+std::thread listen_http(httplib::Server& s) {
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([&s, ended] {
+    s.listen_after_bind();
+    ended->store(true);
+  });
+  while (!s.is_running() && !ended->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return t;
+}
+
 metrics_server::metrics_server(const std::string& address, render make_text, node_counters& counters)
     : make_text_(std::move(make_text)), counters_(counters), server_(std::make_unique<httplib::Server>()) {
   const auto hp = check_listen_address(address, "Options::metrics_address, MESHBUS_METRICS or --metrics");
@@ -107,23 +128,8 @@ metrics_server::metrics_server(const std::string& address, render make_text, nod
     res.set_content(fmt::format("HTTP {}: this endpoint serves GET /metrics\n", res.status), "text/plain");
     return httplib::Server::HandlerResponse::Handled;
   }));
-  if (hp.port == 0) {
-    const int port = s.bind_to_any_port(hp.host);
-    if (port <= 0) throw error(errc::network, fmt::format("metrics address {} cannot be bound", address));
-    port_ = static_cast<std::uint16_t>(port);
-  } else {
-    if (!s.bind_to_port(hp.host, hp.port)) {
-      throw error(errc::network, fmt::format("metrics address {} cannot be bound (in use?)", address));
-    }
-    port_ = hp.port;
-  }
-  auto ended = std::make_shared<std::atomic<bool>>(false);
-  thread_ = std::thread([this, ended] {
-    server_->listen_after_bind();
-    ended->store(true);
-  });
-  // stop() does nothing to a server not yet listening: wait until it is (or gave up).
-  while (!server_->is_running() && !ended->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  port_ = bind_http(s, hp, address);
+  thread_ = listen_http(s);
 }
 
 metrics_server::~metrics_server() { stop(); }

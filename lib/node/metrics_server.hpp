@@ -37,6 +37,13 @@ struct listen_address {
 };
 listen_address check_listen_address(const std::string& address, std::string_view option);
 
+/// Binds `s` to `where` (port 0: a free one) and returns the port; throws
+/// error(network) naming `address` when it cannot.
+std::uint16_t bind_http(httplib::Server& s, const listen_address& where, const std::string& address);
+/// Serves `s` on a new thread until s.stop(), returning once it listens (or gave up):
+/// stop() does nothing to a server that is not listening yet.
+std::thread listen_http(httplib::Server& s);
+
 class metrics_server {
  public:
   /// Makes the report's text (any thread).

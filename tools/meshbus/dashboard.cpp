@@ -43,20 +43,20 @@ std::vector<std::string> node_args(const node_flags& f) {
   return a;
 }
 
+/// stats --json's document, with the time, each node's non-zero fault counters and the
+/// links between the nodes.
 json mesh_json(const meshbus::MeshReport& mesh) {
-  json doc;
+  json doc = mesh_report_json(mesh);
   doc["time"] = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  json nodes = json::array();
   // The links: who receives what from whom, one per (publisher, receiver) pair.
   std::map<std::pair<std::string, std::string>, std::pair<double, std::vector<std::string>>> links;
-  for (const auto& r : mesh.nodes) {
-    auto n = report_json(r);
+  for (std::size_t i = 0; i < mesh.nodes.size(); ++i) {
+    const auto& r = mesh.nodes[i];
     json faults = json::object();
     meshbus::for_each_stat(r.stats, [&](const meshbus::StatInfo& info, std::uint64_t v) {
       if (v != 0 && is_fault(info)) faults[std::string(info.name)] = v;
     });
-    n["fault_counters"] = faults;
-    nodes.push_back(std::move(n));
+    doc["nodes"][i]["fault_counters"] = faults;
     for (const auto& s : r.received) {
       if (!s.topic.empty() && s.topic.front() == '$') continue;  // meshbus's own
       auto& l = links[{s.publisher.to_string(), r.id.to_string()}];
@@ -64,15 +64,6 @@ json mesh_json(const meshbus::MeshReport& mesh) {
       if (l.second.size() < 5) l.second.push_back(s.topic);
     }
   }
-  doc["nodes"] = nodes;
-  json silent = json::array();
-  for (const auto& p : mesh.unanswered) {
-    json e;
-    e["id"] = p.id.to_string();
-    e["name"] = p.name;
-    silent.push_back(e);
-  }
-  doc["unanswered"] = silent;
   json edges = json::array();
   for (const auto& [key, value] : links) {
     json e;
@@ -214,17 +205,10 @@ int run_dashboard(const node_flags& node_opts, const dashboard_flags& flags, exi
   httplib::Server server;
   server.set_read_timeout(5, 0);
   server.set_payload_max_length(64 << 10);
-  int port = where.port;
-  if (port == 0) {
-    port = server.bind_to_any_port(where.host);  // port 0: a free one, printed below
-  } else if (!server.bind_to_port(where.host, port)) {
-    port = -1;
-  }
-  if (port <= 0) throw meshbus::error(meshbus::errc::network, "the dashboard cannot listen on " + flags.http);
+  const auto port = meshbus::detail::bind_http(server, where, flags.http);  // port 0: a free one, printed below
   d.guard(server, where.host, port);
   d.routes(server);
-  std::thread serving([&] { server.listen_after_bind(); });
-  while (!server.is_running()) std::this_thread::sleep_for(milliseconds(1));
+  auto serving = meshbus::detail::listen_http(server);
   std::cout << "meshbus dashboard on http://" << where.host << ':' << port << "/" << std::endl;
   latch.wait();
   server.stop();

@@ -8,6 +8,9 @@
 namespace meshbus_tool {
 
 json report_json(const meshbus::NodeReport& r);
+/// {"nodes": [report_json...], "unanswered": [{"id", "name"}...]}: stats --json's document,
+/// and the base of the dashboard's /api/mesh.
+json mesh_report_json(const meshbus::MeshReport& mesh);
 
 /// The statistics shown as faults (top, the dashboard): bad input, handler failures,
 /// dead letters, lost events. Beacons of other clusters or networks are not faults:

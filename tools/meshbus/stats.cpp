@@ -158,6 +158,22 @@ json report_json(const meshbus::NodeReport& r) {
   return o;
 }
 
+json mesh_report_json(const meshbus::MeshReport& mesh) {
+  json doc;
+  json nodes = json::array();
+  for (const auto& r : mesh.nodes) nodes.push_back(report_json(r));
+  doc["nodes"] = nodes;
+  json silent = json::array();
+  for (const auto& p : mesh.unanswered) {
+    json e;
+    e["id"] = p.id.to_string();
+    e["name"] = p.name;
+    silent.push_back(e);
+  }
+  doc["unanswered"] = silent;
+  return doc;
+}
+
 namespace {
 
 void print_report_text(const meshbus::NodeReport& r) {
@@ -233,18 +249,7 @@ int run_stats(const node_flags& node_opts, const stats_flags& flags, exit_latch&
     if (latch.finished()) break;
     const auto mesh = take(*node, flags);
     if (flags.json) {
-      json doc;
-      json nodes = json::array();
-      for (const auto& r : mesh.nodes) nodes.push_back(report_json(r));
-      doc["nodes"] = nodes;
-      json silent = json::array();
-      for (const auto& p : mesh.unanswered) {
-        json e;
-        e["id"] = p.id.to_string();
-        e["name"] = p.name;
-        silent.push_back(e);
-      }
-      doc["unanswered"] = silent;
+      const auto doc = mesh_report_json(mesh);
       // Watching: one document per line; once: indented. Names from other nodes may
       // be any bytes: what is not UTF-8 is replaced.
       std::cout << (flags.watch_s > 0 ? json_text(doc) : doc.dump(2, ' ', false, json::error_handler_t::replace))
